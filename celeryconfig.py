@@ -1,0 +1,85 @@
+"""Celery configuration: broker, serialisation, reliability, queues and routes.
+
+Everything is read from :func:`cortex_school.settings.get_settings`; routing lives
+here, not on task decorators. One queue per pipeline stage and one per expert, so
+each can get its own workers (``cortex-school worker --queues expert.security``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kombu import Queue
+
+from cortex_school.settings import EXPERTS, get_settings
+
+_settings = get_settings()
+
+broker_url = _settings.redis.url
+result_backend = _settings.redis.url
+
+task_serializer = "json"
+result_serializer = "json"
+accept_content = ["json"]
+result_accept_content = ["json"]
+result_expires = 3600
+timezone = "UTC"
+enable_utc = True
+
+# A task is acknowledged only after it finished; a worker that dies mid-task hands it
+# back. Safe because every stage is idempotent (it checks the status it acts on).
+task_acks_late = True
+task_reject_on_worker_lost = True
+worker_prefetch_multiplier = 1
+# Redelivery of unacknowledged messages: above the longest hard time limit.
+broker_transport_options = {"visibility_timeout": 900}
+result_backend_transport_options = {"retry_policy": {"timeout": 5.0}}
+broker_connection_retry_on_startup = True
+
+# Flower and `celery events` need these.
+worker_send_task_events = True
+task_send_sent_event = True
+task_track_started = True
+
+imports = (
+    "cortex_school.tasks.route",
+    "cortex_school.tasks.evaluate",
+    "cortex_school.tasks.validate",
+    "cortex_school.tasks.approve",
+)
+
+STAGE_QUEUES: tuple[str, ...] = ("route", "validate", "approve")
+EXPERT_QUEUES: tuple[str, ...] = tuple(f"expert.{name}" for name in EXPERTS)
+ALL_QUEUES: tuple[str, ...] = STAGE_QUEUES + EXPERT_QUEUES
+
+task_queues = tuple(Queue(name, routing_key=name) for name in ALL_QUEUES)
+task_default_queue = "route"
+task_create_missing_queues = False
+
+EVALUATE_TASK = "cortex_school.tasks.evaluate.evaluate"
+STATIC_ROUTES: dict[str, dict[str, str]] = {
+    "cortex_school.tasks.route.route": {"queue": "route"},
+    "cortex_school.tasks.validate.validate": {"queue": "validate"},
+    "cortex_school.tasks.approve.approve": {"queue": "approve"},
+}
+
+
+def route_task(
+    name: str, args: Any, kwargs: Any, options: Any, task: Any = None, **_: Any
+) -> dict[str, str] | None:
+    """Static routes, plus: an expert evaluation goes to its expert's queue."""
+    if name == EVALUATE_TASK:
+        expert = (kwargs or {}).get("expert")
+        return {"queue": f"expert.{expert}" if expert in EXPERTS else "expert.architecture"}
+    return STATIC_ROUTES.get(name)
+
+
+task_routes = (route_task,)
+
+# Soft limits raise inside the task so it can record why; hard limits kill it.
+task_annotations = {
+    "cortex_school.tasks.route.route": {"soft_time_limit": 30, "time_limit": 60},
+    EVALUATE_TASK: {"soft_time_limit": 240, "time_limit": 300},
+    "cortex_school.tasks.validate.validate": {"soft_time_limit": 90, "time_limit": 120},
+    "cortex_school.tasks.approve.approve": {"soft_time_limit": 30, "time_limit": 60},
+}

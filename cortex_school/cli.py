@@ -1,0 +1,326 @@
+"""``cortex-school``: ingest, inspect, review and run the pipeline."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import re
+import sys
+from typing import Optional
+
+import redis
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from cortex_school.ingest import IngestReport, ingest_document, iter_sources
+from cortex_school.models import Improvement, Rejection, Status
+from cortex_school.settings import get_settings
+from cortex_school.store import OVERRIDE_FLAGS, RedisStore, TransitionRefused
+
+app = typer.Typer(help="Cortex Online School: improvement proposals → reviewed platform changes.",
+                  no_args_is_help=True, add_completion=False)
+review_app = typer.Typer(help="Human review of improvements waiting in pending_review.",
+                         no_args_is_help=True)
+flags_app = typer.Typer(help="Override flags of the approval gate.", no_args_is_help=True)
+app.add_typer(review_app, name="review")
+app.add_typer(flags_app, name="flags")
+
+console = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+
+def _store() -> RedisStore:
+    settings = get_settings()
+    store = RedisStore.from_url(settings.redis.url)
+    try:
+        store.redis.ping()
+    except redis.ConnectionError as exc:
+        err.print(f"[red]Redis at {settings.redis.host}:{settings.redis.port} is not reachable: {exc}[/]")
+        raise typer.Exit(2) from None
+    return store
+
+
+def _enqueue(improvement: Improvement) -> None:
+    from cortex_school.pipeline import enqueue
+
+    enqueue(improvement)
+
+
+def _rejected_part(location: str) -> str:
+    """The proposal a rejection is about (``improvements.passive[2]``), else the whole video."""
+    match = re.match(r"improvements\.\w+\[\d+\]", location)
+    return match.group(0) if match else "video"
+
+
+def print_report(report: IngestReport) -> None:
+    rejected_items = {_rejected_part(r.location) for r in report.rejections}
+    head = f"[bold]{report.source}[/]: accepted {report.accepted}"
+    if report.created:
+        head += f" ({len(report.created)} new"
+        head += f", {len(report.existing)} already known)" if report.existing else ")"
+    elif report.existing:
+        head += " (all already known: nothing to do)"
+    if report.resumed:
+        head += f", resumed {len(report.resumed)} in flight"
+    if report.rejections:
+        head += f", [red]rejected {len(rejected_items)} part(s)[/]"
+    console.print(head)
+    for rejection in report.rejections:
+        console.print(f"  [red]✗[/] {rejection.location}: {rejection.reason}", soft_wrap=True)
+
+
+@app.command()
+def ingest(
+    paths: list[str] = typer.Argument(..., help="Files, directories of *.json, or - for stdin."),
+    no_enqueue: bool = typer.Option(False, help="Store only; do not start the pipeline."),
+) -> None:
+    """Validate and store proposals, then start their pipeline."""
+    settings = get_settings()
+    store = _store()
+    enqueue = (lambda _imp: None) if no_enqueue else _enqueue
+    totals = [0, 0]
+    for source, raw, problem in iter_sources(paths):
+        if raw is None:
+            rejection = Rejection(source=source, location="path", reason=problem or "unreadable")
+            store.record_rejection(rejection)
+            console.print(f"[bold]{source}[/]: [red]✗ {rejection.reason}[/]")
+            totals[1] += 1
+            continue
+        report = ingest_document(store, raw, source, caps=settings.ingest, enqueue=enqueue)
+        print_report(report)
+        totals[0] += report.accepted
+        totals[1] += len(report.rejections)
+    console.print(f"[bold]{totals[0]} proposal(s) accepted, {totals[1]} rejection(s) recorded[/]")
+
+
+def funnel_table(store: RedisStore) -> Table:
+    counts = store.funnel()
+    table = Table(title="Pipeline funnel (improvements per status)")
+    table.add_column("stage")
+    table.add_column("count", justify="right")
+    for status, count in counts.items():
+        table.add_row(status.value, str(count))
+    table.add_row("[dim]rejected input records[/]", str(store.redis.llen("improvements:rejected")))
+    return table
+
+
+@app.command()
+def status() -> None:
+    """The funnel: how many improvements are in each stage."""
+    store = _store()
+    console.print(funnel_table(store))
+    flags = {k: v for k, v in store.flags().items() if v}
+    if flags:
+        console.print(f"[yellow]override flags set: {', '.join(flags)}[/]")
+
+
+def decisions_table(improvements: list[Improvement], title: str) -> Table:
+    table = Table(title=title, show_lines=False)
+    for col in ("id", "video", "category/type", "expert", "rel.", "status", "reason"):
+        table.add_column(col, overflow="fold")
+    for imp in sorted(improvements, key=lambda i: (i.status.value, -i.relevance, i.id)):
+        reason = ""
+        if imp.decision:
+            reason = imp.decision.reason
+        elif imp.status is Status.PENDING_REVIEW:
+            reason = "(see show)"
+        table.add_row(
+            imp.id, imp.video_id, f"{imp.category}/{imp.type.value}", imp.expert or "-",
+            f"{imp.relevance:.2f}", imp.status.value, reason[:160],
+        )
+    return table
+
+
+@app.command("list")
+def list_(
+    stage: str = typer.Option(..., "--stage", "-s", help="A status, e.g. pending_review."),
+    limit: int = typer.Option(100, help="At most this many rows."),
+) -> None:
+    """Improvements in one stage."""
+    try:
+        wanted = Status(stage)
+    except ValueError:
+        err.print(f"[red]unknown stage {stage!r}; one of: {', '.join(s.value for s in Status)}[/]")
+        raise typer.Exit(2) from None
+    store = _store()
+    ids = sorted(store.ids_with_status(wanted))[:limit]
+    console.print(decisions_table(store.many(ids), f"{wanted.value}: {len(ids)} shown"))
+
+
+@app.command()
+def show(improvement_id: str) -> None:
+    """Every field of one improvement and its timeline."""
+    store = _store()
+    fields = store.raw_fields(improvement_id)
+    if not fields:
+        err.print(f"[red]no improvement {improvement_id!r}[/]")
+        raise typer.Exit(1)
+    table = Table(title=f"improvement:{improvement_id}", show_header=False)
+    table.add_column("field", style="bold")
+    table.add_column("value", overflow="fold")
+    for key in sorted(fields):
+        value = fields[key]
+        if value.startswith(("{", "[")):
+            try:
+                value = json.dumps(json.loads(value), indent=2, ensure_ascii=False)
+            except ValueError:
+                pass
+        table.add_row(key, value)
+    console.print(table)
+    timeline = Table(title="timeline")
+    for col in ("at", "from", "to", "actor", "reason"):
+        timeline.add_column(col, overflow="fold")
+    for entry in store.timeline(improvement_id):
+        timeline.add_row(entry.at.isoformat(timespec="seconds"), entry.from_status or "-",
+                         entry.to_status, entry.actor, entry.reason)
+    console.print(timeline)
+
+
+@app.command()
+def rejected(limit: int = typer.Option(50, help="Newest N records.")) -> None:
+    """Input that was refused, with the reason."""
+    store = _store()
+    table = Table(title="improvements:rejected")
+    for col in ("at", "source", "field", "reason"):
+        table.add_column(col, overflow="fold")
+    for r in store.rejections(limit):
+        table.add_row(r.at.isoformat(timespec="seconds"), r.source, r.location, r.reason)
+    console.print(table)
+
+
+@review_app.command("list")
+def review_list() -> None:
+    """Improvements waiting for a person, with why."""
+    store = _store()
+    items = store.many(store.ids_with_status(Status.PENDING_REVIEW))
+    console.print(decisions_table(items, f"pending_review: {len(items)}"))
+
+
+def _review(improvement_id: str, approve: bool, reviewer: str, reason: str) -> None:
+    from cortex_school.stages import review
+
+    store = _store()
+    try:
+        outcome = review(store, improvement_id, approve=approve, reviewer=reviewer, reason=reason)
+    except TransitionRefused as exc:
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(1) from None
+    console.print(f"{improvement_id}: {outcome.status} ({outcome.detail})")
+
+
+@review_app.command("approve")
+def review_approve(
+    improvement_id: str,
+    by: str = typer.Option(getpass.getuser(), help="Who approves."),
+    reason: str = typer.Option("approved on review", help="Why."),
+) -> None:
+    """Approve (knowledge-only items are acknowledged instead; never implemented)."""
+    _review(improvement_id, True, by, reason)
+
+
+@review_app.command("reject")
+def review_reject(
+    improvement_id: str,
+    reason: str = typer.Option(..., help="Why it is rejected (recorded)."),
+    by: str = typer.Option(getpass.getuser(), help="Who rejects."),
+) -> None:
+    """Reject an improvement waiting for review."""
+    _review(improvement_id, False, by, reason)
+
+
+@flags_app.command("show")
+def flags_show() -> None:
+    store = _store()
+    table = Table(title="override flags (hash improvements:flags)")
+    for col in ("flag", "value", "meaning"):
+        table.add_column(col)
+    for name, value in store.flags().items():
+        table.add_row(name, "true" if value else "false", OVERRIDE_FLAGS[name])
+    console.print(table)
+
+
+@flags_app.command("set")
+def flags_set(name: str, value: str) -> None:
+    """Set a flag: NAME true|false."""
+    if value.lower() not in ("true", "false"):
+        err.print("[red]value must be true or false[/]")
+        raise typer.Exit(2)
+    store = _store()
+    try:
+        store.set_flag(name, value.lower() == "true")
+    except KeyError as exc:
+        err.print(f"[red]{exc.args[0]}[/]")
+        raise typer.Exit(2) from None
+    console.print(f"{name} = {value.lower()}")
+
+
+@app.command()
+def worker(
+    queues: str = typer.Option("all", help="Comma-separated queues, or 'all'."),
+    concurrency: int = typer.Option(2, help="Worker processes."),
+    loglevel: Optional[str] = typer.Option(None, help="Defaults to LOG_LEVEL."),
+    hostname: Optional[str] = typer.Option(None, help="Worker node name (-n)."),
+) -> None:
+    """Start a Celery worker on chosen queues (replaces this process)."""
+    from celeryconfig import ALL_QUEUES
+
+    chosen = ALL_QUEUES if queues == "all" else tuple(q.strip() for q in queues.split(",") if q.strip())
+    unknown = sorted(set(chosen) - set(ALL_QUEUES))
+    if unknown:
+        err.print(f"[red]unknown queue(s) {unknown}; declared: {', '.join(ALL_QUEUES)}[/]")
+        raise typer.Exit(2)
+    argv = worker_argv(chosen, concurrency, loglevel or get_settings().log_level, hostname)
+    os.execvp(argv[0], argv)
+
+
+def worker_argv(queues: tuple[str, ...], concurrency: int, loglevel: str, hostname: str | None) -> list[str]:
+    argv = [sys.executable, "-m", "celery", "-A", "cortex_school", "worker",
+            "-Q", ",".join(queues), "-c", str(concurrency), "-P", "prefork", "-E",
+            "--loglevel", loglevel]
+    if hostname:
+        argv += ["-n", hostname]
+    return argv
+
+
+@app.command()
+def bridge(
+    once: bool = typer.Option(False, help="Stop when the list is empty."),
+    block_seconds: float = typer.Option(5.0, help="BLMOVE timeout per poll."),
+) -> None:
+    """Consume the video service's Redis list (youtube:improvements) reliably."""
+    from cortex_school.bridge import run_bridge
+
+    settings = get_settings()
+    store = _store()
+    handled = run_bridge(
+        store.redis,
+        source_list=settings.ingest.bridge_list,
+        ingest=lambda raw, source: ingest_document(store, raw, source, caps=settings.ingest,
+                                                   enqueue=_enqueue),
+        block_seconds=block_seconds,
+        once=once,
+        on_report=print_report,
+    )
+    console.print(f"{handled} document(s) handled")
+
+
+@app.command()
+def demo(
+    samples: str = typer.Option("examples/proposals", help="Directory of sample proposals."),
+    timeout: float = typer.Option(180.0, help="Seconds to wait for the pipeline to go idle."),
+    concurrency: int = typer.Option(2, help="Worker processes."),
+) -> None:
+    """Start a worker, ingest the samples, wait until idle, print the funnel and decisions."""
+    from cortex_school.demo import run_demo
+
+    raise typer.Exit(run_demo(_store(), samples=samples, timeout=timeout, concurrency=concurrency))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,140 @@
+"""The demo: a real worker subprocess, the shipped samples, the funnel.
+
+The worker helpers here are also what the live tests use to run a real worker.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import IO, Iterable
+
+from rich.console import Console
+
+from cortex_school.models import Status
+from cortex_school.settings import get_settings
+from cortex_school.states import RESTING
+from cortex_school.store import RedisStore
+
+console = Console(highlight=False)
+
+
+def start_worker(
+    *,
+    queues: Iterable[str],
+    concurrency: int = 2,
+    name: str,
+    env: dict[str, str] | None = None,
+    log: IO[bytes] | int | None = None,
+    loglevel: str = "INFO",
+) -> subprocess.Popen[bytes]:
+    """A real ``celery worker`` process (prefork pool) on the given queues."""
+    argv = [
+        sys.executable, "-m", "celery", "-A", "cortex_school", "worker",
+        "-Q", ",".join(queues), "-c", str(concurrency), "-P", "prefork", "-E",
+        "-n", name, "--loglevel", loglevel, "--without-gossip", "--without-mingle",
+    ]
+    return subprocess.Popen(
+        argv, env={**os.environ, **(env or {})}, stdout=log, stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def wait_until_ready(name: str, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
+    """Block until the worker answers a control ping (or fail if it died)."""
+    from cortex_school.celery import app
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"worker {name} exited with {proc.returncode} before it was ready")
+        if app.control.ping(destination=[name], timeout=0.5):
+            return
+    raise TimeoutError(f"worker {name} not ready after {timeout:.0f}s")
+
+
+def stop_worker(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    """Warm shutdown (SIGTERM: finish current tasks), then kill if it hangs."""
+    if proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(5)
+
+
+def wait_until_idle(store: RedisStore, ids: set[str], timeout: float) -> dict[str, str]:
+    """Poll until every improvement rests (nothing queued for it). Returns id → status."""
+    deadline = time.monotonic() + timeout
+    while True:
+        pipe = store.redis.pipeline(transaction=False)
+        ordered = sorted(ids)
+        for i in ordered:
+            pipe.hget(f"improvement:{i}", "status")
+        statuses = dict(zip(ordered, pipe.execute()))
+        busy = [i for i, s in statuses.items() if s not in {r.value for r in RESTING}]
+        if not busy or time.monotonic() > deadline:
+            return statuses
+        time.sleep(0.2)
+
+
+def run_demo(store: RedisStore, *, samples: str, timeout: float, concurrency: int) -> int:
+    from celeryconfig import ALL_QUEUES
+
+    from cortex_school.cli import decisions_table, funnel_table, print_report
+    from cortex_school.ingest import ingest_document, iter_sources
+    from cortex_school.models import Rejection
+    from cortex_school.pipeline import enqueue
+
+    settings = get_settings()
+    backend = "offline expert (deterministic rules, no LLM)"
+    console.rule("[bold]Cortex Online School demo")
+    console.print(f"Redis {settings.redis.url} · experts: {backend}")
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    log_path = settings.data_dir / "demo-worker.log"
+    name = f"demo-{os.getpid()}@localhost"
+    with open(log_path, "wb") as log:
+        proc = start_worker(queues=ALL_QUEUES, concurrency=concurrency, name=name, log=log)
+        try:
+            wait_until_ready(name, proc)
+            console.print(f"worker {name} ready on {len(ALL_QUEUES)} queues (log: {log_path})\n")
+            ids: set[str] = set()
+            started = time.monotonic()
+            for source, raw, problem in iter_sources([samples]):
+                if raw is None:
+                    store.record_rejection(Rejection(source=source, location="path", reason=problem or ""))
+                    console.print(f"[red]{source}: {problem}[/]")
+                    continue
+                report = ingest_document(store, raw, Path(source).name, caps=settings.ingest,
+                                         enqueue=enqueue)
+                print_report(report)
+                ids.update(report.created, report.existing)
+            if not ids:
+                console.print("[red]no proposals accepted[/]")
+                return 1
+            statuses = wait_until_idle(store, ids, timeout)
+            elapsed = time.monotonic() - started
+        finally:
+            stop_worker(proc)
+
+    busy = sorted(i for i, s in statuses.items() if s not in {r.value for r in RESTING})
+    console.print()
+    console.print(funnel_table(store))
+    console.print(decisions_table(store.many(ids), f"Decisions for the {len(ids)} sample improvements"))
+    approved = sum(1 for s in statuses.values() if s == Status.APPROVED.value)
+    review = sum(1 for s in statuses.values() if s == Status.PENDING_REVIEW.value)
+    console.print(
+        f"{len(ids)} improvements: {approved} auto-approved → improvements:implementation, "
+        f"{review} to human review; pipeline idle after {elapsed:.1f}s"
+    )
+    if busy:
+        console.print(f"[red]{len(busy)} improvement(s) still in flight after {timeout:.0f}s: "
+                      f"{', '.join(busy[:10])} (worker log: {log_path})[/]")
+        return 1
+    return 0

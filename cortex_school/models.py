@@ -1,0 +1,264 @@
+"""Records at the system's edges: what ingestion accepts, what stages add.
+
+Ingestion models mirror what the video-learning service really emits; everything
+after ingestion is an :class:`Improvement` plus the records stages attach to it
+(:class:`Assessment`, :class:`ValidationReport`, :class:`Decision`). All times are
+timezone-aware UTC and serialised as ISO-8601.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import unicodedata
+from datetime import datetime, timezone
+from enum import StrEnum
+from typing import Any, Literal, NewType
+
+from pydantic import BaseModel, ConfigDict, Field
+
+ImprovementId = NewType("ImprovementId", str)
+
+# Characters allowed in anything that ends up in a Redis key or a file path.
+VIDEO_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+CATEGORY_PATTERN = r"^[a-z][a-z0-9_-]{0,31}$"
+IMPROVEMENT_ID_PATTERN = re.compile(r"^[0-9a-f]{16}$")
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Status(StrEnum):
+    """Where an improvement is. The allowed moves live in :mod:`cortex_school.states`."""
+
+    RAW = "raw"
+    CATEGORIZED = "categorized"
+    ASSESSED = "assessed"
+    VALIDATED = "validated"
+    PENDING_REVIEW = "pending_review"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    ACKNOWLEDGED = "acknowledged"  # knowledge-only item reviewed by a person; never implemented
+    IMPLEMENTING = "implementing"
+    COMMITTED = "committed"
+    DEPLOYED = "deployed"
+    VERIFIED = "verified"
+    FAILED = "failed"
+
+
+class ImprovementType(StrEnum):
+    CONCEPT = "concept"  # knowledge only: recorded and reviewed, never implemented
+    PATTERN = "pattern"
+    IMPLEMENTATION = "implementation"
+    ENHANCEMENT = "enhancement"
+    TOOL = "tool"
+    INTEGRATION = "integration"
+
+
+class Verdict(StrEnum):
+    APPROVE = "approve"  # the expert sees no reason to stop it; the gate still decides
+    REVIEW = "review"  # a person should look
+    BLOCK = "block"  # must not be implemented as proposed
+
+
+class Risk(StrEnum):
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    CRITICAL = "critical"
+
+    @property
+    def rank(self) -> int:
+        return list(Risk).index(self)
+
+
+# ---------------------------------------------------------------------------
+# Ingestion format (what the video-learning service emits)
+# ---------------------------------------------------------------------------
+
+Relevance = float  # 0..1, validated where used
+
+
+class ProposalItem(BaseModel):
+    """One entry of ``improvements.passive[]`` / ``improvements.active[]``.
+
+    Length caps are applied by the ingester (they come from settings), so this
+    model only checks shape and characters.
+    """
+
+    model_config = ConfigDict(extra="allow", str_strip_whitespace=True)
+
+    category: str = Field(pattern=CATEGORY_PATTERN)
+    type: ImprovementType
+    description: str = Field(min_length=1)
+    implementation_notes: str = ""
+    status: str = Field("pending", max_length=32)
+    relevance: float | None = Field(None, ge=0, le=1, strict=True, allow_inf_nan=False)
+    auto_approve: bool | None = Field(None, strict=True)
+    proposed_at: datetime | None = None
+
+
+class VideoHeader(BaseModel):
+    """The video-level fields of one ingestion document."""
+
+    model_config = ConfigDict(extra="allow", str_strip_whitespace=True)
+
+    video_id: str = Field(pattern=VIDEO_ID_PATTERN)
+    title: str = Field(min_length=1)
+    relevance: float = Field(ge=0, le=1, strict=True, allow_inf_nan=False)
+    description: str | None = None
+    analyzed_at: datetime | None = None
+
+
+# ---------------------------------------------------------------------------
+# Records stages add
+# ---------------------------------------------------------------------------
+
+
+class Assessment(BaseModel):
+    """An expert's verdict on one improvement. Advisory: only the gate approves."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    expert: str
+    backend: str  # e.g. "offline-rules" (no LLM) or "anthropic"
+    model: str
+    verdict: Verdict
+    risk: Risk
+    confidence: float = Field(ge=0, le=1)
+    concerns: list[str] = Field(default_factory=list)
+    rationale: str
+    evaluated_at: datetime = Field(default_factory=utcnow)
+
+
+class Finding(BaseModel):
+    """One validation check's result."""
+
+    check: str
+    conflict: bool
+    reason: str
+    related_id: str | None = None
+
+
+class ValidationReport(BaseModel):
+    passed: bool
+    findings: list[Finding] = Field(default_factory=list)
+    validated_at: datetime = Field(default_factory=utcnow)
+
+    @property
+    def conflicts(self) -> list[Finding]:
+        return [f for f in self.findings if f.conflict]
+
+
+class Decision(BaseModel):
+    """The approval gate's (or a person's) decision, with every reason that applied."""
+
+    approved: bool
+    reasons: list[str]
+    decided_by: str  # "auto-approval-gate" or "human:<name>"
+    decided_at: datetime = Field(default_factory=utcnow)
+
+    @property
+    def reason(self) -> str:
+        return "; ".join(self.reasons)
+
+
+class TimelineEntry(BaseModel):
+    at: datetime
+    from_status: str | None
+    to_status: str
+    actor: str
+    reason: str
+
+
+class Rejection(BaseModel):
+    """Input that was refused, as recorded in ``improvements:rejected``."""
+
+    source: str
+    location: str
+    reason: str
+    excerpt: str = ""
+    at: datetime = Field(default_factory=utcnow)
+
+
+# ---------------------------------------------------------------------------
+# The improvement itself
+# ---------------------------------------------------------------------------
+
+
+def normalize_text(text: str) -> str:
+    """Case-, width- and whitespace-insensitive form used for ids and duplicate checks."""
+    folded = unicodedata.normalize("NFKC", text).casefold()
+    return " ".join(re.sub(r"[^\w\s]", " ", folded).split())
+
+
+def fingerprint(description: str) -> str:
+    return hashlib.sha256(normalize_text(description).encode()).hexdigest()[:16]
+
+
+def improvement_id(video_id: str, description: str) -> ImprovementId:
+    """Deterministic: the same proposal from the same video is always the same improvement."""
+    digest = hashlib.sha256(f"{video_id}\n{normalize_text(description)}".encode()).hexdigest()
+    return ImprovementId(digest[:16])
+
+
+class Improvement(BaseModel):
+    """One proposal on its way through the pipeline."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: ImprovementId
+    video_id: str
+    title: str
+    video_description: str | None = None
+    analyzed_at: datetime | None = None
+    category: str
+    type: ImprovementType
+    description: str
+    implementation_notes: str = ""
+    relevance: float = Field(ge=0, le=1)
+    relevance_source: Literal["item", "video"] = "video"
+    list_kind: Literal["passive", "active"] = "passive"
+    source_status: str = "pending"
+    auto_approve_hint: bool | None = None  # the service's own flag: recorded, never trusted
+    proposed_at: datetime | None = None
+    fingerprint: str
+    status: Status = Status.RAW
+    expert: str | None = None
+    secondary_experts: list[str] = Field(default_factory=list)
+    routing_reason: str | None = None
+    assessment: Assessment | None = None
+    validation: ValidationReport | None = None
+    decision: Decision | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+    @property
+    def knowledge_only(self) -> bool:
+        return self.type is ImprovementType.CONCEPT
+
+    # -- Redis hash form: flat strings; nested records as JSON ----------------
+    def to_hash(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for name, value in self.model_dump(mode="json").items():
+            if value is None:
+                continue
+            if isinstance(value, (dict, list)):
+                out[name] = json.dumps(value, ensure_ascii=False, sort_keys=True)
+            elif isinstance(value, bool):
+                out[name] = "true" if value else "false"
+            else:
+                out[name] = str(value)
+        return out
+
+    @classmethod
+    def from_hash(cls, data: dict[str, str]) -> "Improvement":
+        parsed: dict[str, Any] = dict(data)
+        for name in ("secondary_experts", "assessment", "validation", "decision"):
+            if parsed.get(name):
+                parsed[name] = json.loads(parsed[name])
+        if "auto_approve_hint" in parsed:
+            parsed["auto_approve_hint"] = parsed["auto_approve_hint"] == "true"
+        return cls.model_validate(parsed)

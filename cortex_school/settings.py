@@ -1,0 +1,169 @@
+"""One typed settings object for the whole system.
+
+Every value comes from the environment names the design uses (``REDIS_HOST``,
+``AUTO_APPROVE_THRESHOLD``, ...), grouped by concern. Task bodies never read
+``os.environ``; they call :func:`get_settings`.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+EXPERTS: tuple[str, ...] = (
+    "architecture",
+    "integration",
+    "security",
+    "database",
+    "networking",
+    "monitoring",
+)
+
+# The design's model per expert; EXPERT_MODELS overrides any subset.
+DEFAULT_EXPERT_MODELS: dict[str, str] = {
+    "architecture": "claude-opus-4-5",
+    "integration": "claude-sonnet-4-5",
+    "security": "claude-opus-4-5",
+    "database": "claude-sonnet-4-5",
+    "networking": "claude-sonnet-4-5",
+    "monitoring": "claude-haiku-4",
+}
+
+_ENV = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+
+class RedisSettings(BaseSettings):
+    """Where state, broker and results live (one Redis, one database number)."""
+
+    model_config = _ENV
+    host: str = Field("127.0.0.1", validation_alias="REDIS_HOST", description="Redis host.")
+    port: int = Field(6379, validation_alias="REDIS_PORT", description="Redis TCP port.")
+    db: int = Field(
+        0,
+        ge=0,
+        le=15,
+        validation_alias="REDIS_DB",
+        description="Database number for state, broker and results; tests use their own.",
+    )
+    password: str | None = Field(None, validation_alias="REDIS_PASSWORD")
+
+    @property
+    def url(self) -> str:
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}{self.host}:{self.port}/{self.db}"
+
+
+class ApprovalSettings(BaseSettings):
+    """The auto-approval gate's thresholds (relevance is 0..1)."""
+
+    model_config = _ENV
+    auto_approve_threshold: float = Field(
+        0.90, ge=0, le=1, validation_alias="AUTO_APPROVE_THRESHOLD",
+        description="Minimum relevance for auto-approval.",
+    )
+    high_risk_threshold: float = Field(
+        0.95, ge=0, le=1, validation_alias="HIGH_RISK_THRESHOLD",
+        description="Minimum relevance for security and database changes.",
+    )
+    circuit_breaker_rollbacks: int = Field(
+        3, ge=0, validation_alias="CIRCUIT_BREAKER_ROLLBACKS",
+        description="More than this many rollbacks within the window pauses auto-approval.",
+    )
+    circuit_breaker_window_seconds: int = Field(
+        3600, gt=0, validation_alias="CIRCUIT_BREAKER_WINDOW",
+        description="Circuit-breaker window in seconds (default one hour).",
+    )
+
+
+class ExpertSettings(BaseSettings):
+    """Which model each expert uses, and where an LLM lives (none: offline expert)."""
+
+    model_config = _ENV
+    expert_models: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=lambda: dict(DEFAULT_EXPERT_MODELS),
+        validation_alias="EXPERT_MODELS",
+        description="JSON object or 'expert=model,expert=model'; unnamed experts keep the default.",
+    )
+    llmd_endpoint: str | None = Field(
+        None, validation_alias="LLMD_ENDPOINT",
+        description="OpenAI-compatible endpoint (llm-d / vLLM); unset: not used.",
+    )
+    anthropic_api_key: str | None = Field(None, validation_alias="ANTHROPIC_API_KEY", repr=False)
+
+    @field_validator("expert_models", mode="before")
+    @classmethod
+    def _parse_models(cls, value: Any) -> dict[str, str]:
+        parsed: dict[str, str]
+        if isinstance(value, dict):
+            parsed = {str(k): str(v) for k, v in value.items()}
+        elif isinstance(value, str) and value.strip().startswith("{"):
+            parsed = {str(k): str(v) for k, v in json.loads(value).items()}
+        elif isinstance(value, str):
+            parsed = {}
+            for pair in filter(None, (p.strip() for p in value.replace("\n", ",").split(","))):
+                name, sep, model = pair.partition("=" if "=" in pair else ":")
+                if not sep or not model.strip():
+                    raise ValueError(f"EXPERT_MODELS entry {pair!r} is not expert=model")
+                parsed[name.strip()] = model.strip()
+        else:
+            raise ValueError("EXPERT_MODELS must be a JSON object or 'expert=model,...'")
+        unknown = sorted(set(parsed) - set(EXPERTS))
+        if unknown:
+            raise ValueError(f"EXPERT_MODELS names unknown experts: {', '.join(unknown)}")
+        return {**DEFAULT_EXPERT_MODELS, **parsed}
+
+
+class ServiceSettings(BaseSettings):
+    """Endpoints of the platform around the pipeline (used by later stages)."""
+
+    model_config = _ENV
+    qdrant_url: str | None = Field(None, validation_alias="QDRANT_URL")
+    github_repo: str = Field("ry-ops/cortex-gitops", validation_alias="GITHUB_REPO")
+    github_branch: str = Field("main", validation_alias="GITHUB_BRANCH")
+    commit_author: str = Field(
+        "Cortex Online School <school@cortex.ai>", validation_alias="COMMIT_AUTHOR"
+    )
+    prometheus_url: str = Field(
+        "http://prometheus.monitoring.svc.cluster.local:9090", validation_alias="PROMETHEUS_URL"
+    )
+    alert_slack_webhook: str | None = Field(None, validation_alias="ALERT_SLACK_WEBHOOK", repr=False)
+    rollback_enabled: bool = Field(True, validation_alias="ROLLBACK_ENABLED")
+    health_check_duration: int = Field(
+        300, gt=0, validation_alias="HEALTH_CHECK_DURATION",
+        description="Seconds to watch a deployment before calling it verified.",
+    )
+
+
+class IngestSettings(BaseSettings):
+    """Caps on what ingestion accepts (characters)."""
+
+    model_config = _ENV
+    max_title_chars: int = Field(500, gt=0, validation_alias="MAX_TITLE_CHARS")
+    max_description_chars: int = Field(4000, gt=0, validation_alias="MAX_DESCRIPTION_CHARS")
+    max_notes_chars: int = Field(10000, gt=0, validation_alias="MAX_NOTES_CHARS")
+    max_file_bytes: int = Field(
+        2_000_000, gt=0, validation_alias="MAX_FILE_BYTES",
+        description="Larger ingestion files are rejected unread.",
+    )
+    bridge_list: str = Field("youtube:improvements", validation_alias="BRIDGE_LIST")
+
+
+class Settings(BaseSettings):
+    model_config = _ENV
+    log_level: str = Field("INFO", validation_alias="LOG_LEVEL")
+    data_dir: Path = Field(Path(".cortex-data"), validation_alias="CORTEX_DATA_DIR")
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    approval: ApprovalSettings = Field(default_factory=ApprovalSettings)
+    experts: ExpertSettings = Field(default_factory=ExpertSettings)
+    services: ServiceSettings = Field(default_factory=ServiceSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

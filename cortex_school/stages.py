@@ -1,0 +1,251 @@
+"""What each pipeline stage does, as plain functions over the store.
+
+Each function loads the improvement, checks that it is at the stage's input
+status, calls the domain logic, and applies one atomic transition. Run twice, the
+second call finds the improvement past its stage and reports ``skipped`` with the
+reason, changing nothing; that is what makes a manual ``celery call`` safe.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Literal, Sequence
+
+from pydantic import BaseModel
+
+from cortex_school.approval import GATE_ACTOR, GateContext, decide, priority
+from cortex_school.experts.base import Expert, ExpertFailure
+from cortex_school.models import Decision, Improvement, ImprovementType, Status, utcnow
+from cortex_school.router import route
+from cortex_school.settings import Settings
+from cortex_school.store import RedisStore, TransitionRefused
+from cortex_school.validation import Check, validate
+
+
+class StageOutcome(BaseModel):
+    """What a stage did; the JSON a task returns (and Flower shows)."""
+
+    improvement_id: str
+    stage: str
+    outcome: Literal["applied", "skipped", "missing"]
+    status: str | None
+    detail: str
+
+
+def _load(store: RedisStore, improvement_id: str, stage: str) -> Improvement | StageOutcome:
+    improvement = store.get(improvement_id)
+    if improvement is None:
+        return StageOutcome(
+            improvement_id=improvement_id, stage=stage, outcome="missing", status=None,
+            detail="no such improvement",
+        )
+    return improvement
+
+
+def _skip(improvement: Improvement, stage: str, expected: Status) -> StageOutcome:
+    return StageOutcome(
+        improvement_id=improvement.id, stage=stage, outcome="skipped",
+        status=improvement.status.value,
+        detail=f"nothing to do: status is {improvement.status.value}, this stage acts on {expected.value}",
+    )
+
+
+def _apply(
+    store: RedisStore,
+    improvement: Improvement,
+    stage: str,
+    target: Status,
+    *,
+    actor: str,
+    reason: str,
+    fields: dict[str, str],
+    score: float = 0.0,
+) -> StageOutcome:
+    result = store.transition(
+        improvement.id, target, actor=actor, reason=reason, fields=fields, priority=score
+    )
+    if result.applied:
+        return StageOutcome(
+            improvement_id=improvement.id, stage=stage, outcome="applied", status=target.value,
+            detail=reason,
+        )
+    # Another worker got there first (or the id vanished): report, change nothing.
+    return StageOutcome(
+        improvement_id=improvement.id, stage=stage, outcome="skipped",
+        status=result.previous, detail=f"transition to {target.value} {result.outcome}",
+    )
+
+
+def run_route(store: RedisStore, improvement_id: str, *, actor: str) -> StageOutcome:
+    loaded = _load(store, improvement_id, "route")
+    if isinstance(loaded, StageOutcome):
+        return loaded
+    if loaded.status is not Status.RAW:
+        return _skip(loaded, "route", Status.RAW)
+    routing = route(loaded.category, loaded.description, loaded.implementation_notes)
+    return _apply(
+        store, loaded, "route", Status.CATEGORIZED, actor=actor,
+        reason=f"routed to {routing.expert} expert: {routing.reason}",
+        fields={
+            "expert": routing.expert,
+            "secondary_experts": _json_list(routing.secondary_experts),
+            "routing_reason": routing.reason,
+            "categorized_at": utcnow().isoformat(),
+        },
+    )
+
+
+def run_evaluate(
+    store: RedisStore, improvement_id: str, *, expert: Expert, actor: str
+) -> StageOutcome:
+    loaded = _load(store, improvement_id, "evaluate")
+    if isinstance(loaded, StageOutcome):
+        return loaded
+    if loaded.status is not Status.CATEGORIZED:
+        return _skip(loaded, "evaluate", Status.CATEGORIZED)
+    if loaded.expert != expert.name:
+        return StageOutcome(
+            improvement_id=loaded.id, stage="evaluate", outcome="skipped",
+            status=loaded.status.value,
+            detail=f"routed to the {loaded.expert} expert, not {expert.name}",
+        )
+    try:
+        assessment = expert.evaluate(loaded)
+    except ExpertFailure as exc:
+        return record_expert_failure(store, loaded.id, expert.name, str(exc), actor=actor)
+    return _apply(
+        store, loaded, "evaluate", Status.ASSESSED, actor=actor,
+        reason=(
+            f"{expert.name} expert ({assessment.backend}/{assessment.model}): "
+            f"{assessment.verdict.value}, risk {assessment.risk.value}"
+        ),
+        fields={
+            "assessment": assessment.model_dump_json(),
+            "expert_verdict": assessment.verdict.value,
+            "risk": assessment.risk.value,
+            "assessed_at": assessment.evaluated_at.isoformat(),
+        },
+    )
+
+
+def record_expert_failure(
+    store: RedisStore, improvement_id: str, expert_name: str, error: str, *, actor: str
+) -> StageOutcome:
+    """An expert that cannot answer sends the improvement to a person, never onward."""
+    reason = f"expert failure ({expert_name}): {error[:500]}"
+    result = store.transition(
+        improvement_id, Status.PENDING_REVIEW, actor=actor, reason=reason,
+        fields={"review_reason": reason, "last_error": error[:2000]},
+    )
+    return StageOutcome(
+        improvement_id=improvement_id, stage="evaluate",
+        outcome="applied" if result.applied else "skipped",
+        status=Status.PENDING_REVIEW.value if result.applied else result.previous,
+        detail=reason if result.applied else f"transition to pending_review {result.outcome}",
+    )
+
+
+def run_validate(
+    store: RedisStore, improvement_id: str, *, checks: Sequence[Check], actor: str
+) -> StageOutcome:
+    loaded = _load(store, improvement_id, "validate")
+    if isinstance(loaded, StageOutcome):
+        return loaded
+    if loaded.status is not Status.ASSESSED:
+        return _skip(loaded, "validate", Status.ASSESSED)
+    report = validate(loaded, checks)
+    conflicts = [f.reason for f in report.conflicts]
+    return _apply(
+        store, loaded, "validate", Status.VALIDATED, actor=actor,
+        reason="no conflicts" if report.passed else "; ".join(conflicts),
+        fields={
+            "validation": report.model_dump_json(),
+            "rag_check_passed": "true" if report.passed else "false",
+            "conflicts_found": _json_list(conflicts),
+            "validated_at": report.validated_at.isoformat(),
+        },
+    )
+
+
+def gate_context(store: RedisStore, settings: Settings) -> GateContext:
+    approval = settings.approval
+    return GateContext(
+        auto_approve_threshold=approval.auto_approve_threshold,
+        high_risk_threshold=approval.high_risk_threshold,
+        flags=store.flags(),
+        recent_rollbacks=store.rollbacks_since(
+            timedelta(seconds=approval.circuit_breaker_window_seconds)
+        ),
+        rollback_limit=approval.circuit_breaker_rollbacks,
+    )
+
+
+def run_approve(
+    store: RedisStore, improvement_id: str, *, ctx: GateContext, actor: str = GATE_ACTOR
+) -> StageOutcome:
+    loaded = _load(store, improvement_id, "approve")
+    if isinstance(loaded, StageOutcome):
+        return loaded
+    if loaded.status is not Status.VALIDATED:
+        return _skip(loaded, "approve", Status.VALIDATED)
+    decision = decide(loaded, ctx)
+    return _apply_decision(store, loaded, decision, actor=actor)
+
+
+def _apply_decision(
+    store: RedisStore, improvement: Improvement, decision: Decision, *, actor: str
+) -> StageOutcome:
+    fields = {"decision": decision.model_dump_json()}
+    if decision.approved:
+        fields.update(
+            approved_at=decision.decided_at.isoformat(),
+            auto_approved="true" if decision.decided_by == GATE_ACTOR else "false",
+            approved_by=decision.decided_by,
+            priority=str(priority(improvement)),
+        )
+        return _apply(
+            store, improvement, "approve", Status.APPROVED, actor=actor, reason=decision.reason,
+            fields=fields, score=priority(improvement),
+        )
+    fields["review_reason"] = decision.reason
+    return _apply(
+        store, improvement, "approve", Status.PENDING_REVIEW, actor=actor,
+        reason=decision.reason, fields=fields,
+    )
+
+
+def review(
+    store: RedisStore, improvement_id: str, *, approve: bool, reviewer: str, reason: str
+) -> StageOutcome:
+    """A person's decision on an improvement waiting in ``pending_review``.
+
+    Approving a knowledge-only item acknowledges it; it is never implemented.
+    Raises :class:`TransitionRefused` when the improvement is not waiting for review.
+    """
+    improvement = store.get(improvement_id)
+    if improvement is None:
+        raise TransitionRefused(f"no improvement {improvement_id}")
+    if improvement.status is not Status.PENDING_REVIEW:
+        raise TransitionRefused(
+            f"{improvement_id} is {improvement.status.value}, not pending_review"
+        )
+    actor = f"human:{reviewer}"
+    decision = Decision(approved=approve, reasons=[reason], decided_by=actor)
+    if approve and improvement.type is ImprovementType.CONCEPT:
+        return _apply(
+            store, improvement, "review", Status.ACKNOWLEDGED, actor=actor,
+            reason=f"knowledge acknowledged: {reason}",
+            fields={"decision": decision.model_dump_json(), "reviewed_by": actor},
+        )
+    if approve:
+        return _apply_decision(store, improvement, decision, actor=actor)
+    return _apply(
+        store, improvement, "review", Status.REJECTED, actor=actor, reason=reason,
+        fields={"decision": decision.model_dump_json(), "reviewed_by": actor,
+                "rejection_reason": reason},
+    )
+
+
+def _json_list(values: list[str]) -> str:
+    return json.dumps(values, ensure_ascii=False)

@@ -1,0 +1,324 @@
+"""Redis state store with the design's keys.
+
+Keys (the design's, plus the few this implementation needs, marked +):
+
+* ``improvement:<id>`` hash: every field of the improvement (nested records as JSON)
+* ``improvement:<id>:timeline`` list (+): one JSON entry per applied transition
+* stage sorted sets: ``improvements:raw``, ``improvements:category:<expert>``,
+  ``improvements:approved``, ``improvements:pending_review``,
+  ``improvements:implementation`` (score = priority), ``improvements:deployed``,
+  ``improvements:verified``, ``improvements:failed``
+* index sets: ``improvements:status:<status>``, ``improvements:video:<video_id>``, and
+  ``improvements:index:category:<category>`` (+; the design also calls this
+  ``improvements:category:<category>``, but that name is already the per-expert stage sorted
+  set and one Redis key cannot be both a set and a sorted set)
+* ``improvements:fingerprint:<hash>`` set (+): ids sharing a normalised description
+* lists ``improvements:rollback_log``, ``improvements:rejected`` (+)
+* hash ``improvements:flags`` (+): the override flags
+
+Every stage transition is one Lua script: it checks the current status against the
+allowed sources, moves the id between stage and status sets, writes the fields and
+appends the timeline entry, or does nothing at all.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Iterable, Literal
+
+import redis
+
+from cortex_school.models import (
+    IMPROVEMENT_ID_PATTERN,
+    Improvement,
+    ImprovementId,
+    Rejection,
+    Status,
+    TimelineEntry,
+    utcnow,
+)
+from cortex_school.states import PRIORITY_KEYS, STAGE_KEYS, sources_for
+
+FLAGS_KEY = "improvements:flags"
+REJECTED_KEY = "improvements:rejected"
+ROLLBACK_LOG_KEY = "improvements:rollback_log"
+OVERRIDE_FLAGS: dict[str, str] = {
+    "auto_approve_integrations": "auto-approve integrations (normally human review)",
+    "auto_approve_security": "security/database need only AUTO_APPROVE_THRESHOLD",
+    "auto_approve_all": "emergency: approve every implementable improvement without conflicts",
+    "auto_approve_none": "emergency: approve nothing automatically",
+}
+
+
+def improvement_key(improvement_id: str) -> str:
+    return f"improvement:{improvement_id}"
+
+
+def timeline_key(improvement_id: str) -> str:
+    return f"improvement:{improvement_id}:timeline"
+
+
+def status_key(status: str) -> str:
+    return f"improvements:status:{status}"
+
+
+def category_index_key(category: str) -> str:
+    return f"improvements:index:category:{category}"
+
+
+def video_key(video_id: str) -> str:
+    return f"improvements:video:{video_id}"
+
+
+def fingerprint_key(fp: str) -> str:
+    return f"improvements:fingerprint:{fp}"
+
+
+_CREATE_LUA = """
+-- KEYS: hash, timeline, raw zset, status set, category index, video index, fingerprint index
+-- ARGV: id, fields(json), epoch, timeline entry(json)
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return 0
+end
+local fields = cjson.decode(ARGV[2])
+for k, v in pairs(fields) do
+  redis.call('HSET', KEYS[1], k, v)
+end
+redis.call('ZADD', KEYS[3], tonumber(ARGV[3]), ARGV[1])
+redis.call('SADD', KEYS[4], ARGV[1])
+redis.call('SADD', KEYS[5], ARGV[1])
+redis.call('SADD', KEYS[6], ARGV[1])
+redis.call('SADD', KEYS[7], ARGV[1])
+redis.call('RPUSH', KEYS[2], ARGV[4])
+return 1
+"""
+
+_TRANSITION_LUA = """
+-- KEYS: hash, timeline
+-- ARGV: id, target, allowed sources(json list), fields(json), epoch, iso time,
+--       actor, reason, stage keys(json {status: [key]}), priority keys(json list), priority
+local id, target = ARGV[1], ARGV[2]
+local current = redis.call('HGET', KEYS[1], 'status')
+if not current then
+  return {'missing', ''}
+end
+if current == target then
+  return {'noop', current}
+end
+local allowed = false
+for _, s in ipairs(cjson.decode(ARGV[3])) do
+  if s == current then allowed = true end
+end
+if not allowed then
+  return {'refused', current}
+end
+local stage_keys = cjson.decode(ARGV[9])
+local priority_keys = {}
+for _, k in ipairs(cjson.decode(ARGV[10])) do priority_keys[k] = true end
+local function expand(template)
+  local expert = redis.call('HGET', KEYS[1], 'expert') or 'unrouted'
+  return (string.gsub(template, '{expert}', expert))
+end
+for _, k in ipairs(stage_keys[current] or {}) do
+  redis.call('ZREM', expand(k), id)
+end
+redis.call('SREM', 'improvements:status:' .. current, id)
+for k, v in pairs(cjson.decode(ARGV[4])) do
+  redis.call('HSET', KEYS[1], k, v)
+end
+redis.call('HSET', KEYS[1], 'status', target, 'updated_at', ARGV[6])
+for _, k in ipairs(stage_keys[target] or {}) do
+  local key = expand(k)
+  if priority_keys[k] then
+    redis.call('ZADD', key, tonumber(ARGV[11]), id)
+  else
+    redis.call('ZADD', key, tonumber(ARGV[5]), id)
+  end
+end
+redis.call('SADD', 'improvements:status:' .. target, id)
+redis.call('RPUSH', KEYS[2], cjson.encode({at = ARGV[6], from_status = current,
+  to_status = target, actor = ARGV[7], reason = ARGV[8]}))
+return {'applied', current}
+"""
+
+
+@dataclass(frozen=True)
+class TransitionResult:
+    outcome: Literal["applied", "noop", "refused", "missing"]
+    previous: str | None
+
+    @property
+    def applied(self) -> bool:
+        return self.outcome == "applied"
+
+
+class TransitionRefused(Exception):
+    """A transition that the state machine does not allow from the current status."""
+
+
+class RedisStore:
+    """The pipeline's state: improvements, their timelines, flags and logs."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.redis = client
+        self._create = client.register_script(_CREATE_LUA)
+        self._transition = client.register_script(_TRANSITION_LUA)
+
+    @classmethod
+    def from_url(cls, url: str) -> "RedisStore":
+        return cls(redis.Redis.from_url(url, decode_responses=True, health_check_interval=30))
+
+    # -- improvements -------------------------------------------------------
+    def create(self, improvement: Improvement, *, actor: str, reason: str) -> bool:
+        """Store a new raw improvement; False (and no change) if the id already exists."""
+        now = improvement.created_at
+        entry = TimelineEntry(
+            at=now, from_status=None, to_status=Status.RAW, actor=actor, reason=reason
+        )
+        created = self._create(
+            keys=[
+                improvement_key(improvement.id),
+                timeline_key(improvement.id),
+                STAGE_KEYS[Status.RAW][0],
+                status_key(Status.RAW),
+                category_index_key(improvement.category),
+                video_key(improvement.video_id),
+                fingerprint_key(improvement.fingerprint),
+            ],
+            args=[
+                improvement.id,
+                json.dumps(improvement.to_hash()),
+                now.timestamp(),
+                entry.model_dump_json(),
+            ],
+        )
+        return bool(created)
+
+    def get(self, improvement_id: str) -> Improvement | None:
+        data = self.redis.hgetall(improvement_key(improvement_id))
+        return Improvement.from_hash(data) if data else None
+
+    def raw_fields(self, improvement_id: str) -> dict[str, str]:
+        return self.redis.hgetall(improvement_key(improvement_id))
+
+    def exists(self, improvement_id: str) -> bool:
+        return bool(self.redis.exists(improvement_key(improvement_id)))
+
+    def transition(
+        self,
+        improvement_id: str,
+        target: Status,
+        *,
+        actor: str,
+        reason: str,
+        fields: dict[str, str] | None = None,
+        priority: float = 0.0,
+        at: datetime | None = None,
+    ) -> TransitionResult:
+        """Move to ``target`` if the state machine allows it from the current status.
+
+        Returns ``noop`` when already there (re-runs are safe), ``refused`` when the
+        move is not allowed, ``missing`` for an unknown id; only ``applied`` changed anything.
+        """
+        now = at or utcnow()
+        outcome, previous = self._transition(
+            keys=[improvement_key(improvement_id), timeline_key(improvement_id)],
+            args=[
+                improvement_id,
+                target.value,
+                json.dumps(sorted(s.value for s in sources_for(target))),
+                json.dumps(fields or {}),
+                now.timestamp(),
+                now.isoformat(),
+                actor,
+                reason,
+                json.dumps({s.value: list(keys) for s, keys in STAGE_KEYS.items()}),
+                json.dumps(sorted(PRIORITY_KEYS)),
+                priority,
+            ],
+        )
+        return TransitionResult(outcome=outcome, previous=previous or None)
+
+    def timeline(self, improvement_id: str) -> list[TimelineEntry]:
+        return [
+            TimelineEntry.model_validate_json(raw)
+            for raw in self.redis.lrange(timeline_key(improvement_id), 0, -1)
+        ]
+
+    def ids_with_status(self, status: Status | str) -> set[str]:
+        return set(self.redis.smembers(status_key(status)))
+
+    def ids_with_fingerprint(self, fp: str) -> set[str]:
+        return set(self.redis.smembers(fingerprint_key(fp)))
+
+    def ids_for_video(self, video_id: str) -> set[str]:
+        return set(self.redis.smembers(video_key(video_id)))
+
+    def many(self, ids: Iterable[str]) -> list[Improvement]:
+        pipe = self.redis.pipeline(transaction=False)
+        for i in ids:
+            pipe.hgetall(improvement_key(i))
+        return [Improvement.from_hash(d) for d in pipe.execute() if d]
+
+    def funnel(self) -> dict[Status, int]:
+        pipe = self.redis.pipeline(transaction=False)
+        for status in Status:
+            pipe.scard(status_key(status))
+        return dict(zip(Status, pipe.execute()))
+
+    def stage_members(self, key: str) -> list[tuple[str, float]]:
+        return [(m, s) for m, s in self.redis.zrange(key, 0, -1, withscores=True)]
+
+    # -- rejected input -----------------------------------------------------
+    def record_rejection(self, rejection: Rejection) -> None:
+        self.redis.rpush(REJECTED_KEY, rejection.model_dump_json())
+
+    def rejections(self, limit: int = 1000) -> list[Rejection]:
+        return [
+            Rejection.model_validate_json(raw)
+            for raw in self.redis.lrange(REJECTED_KEY, -limit, -1)
+        ]
+
+    # -- flags --------------------------------------------------------------
+    def flags(self) -> dict[str, bool]:
+        stored = self.redis.hgetall(FLAGS_KEY)
+        return {name: stored.get(name) == "true" for name in OVERRIDE_FLAGS}
+
+    def set_flag(self, name: str, value: bool) -> None:
+        if name not in OVERRIDE_FLAGS:
+            raise KeyError(f"unknown flag {name!r}; known: {', '.join(OVERRIDE_FLAGS)}")
+        self.redis.hset(FLAGS_KEY, name, "true" if value else "false")
+
+    # -- rollbacks (written by the rollback stage, read by the circuit breaker) --
+    def log_rollback(self, improvement_id: str, reason: str, at: datetime | None = None) -> None:
+        entry = {
+            "improvement_id": improvement_id,
+            "reason": reason,
+            "timestamp": (at or utcnow()).isoformat(),
+        }
+        self.redis.lpush(ROLLBACK_LOG_KEY, json.dumps(entry))
+
+    def rollbacks_since(self, window: timedelta, now: datetime | None = None) -> int:
+        """Rollbacks logged within ``window`` (newest first, so stop at the first older one)."""
+        cutoff = (now or utcnow()) - window
+        count = 0
+        for raw in self.redis.lrange(ROLLBACK_LOG_KEY, 0, 999):
+            try:
+                stamp = datetime.fromisoformat(json.loads(raw)["timestamp"])
+            except (ValueError, KeyError, TypeError):
+                continue  # a malformed log line must not open or close the breaker
+            if stamp.tzinfo is None:
+                stamp = stamp.replace(tzinfo=cutoff.tzinfo)
+            if stamp < cutoff:
+                break
+            count += 1
+        return count
+
+
+def ensure_valid_id(value: str) -> ImprovementId:
+    """Refuse anything that is not an improvement id before it reaches a key."""
+    if not isinstance(value, str) or not IMPROVEMENT_ID_PATTERN.match(value):
+        raise ValueError(f"not an improvement id: {value!r:.80}")
+    return ImprovementId(value)

@@ -1,0 +1,64 @@
+"""The base class every pipeline task uses: retry policy and failure recording.
+
+Two kinds of error: transient ones (Redis connection trouble) are retried with
+exponential backoff and jitter; anything else is permanent for this message and is
+recorded on the improvement, which goes to a person (``pending_review``) with the
+reason, so a failing stage never leaves an improvement silently stuck.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+from celery import Task
+
+from cortex_school.models import Rejection, Status
+from cortex_school.runtime import get_store
+from cortex_school.store import ensure_valid_id
+
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    ConnectionError,
+    TimeoutError,
+)
+
+
+class InvalidTaskInput(ValueError):
+    """The task was called with an argument it must not act on (e.g. a hostile id)."""
+
+
+class PipelineTask(Task):  # type: ignore[misc]
+    autoretry_for = TRANSIENT_ERRORS
+    retry_backoff = 2
+    retry_backoff_max = 120
+    retry_jitter = True
+    max_retries = 6
+
+    def actor(self) -> str:
+        stage = self.name.rsplit(".", 1)[-1]
+        return f"{stage}@{self.request.hostname or 'local'}"
+
+    def checked_id(self, improvement_id: Any) -> str:
+        try:
+            return ensure_valid_id(improvement_id)
+        except ValueError as exc:
+            get_store().record_rejection(
+                Rejection(source=f"task:{self.name}", location="args[0]", reason=str(exc))
+            )
+            raise InvalidTaskInput(str(exc)) from None
+
+    def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
+        if isinstance(exc, InvalidTaskInput) or not args:
+            return
+        improvement_id = str(args[0])
+        reason = f"{self.name} failed: {type(exc).__name__}: {str(exc)[:500]}"
+        store = get_store()
+        if not store.exists(improvement_id):
+            return
+        store.redis.hset(f"improvement:{improvement_id}", "last_error", reason)
+        store.transition(
+            improvement_id, Status.PENDING_REVIEW, actor=self.actor(), reason=reason,
+            fields={"review_reason": reason},
+        )
