@@ -57,7 +57,7 @@ class IngestReport:
 
 def _excerpt(value: Any, limit: int = 120) -> str:
     text = value if isinstance(value, str) else json.dumps(value, default=str)
-    text = _HOSTILE_CHARS.sub("?", text)
+    text = _HOSTILE_CHARS.sub("?", text).replace("\r", "\\r").replace("\n", "\\n")
     return text if len(text) <= limit else text[:limit] + "…"
 
 
@@ -146,13 +146,11 @@ def parse_document(raw: bytes | str, source: str, caps: IngestSettings) -> Parse
         if not items and not header_problems:
             header_problems.append(("improvements", "no proposals in passive[] or active[]"))
 
-    if header_problems or header is None:
-        for location, reason in header_problems:
-            reject(location, reason)
-        if items:
-            reject("improvements", f"{len(items)} proposal(s) not ingested because the video header is invalid")
-        return result
+    for location, reason in header_problems:
+        reject(location, reason)
+    header_ok = not header_problems and header is not None
 
+    # Items are checked even under a bad header, so one run shows every problem.
     seen: set[str] = set()
     for kind, path, entry in items:
         if not isinstance(entry, dict):
@@ -174,6 +172,9 @@ def parse_document(raw: bytes | str, source: str, caps: IngestSettings) -> Parse
         if problems or item is None:
             for location, reason in problems:
                 reject(location, reason, entry.get("description", ""))
+            continue
+        if not header_ok or header is None:
+            reject(path, "not ingested because the video header is invalid", item.description)
             continue
         imp_id = improvement_id(header.video_id, item.description)
         if imp_id in seen:

@@ -271,6 +271,15 @@ class RedisStore:
     def stage_members(self, key: str) -> list[tuple[str, float]]:
         return [(m, s) for m, s in self.redis.zrange(key, 0, -1, withscores=True)]
 
+    def purge(self) -> int:
+        """Delete every key this store owns (not the broker's). For tests and ``demo --reset``."""
+        deleted = 0
+        for pattern in ("improvement:*", "improvements:*"):
+            batch = list(self.redis.scan_iter(match=pattern, count=1000))
+            for start in range(0, len(batch), 500):
+                deleted += self.redis.delete(*batch[start : start + 500])
+        return deleted
+
     # -- rejected input -----------------------------------------------------
     def record_rejection(self, rejection: Rejection) -> None:
         self.redis.rpush(REJECTED_KEY, rejection.model_dump_json())

@@ -1,0 +1,29 @@
+# The two commands a fresh machine needs: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup redis demo test test-fast clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+redis:
+	@scripts/ensure-redis.sh
+
+demo: setup redis
+	$(BIN)/cortex-school demo
+
+test: setup redis
+	$(BIN)/python -m pytest -q
+
+test-fast: setup redis
+	$(BIN)/python -m pytest -q -m "not live"
+
+clean:
+	rm -rf $(VENV) .cortex-data .pytest_cache

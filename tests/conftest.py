@@ -1,0 +1,41 @@
+"""Shared fixtures. Tests use their own Redis database number (default 15), so they
+never touch the demo's or a user's data; the keys inside it are the design's."""
+
+from __future__ import annotations
+
+import os
+
+# Before anything imports the settings (they are cached per process).
+TEST_DB = os.environ.setdefault("CORTEX_TEST_REDIS_DB", "15")
+os.environ["REDIS_DB"] = TEST_DB
+os.environ.pop("ANTHROPIC_API_KEY", None)
+os.environ.pop("LLMD_ENDPOINT", None)
+
+from pathlib import Path  # noqa: E402
+from typing import Iterator  # noqa: E402
+
+import pytest  # noqa: E402
+
+from cortex_school.settings import IngestSettings, get_settings  # noqa: E402
+from cortex_school.store import RedisStore  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "examples" / "proposals"
+
+
+@pytest.fixture(scope="session")
+def settings():
+    return get_settings()
+
+
+@pytest.fixture
+def caps() -> IngestSettings:
+    return IngestSettings()
+
+
+@pytest.fixture
+def store(settings) -> Iterator[RedisStore]:
+    """The real Redis, emptied of pipeline state before each test."""
+    s = RedisStore.from_url(settings.redis.url)
+    s.purge()
+    yield s
