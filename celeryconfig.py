@@ -48,7 +48,7 @@ imports = (
     "cortex_school.tasks.approve",
 )
 
-STAGE_QUEUES: tuple[str, ...] = ("route", "validate", "approve")
+STAGE_QUEUES: tuple[str, ...] = ("route", "aggregate", "validate", "approve")
 EXPERT_QUEUES: tuple[str, ...] = tuple(f"expert.{name}" for name in EXPERTS)
 ALL_QUEUES: tuple[str, ...] = STAGE_QUEUES + EXPERT_QUEUES
 
@@ -59,6 +59,7 @@ task_create_missing_queues = False
 EVALUATE_TASK = "cortex_school.tasks.evaluate.evaluate"
 STATIC_ROUTES: dict[str, dict[str, str]] = {
     "cortex_school.tasks.route.route": {"queue": "route"},
+    "cortex_school.tasks.evaluate.aggregate": {"queue": "aggregate"},
     "cortex_school.tasks.validate.validate": {"queue": "validate"},
     "cortex_school.tasks.approve.approve": {"queue": "approve"},
 }
@@ -80,6 +81,7 @@ task_routes = (route_task,)
 task_annotations = {
     "cortex_school.tasks.route.route": {"soft_time_limit": 30, "time_limit": 60},
     EVALUATE_TASK: {"soft_time_limit": 240, "time_limit": 300},
+    "cortex_school.tasks.evaluate.aggregate": {"soft_time_limit": 30, "time_limit": 60},
     "cortex_school.tasks.validate.validate": {"soft_time_limit": 90, "time_limit": 120},
     "cortex_school.tasks.approve.approve": {"soft_time_limit": 30, "time_limit": 60},
 }

@@ -117,13 +117,22 @@ class VideoHeader(BaseModel):
 # ---------------------------------------------------------------------------
 
 
+class Usage(BaseModel):
+    """What one evaluation cost: tokens, wall time, requests (a validation retry is two)."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    latency_ms: float = 0.0
+    requests: int = 0
+
+
 class Assessment(BaseModel):
     """An expert's verdict on one improvement. Advisory: only the gate approves."""
 
     model_config = ConfigDict(extra="forbid")
 
     expert: str
-    backend: str  # e.g. "offline-rules" (no LLM) or "anthropic"
+    backend: str  # "offline-rules" (no LLM), "anthropic", "llmd", or "panel" (aggregated)
     model: str
     verdict: Verdict
     risk: Risk
@@ -131,6 +140,20 @@ class Assessment(BaseModel):
     concerns: list[str] = Field(default_factory=list)
     rationale: str
     evaluated_at: datetime = Field(default_factory=utcnow)
+    usage: Usage | None = None
+    cached: bool = False
+    consulted: list[str] = Field(default_factory=list)  # experts behind an aggregated verdict
+
+
+VERDICT_ORDER: tuple[Verdict, ...] = (Verdict.APPROVE, Verdict.REVIEW, Verdict.BLOCK)
+
+
+def most_conservative(verdicts: "list[Verdict]") -> Verdict:
+    return max(verdicts, key=VERDICT_ORDER.index)
+
+
+def highest_risk(risks: "list[Risk]") -> Risk:
+    return max(risks, key=lambda r: r.rank)
 
 
 class Finding(BaseModel):

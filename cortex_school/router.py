@@ -71,3 +71,8 @@ def route(category: str, description: str, implementation_notes: str = "") -> Ro
         and (_CUE_PATTERNS[name].search(text) or CATEGORY_TO_EXPERT.get(category) == name)
     ]
     return Routing(expert=expert, secondary_experts=secondary, reason=reason)
+
+
+def panel(expert: str, secondary_experts: list[str], *, fan_out: bool) -> list[str]:
+    """Who evaluates: the routed expert, plus the secondaries when fan-out is on."""
+    return [expert, *secondary_experts] if fan_out else [expert]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -94,6 +94,60 @@ class ExpertSettings(BaseSettings):
         description="OpenAI-compatible endpoint (llm-d / vLLM); unset: not used.",
     )
     anthropic_api_key: str | None = Field(None, validation_alias="ANTHROPIC_API_KEY", repr=False)
+    backend: Literal["auto", "anthropic", "llmd", "offline"] = Field(
+        "auto", validation_alias="EXPERT_BACKEND",
+        description="auto: Claude when ANTHROPIC_API_KEY is set, else LLM-D when LLMD_ENDPOINT "
+        "is set, else the offline expert.",
+    )
+    anthropic_base_url: str | None = Field(
+        None, validation_alias="ANTHROPIC_BASE_URL",
+        description="Messages API base URL (a proxy or gateway); unset: Anthropic's.",
+    )
+    llmd_api_key: str | None = Field(None, validation_alias="LLMD_API_KEY", repr=False)
+    llmd_model: str | None = Field(
+        None, validation_alias="LLMD_MODEL",
+        description="Model served by LLMD_ENDPOINT; unset: the expert's EXPERT_MODELS entry.",
+    )
+    timeout_seconds: float = Field(
+        60.0, gt=0, validation_alias="EXPERT_TIMEOUT", description="Per request, seconds."
+    )
+    max_tokens: int = Field(1024, gt=0, validation_alias="EXPERT_MAX_TOKENS")
+    max_transient_retries: int = Field(
+        5, ge=0, validation_alias="EXPERT_MAX_RETRIES",
+        description="Task retries on 429/5xx/overloaded/timeouts before the expert is "
+        "declared unreachable.",
+    )
+    retry_backoff_seconds: float = Field(
+        2.0, gt=0, validation_alias="EXPERT_RETRY_BACKOFF",
+        description="First retry delay; doubles per retry, with full jitter.",
+    )
+    retry_backoff_max_seconds: float = Field(300.0, gt=0, validation_alias="EXPERT_RETRY_BACKOFF_MAX")
+    rate_limit_per_minute: int = Field(
+        30, gt=0, validation_alias="EXPERT_RATE_LIMIT",
+        description="Requests per minute per expert, across all workers.",
+    )
+    concurrency: int = Field(
+        4, gt=0, validation_alias="EXPERT_CONCURRENCY",
+        description="Requests in flight per expert, across all workers.",
+    )
+    cache_ttl_seconds: int = Field(
+        7 * 24 * 3600, ge=0, validation_alias="EXPERT_CACHE_TTL",
+        description="How long an evaluation is reused for the same text, expert, model and "
+        "prompt version; 0 disables the cache.",
+    )
+    fan_out: bool = Field(
+        True, validation_alias="EXPERT_FAN_OUT",
+        description="Also consult the secondary experts routing found.",
+    )
+
+    def resolved_backend(self) -> str:
+        if self.backend != "auto":
+            return self.backend
+        if self.anthropic_api_key:
+            return "anthropic"
+        if self.llmd_endpoint:
+            return "llmd"
+        return "offline"
 
     @field_validator("expert_models", mode="before")
     @classmethod

@@ -16,7 +16,17 @@ from pydantic import BaseModel
 
 from cortex_school.approval import GATE_ACTOR, GateContext, decide, priority
 from cortex_school.experts.base import Expert, ExpertFailure
-from cortex_school.models import Decision, Improvement, ImprovementType, Status, utcnow
+from cortex_school.experts.cache import EvaluationCache, cache_key
+from cortex_school.experts.limits import ExpertLimiter
+from cortex_school.experts.panel import combine
+from cortex_school.models import (
+    Assessment,
+    Decision,
+    Improvement,
+    ImprovementType,
+    Status,
+    utcnow,
+)
 from cortex_school.router import route
 from cortex_school.settings import Settings
 from cortex_school.store import RedisStore, TransitionRefused
@@ -96,35 +106,111 @@ def run_route(store: RedisStore, improvement_id: str, *, actor: str) -> StageOut
     )
 
 
-def run_evaluate(
-    store: RedisStore, improvement_id: str, *, expert: Expert, actor: str
+def run_consult(
+    store: RedisStore,
+    improvement_id: str,
+    *,
+    expert: Expert,
+    actor: str,
+    cache: EvaluationCache | None = None,
+    limiter: ExpertLimiter | None = None,
 ) -> StageOutcome:
+    """Ask one expert (primary or secondary) and keep its assessment; no status change.
+
+    A remote expert's answer is served from the evaluation cache when the same text
+    was evaluated by the same expert, model and prompt; otherwise the call happens
+    inside the expert's rate and concurrency limits. ``Throttled`` and
+    ``ExpertUnavailable`` propagate so the task can re-schedule itself.
+    """
     loaded = _load(store, improvement_id, "evaluate")
     if isinstance(loaded, StageOutcome):
         return loaded
     if loaded.status is not Status.CATEGORIZED:
         return _skip(loaded, "evaluate", Status.CATEGORIZED)
-    if loaded.expert != expert.name:
+    consulted = [loaded.expert, *loaded.secondary_experts]
+    if expert.name not in consulted:
         return StageOutcome(
             improvement_id=loaded.id, stage="evaluate", outcome="skipped",
             status=loaded.status.value,
-            detail=f"routed to the {loaded.expert} expert, not {expert.name}",
+            detail=f"routed to the {loaded.expert} expert; {expert.name} is not on its panel",
         )
-    try:
-        assessment = expert.evaluate(loaded)
-    except ExpertFailure as exc:
-        return record_expert_failure(store, loaded.id, expert.name, str(exc), actor=actor)
+    if expert.name in store.assessments(loaded.id):
+        return StageOutcome(
+            improvement_id=loaded.id, stage="evaluate", outcome="skipped",
+            status=loaded.status.value, detail=f"nothing to do: {expert.name} already answered",
+        )
+    key = cache_key(loaded, expert.name, expert.model) if expert.remote and cache else None
+    hit = cache.get(key) if cache and key else None
+    if hit is not None:
+        assessment = hit.model_copy(update={"cached": True, "evaluated_at": utcnow()})
+        store.count("expert_cache_hits")
+        store.count(f"expert_cache_hits:{expert.name}")
+    else:
+        try:
+            if limiter is not None and expert.remote:
+                with limiter.slot():
+                    assessment = expert.evaluate(loaded)
+            else:
+                assessment = expert.evaluate(loaded)
+        except ExpertFailure as exc:
+            store.count(f"expert_failures:{expert.name}")
+            return record_expert_failure(store, loaded.id, expert.name, str(exc), actor=actor)
+        if cache and key:
+            cache.put(key, assessment)
+        _account(store, assessment)
+    note = (
+        f"{expert.name} expert ({assessment.backend}/{assessment.model}): "
+        f"{assessment.verdict.value}, risk {assessment.risk.value}"
+        + (" (evaluation cache hit)" if assessment.cached else "")
+    )
+    saved = store.save_assessment(loaded.id, assessment, actor=actor, note=note)
+    return StageOutcome(
+        improvement_id=loaded.id, stage="evaluate", outcome="applied" if saved else "skipped",
+        status=loaded.status.value, detail=note if saved else f"{expert.name} already answered",
+    )
+
+
+def _account(store: RedisStore, assessment: Assessment) -> None:
+    """Calls, tokens and latency per expert and model (exported by the metrics issue)."""
+    if assessment.usage is None:
+        return
+    prefix = f"expert:{assessment.expert}:{assessment.model}"
+    store.count(f"{prefix}:calls")
+    store.count(f"{prefix}:requests", assessment.usage.requests)
+    store.count(f"{prefix}:input_tokens", assessment.usage.input_tokens)
+    store.count(f"{prefix}:output_tokens", assessment.usage.output_tokens)
+    store.count(f"{prefix}:latency_ms", float(assessment.usage.latency_ms))
+
+
+def run_aggregate(
+    store: RedisStore, improvement_id: str, *, experts: Sequence[str], actor: str
+) -> StageOutcome:
+    """Combine the panel's answers into one assessment (categorized → assessed)."""
+    loaded = _load(store, improvement_id, "aggregate")
+    if isinstance(loaded, StageOutcome):
+        return loaded
+    if loaded.status is not Status.CATEGORIZED:
+        return _skip(loaded, "aggregate", Status.CATEGORIZED)
+    answers = store.assessments(loaded.id)
+    missing = [e for e in experts if e not in answers]
+    if missing:
+        return StageOutcome(
+            improvement_id=loaded.id, stage="aggregate", outcome="skipped",
+            status=loaded.status.value, detail=f"waiting for: {', '.join(missing)}",
+        )
+    combined = combine([answers[e] for e in experts], primary=loaded.expert or experts[0])
+    panel_text = f"panel of {len(experts)} ({', '.join(experts)}): " if len(experts) > 1 else ""
     return _apply(
-        store, loaded, "evaluate", Status.ASSESSED, actor=actor,
+        store, loaded, "aggregate", Status.ASSESSED, actor=actor,
         reason=(
-            f"{expert.name} expert ({assessment.backend}/{assessment.model}): "
-            f"{assessment.verdict.value}, risk {assessment.risk.value}"
+            f"{panel_text}{combined.expert} expert ({combined.backend}/{combined.model}): "
+            f"{combined.verdict.value}, risk {combined.risk.value}"
         ),
         fields={
-            "assessment": assessment.model_dump_json(),
-            "expert_verdict": assessment.verdict.value,
-            "risk": assessment.risk.value,
-            "assessed_at": assessment.evaluated_at.isoformat(),
+            "assessment": combined.model_dump_json(),
+            "expert_verdict": combined.verdict.value,
+            "risk": combined.risk.value,
+            "assessed_at": utcnow().isoformat(),
         },
     )
 

@@ -3,7 +3,9 @@
 Keys (the design's, plus the few this implementation needs, marked +):
 
 * ``improvement:<id>`` hash: every field of the improvement (nested records as JSON)
-* ``improvement:<id>:timeline`` list (+): one JSON entry per applied transition
+* ``improvement:<id>:timeline`` list (+): one JSON entry per applied transition (and per
+  expert answer stored)
+* ``improvement:<id>:assessments`` hash (+): each consulted expert's assessment
 * stage sorted sets: ``improvements:raw``, ``improvements:category:<expert>``,
   ``improvements:approved``, ``improvements:pending_review``,
   ``improvements:implementation`` (score = priority), ``improvements:deployed``,
@@ -15,6 +17,9 @@ Keys (the design's, plus the few this implementation needs, marked +):
 * ``improvements:fingerprint:<hash>`` set (+): ids sharing a normalised description
 * lists ``improvements:rollback_log``, ``improvements:rejected`` (+)
 * hash ``improvements:flags`` (+): the override flags
+* hash ``improvements:stats`` (+): running totals (expert calls, tokens, cache hits)
+* ``improvements:expert_cache:<hash>``, ``improvements:expert_rate:*``,
+  ``improvements:expert_slots:*`` (+): expert evaluation cache and limits
 
 Every stage transition is one Lua script: it checks the current status against the
 allowed sources, moves the id between stage and status sets, writes the fields and
@@ -32,6 +37,7 @@ import redis
 
 from cortex_school.models import (
     IMPROVEMENT_ID_PATTERN,
+    Assessment,
     Improvement,
     ImprovementId,
     Rejection,
@@ -44,6 +50,7 @@ from cortex_school.states import PRIORITY_KEYS, STAGE_KEYS, sources_for
 FLAGS_KEY = "improvements:flags"
 REJECTED_KEY = "improvements:rejected"
 ROLLBACK_LOG_KEY = "improvements:rollback_log"
+STATS_KEY = "improvements:stats"
 OVERRIDE_FLAGS: dict[str, str] = {
     "auto_approve_integrations": "auto-approve integrations (normally human review)",
     "auto_approve_security": "security/database need only AUTO_APPROVE_THRESHOLD",
@@ -66,6 +73,10 @@ def status_key(status: str) -> str:
 
 def category_index_key(category: str) -> str:
     return f"improvements:index:category:{category}"
+
+
+def assessments_key(improvement_id: str) -> str:
+    return f"improvement:{improvement_id}:assessments"
 
 
 def video_key(video_id: str) -> str:
@@ -92,6 +103,18 @@ redis.call('SADD', KEYS[5], ARGV[1])
 redis.call('SADD', KEYS[6], ARGV[1])
 redis.call('SADD', KEYS[7], ARGV[1])
 redis.call('RPUSH', KEYS[2], ARGV[4])
+return 1
+"""
+
+_SAVE_ASSESSMENT_LUA = """
+-- KEYS: assessments hash, improvement hash, timeline. ARGV: expert, assessment json, iso time, actor, note
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then
+  return 0
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+local status = redis.call('HGET', KEYS[2], 'status') or ''
+redis.call('RPUSH', KEYS[3], cjson.encode({at = ARGV[3], from_status = status,
+  to_status = status, actor = ARGV[4], reason = ARGV[5]}))
 return 1
 """
 
@@ -165,6 +188,7 @@ class RedisStore:
         self.redis = client
         self._create = client.register_script(_CREATE_LUA)
         self._transition = client.register_script(_TRANSITION_LUA)
+        self._save_assessment = client.register_script(_SAVE_ASSESSMENT_LUA)
 
     @classmethod
     def from_url(cls, url: str) -> "RedisStore":
@@ -240,6 +264,35 @@ class RedisStore:
             ],
         )
         return TransitionResult(outcome=outcome, previous=previous or None)
+
+    def save_assessment(
+        self, improvement_id: str, assessment: Assessment, *, actor: str, note: str
+    ) -> bool:
+        """Keep one expert's assessment (first answer wins) and note it in the timeline.
+
+        Returns False, changing nothing, when that expert's assessment is already stored.
+        """
+        return bool(self._save_assessment(
+            keys=[assessments_key(improvement_id), improvement_key(improvement_id),
+                  timeline_key(improvement_id)],
+            args=[assessment.expert, assessment.model_dump_json(), utcnow().isoformat(), actor, note],
+        ))
+
+    def assessments(self, improvement_id: str) -> dict[str, Assessment]:
+        return {
+            expert: Assessment.model_validate_json(raw)
+            for expert, raw in self.redis.hgetall(assessments_key(improvement_id)).items()
+        }
+
+    def count(self, field: str, amount: float = 1) -> None:
+        """Running totals for metrics (``improvements:stats``)."""
+        if isinstance(amount, int):
+            self.redis.hincrby(STATS_KEY, field, amount)
+        else:
+            self.redis.hincrbyfloat(STATS_KEY, field, amount)
+
+    def stats(self) -> dict[str, float]:
+        return {k: float(v) for k, v in self.redis.hgetall(STATS_KEY).items()}
 
     def timeline(self, improvement_id: str) -> list[TimelineEntry]:
         return [

@@ -2,7 +2,7 @@
 
 import celeryconfig
 from cortex_school.celery import app
-from cortex_school.pipeline import APPROVE, EVALUATE, ROUTE, VALIDATE, build_pipeline
+from cortex_school.pipeline import AGGREGATE, APPROVE, EVALUATE, ROUTE, VALIDATE, build_pipeline
 from cortex_school.settings import EXPERTS
 from tests.factories import make_improvement
 
@@ -25,11 +25,11 @@ def test_reliability_settings():
 def test_every_task_is_routed_to_a_declared_queue_and_every_queue_is_used():
     declared = {q.name for q in app.conf.task_queues}
     assert declared == set(celeryconfig.ALL_QUEUES)
-    used = {routed_queue(ROUTE), routed_queue(VALIDATE), routed_queue(APPROVE)}
+    used = {routed_queue(ROUTE), routed_queue(AGGREGATE), routed_queue(VALIDATE), routed_queue(APPROVE)}
     used |= {routed_queue(EVALUATE, {"expert": e}) for e in EXPERTS}
     assert used == declared
     app.loader.import_default_modules()  # what a worker does with `imports`
-    for task in (ROUTE, EVALUATE, VALIDATE, APPROVE):
+    for task in (ROUTE, EVALUATE, AGGREGATE, VALIDATE, APPROVE):
         assert task in app.tasks
 
 
@@ -38,13 +38,29 @@ def test_evaluation_goes_to_the_experts_own_queue():
     assert routed_queue(EVALUATE, {"expert": "../x"}) == "expert.architecture"
 
 
-def test_build_pipeline_is_a_chain_of_immutable_stage_signatures():
-    imp = make_improvement("Encrypt the Qdrant snapshots", category="architecture")
-    canvas = build_pipeline(imp)
-    tasks = [(s.task, tuple(s.args), dict(s.kwargs), s.immutable) for s in canvas.tasks]
-    assert tasks == [
-        (ROUTE, (imp.id,), {}, True),
+def sig(s):
+    return (s.task, tuple(s.args), dict(s.kwargs), s.immutable)
+
+
+def test_build_pipeline_is_route_then_a_chord_of_the_panel_then_validate_and_approve():
+    imp = make_improvement("Encrypt the Qdrant snapshots", category="architecture",
+                           notes="Use a Kubernetes CronJob to snapshot and encrypt.")
+    canvas = build_pipeline(imp, fan_out=True)
+    # Celery folds the stages after a chord into its body: route | chord(panel, aggregate | validate | approve)
+    route_sig, panel_chord = canvas.tasks
+    assert sig(route_sig) == (ROUTE, (imp.id,), {}, True)
+    assert [sig(s) for s in panel_chord.tasks] == [
         (EVALUATE, (imp.id,), {"expert": "security"}, True),
+        (EVALUATE, (imp.id,), {"expert": "architecture"}, True),
+    ]
+    assert [sig(s) for s in panel_chord.body.tasks] == [
+        (AGGREGATE, (imp.id,), {"experts": ["security", "architecture"]}, True),
         (VALIDATE, (imp.id,), {}, True),
         (APPROVE, (imp.id,), {}, True),
     ]
+
+
+def test_without_fan_out_only_the_routed_expert_is_consulted():
+    imp = make_improvement("Encrypt the Qdrant snapshots", category="architecture")
+    panel_chord = build_pipeline(imp, fan_out=False).tasks[1]
+    assert [s.kwargs["expert"] for s in panel_chord.tasks] == ["security"]

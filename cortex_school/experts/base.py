@@ -25,6 +25,8 @@ class Expert(ABC):
 
     #: Recorded in every assessment as ``backend``.
     backend: str
+    #: True when evaluating calls a service (rate-limited, cached, retried).
+    remote: bool = False
 
     def __init__(self, name: str, model: str) -> None:
         self.name = name

@@ -1,19 +1,36 @@
+"""Expert evaluation: one task per consulted expert on that expert's queue, then an
+aggregate task (the chord's callback) that combines their answers."""
+
 from __future__ import annotations
 
+import random
 from typing import Any
 
 from cortex_school.celery import app
-from cortex_school.runtime import get_expert, get_store
-from cortex_school.settings import EXPERTS
-from cortex_school.stages import StageOutcome, run_evaluate
+from cortex_school.experts.limits import Throttled
+from cortex_school.experts.llm import ExpertUnavailable
+from cortex_school.router import panel
+from cortex_school.runtime import get_cache, get_expert, get_limiter, get_store
+from cortex_school.settings import EXPERTS, get_settings
+from cortex_school.stages import StageOutcome, record_expert_failure, run_aggregate, run_consult
 from cortex_school.tasks.base import InvalidTaskInput, PipelineTask
 
 
-@app.task(bind=True, base=PipelineTask, name="cortex_school.tasks.evaluate.evaluate")
-def evaluate(self: PipelineTask, improvement_id: str, expert: str | None = None) -> dict[str, Any]:
-    """Ask the improvement's expert for an assessment (categorized → assessed).
+def backoff_seconds(failures: int, base: float, cap: float) -> float:
+    """Exponential backoff with jitter: half fixed, half random, capped."""
+    delay = min(cap, base * (2 ** failures))
+    return delay / 2 + random.uniform(0, delay / 2)
 
-    Routed to ``expert.<expert>``; without ``expert`` the routed expert is used.
+
+@app.task(bind=True, base=PipelineTask, name="cortex_school.tasks.evaluate.evaluate")
+def evaluate(
+    self: PipelineTask, improvement_id: str, expert: str | None = None, failures: int = 0
+) -> dict[str, Any]:
+    """Ask one expert for an assessment; routed to ``expert.<expert>``.
+
+    Without ``expert`` the routed (primary) expert answers. Rate limits re-schedule
+    the task; 429/5xx/timeouts retry with backoff up to EXPERT_MAX_RETRIES, then the
+    expert is declared unreachable and the improvement goes to human review.
     """
     checked = self.checked_id(improvement_id)
     store = get_store()
@@ -21,10 +38,49 @@ def evaluate(self: PipelineTask, improvement_id: str, expert: str | None = None)
     if name is None:
         return StageOutcome(
             improvement_id=checked, stage="evaluate", outcome="skipped",
-            status=store.redis.hget(f"improvement:{checked}", "status"),
-            detail="not routed yet",
+            status=store.redis.hget(f"improvement:{checked}", "status"), detail="not routed yet",
         ).model_dump()
     if name not in EXPERTS:
         raise InvalidTaskInput(f"unknown expert {name!r}")
-    outcome = run_evaluate(store, checked, expert=get_expert(name), actor=self.actor())
+    try:
+        outcome = run_consult(
+            store, checked, expert=get_expert(name), actor=self.actor(),
+            cache=get_cache(), limiter=get_limiter(name),
+        )
+    except Throttled as exc:
+        raise self.retry(countdown=exc.retry_after + random.uniform(0, 1), max_retries=None)
+    except ExpertUnavailable as exc:
+        cfg = get_settings().experts
+        if failures >= cfg.max_transient_retries:
+            store.count(f"expert_unreachable:{name}")
+            return record_expert_failure(
+                store, checked, name, f"unreachable after {failures + 1} attempts: {exc}",
+                actor=self.actor(),
+            ).model_dump()
+        countdown = exc.retry_after or backoff_seconds(
+            failures, cfg.retry_backoff_seconds, cfg.retry_backoff_max_seconds
+        )
+        raise self.retry(
+            countdown=countdown, max_retries=None,
+            kwargs={"expert": name, "failures": failures + 1},
+        )
     return outcome.model_dump()
+
+
+@app.task(bind=True, base=PipelineTask, name="cortex_school.tasks.evaluate.aggregate")
+def aggregate(
+    self: PipelineTask, improvement_id: str, experts: list[str] | None = None
+) -> dict[str, Any]:
+    """Combine the panel's assessments (categorized → assessed)."""
+    checked = self.checked_id(improvement_id)
+    store = get_store()
+    if experts is None:
+        improvement = store.get(checked)
+        if improvement is None or improvement.expert is None:
+            return StageOutcome(improvement_id=checked, stage="aggregate", outcome="skipped",
+                                status=None, detail="not routed yet").model_dump()
+        experts = panel(improvement.expert, improvement.secondary_experts,
+                        fan_out=get_settings().experts.fan_out)
+    if not experts or any(e not in EXPERTS for e in experts):
+        raise InvalidTaskInput(f"unknown experts {experts!r}")
+    return run_aggregate(store, checked, experts=experts, actor=self.actor()).model_dump()

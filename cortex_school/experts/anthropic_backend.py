@@ -1,0 +1,88 @@
+"""Claude through the ``anthropic`` SDK, structured output via a forced tool call."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anthropic
+
+from cortex_school.experts.base import ExpertFailure
+from cortex_school.experts.llm import (
+    ExpertUnavailable,
+    LLMExpert,
+    Reply,
+    is_transient_status,
+    retry_after_seconds,
+)
+from cortex_school.experts.prompts import (
+    TOOL_DESCRIPTION,
+    TOOL_NAME,
+    answer_schema,
+    proposal_message,
+    system_prompt,
+)
+from cortex_school.models import Improvement
+
+
+class ClaudeExpert(LLMExpert):
+    backend = "anthropic"
+
+    def __init__(
+        self, name: str, model: str, *, api_key: str, base_url: str | None,
+        max_tokens: int, timeout: float,
+    ) -> None:
+        super().__init__(name, model, max_tokens=max_tokens, timeout=timeout)
+        # Retries are Celery's job (with backoff, without blocking the worker).
+        self.client = anthropic.Anthropic(
+            api_key=api_key, base_url=base_url, timeout=timeout, max_retries=0
+        )
+        self.tool = {"name": TOOL_NAME, "description": TOOL_DESCRIPTION,
+                     "input_schema": answer_schema()}
+
+    def _first_messages(self, improvement: Improvement) -> list[dict[str, Any]]:
+        return [{"role": "user", "content": proposal_message(improvement)}]
+
+    def _request(self, messages: list[dict[str, Any]]) -> Reply:
+        try:
+            response = self.client.messages.create(
+                model=self.model,
+                max_tokens=self.max_tokens,
+                system=system_prompt(self.profile),
+                messages=messages,
+                tools=[self.tool],
+                tool_choice={"type": "tool", "name": TOOL_NAME},
+            )
+        except anthropic.APITimeoutError:
+            raise ExpertUnavailable(f"anthropic/{self.model}: no answer within {self.timeout:.0f}s") from None
+        except anthropic.APIConnectionError as exc:
+            raise ExpertUnavailable(f"anthropic/{self.model}: connection failed: {exc}") from None
+        except anthropic.APIStatusError as exc:
+            message = f"anthropic/{self.model}: HTTP {exc.status_code}: {str(exc)[:300]}"
+            if is_transient_status(exc.status_code):
+                raise ExpertUnavailable(message, retry_after_seconds(exc.response.headers)) from None
+            raise ExpertFailure(message) from None
+        tool_use = next((b for b in response.content if b.type == "tool_use"), None)
+        history_content: list[dict[str, Any]] = []
+        for block in response.content:
+            if block.type == "tool_use":
+                history_content.append(
+                    {"type": "tool_use", "id": block.id, "name": block.name, "input": block.input}
+                )
+            elif block.type == "text" and block.text:
+                history_content.append({"type": "text", "text": block.text})
+        return Reply(
+            tool_input=tool_use.input if tool_use is not None else None,
+            input_tokens=response.usage.input_tokens,
+            output_tokens=response.usage.output_tokens,
+            history=[{"role": "assistant", "content": history_content or [{"type": "text", "text": "(empty)"}]}],
+            tool_call_id=tool_use.id if tool_use is not None else None,
+        )
+
+    def _feedback(self, reply: Reply, error: str) -> list[dict[str, Any]]:
+        text = (f"Your answer was rejected: {error}\n"
+                f"Call {TOOL_NAME} again with an answer that matches its input schema exactly.")
+        if reply.tool_call_id:
+            return [{"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": reply.tool_call_id, "is_error": True,
+                 "content": text}]}]
+        return [{"role": "user", "content": text}]

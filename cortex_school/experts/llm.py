@@ -1,0 +1,128 @@
+"""The part every LLM backend shares: ask, validate, retry once with the error, guard.
+
+A backend implements three small methods (first messages, one request, feedback
+after a bad answer). This class turns them into an :class:`Assessment`:
+
+* the answer must validate against :class:`ExpertAnswer`; if it does not, the model
+  is asked once more with the validation error; a second bad answer is an
+  :class:`ExpertFailure` (the improvement goes to a person);
+* 429, 5xx, overloaded, timeouts and connection errors raise :class:`ExpertUnavailable`
+  so the Celery task retries with backoff, never sleeping in the worker;
+* the offline rules run as a guardrail: the final verdict is the more conservative
+  of the two and the risk the higher, so an answer talked into leniency by the
+  proposal's own text cannot lower what the rules see.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import abstractmethod
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from cortex_school.experts.base import Expert, ExpertFailure
+from cortex_school.experts.offline import OfflineExpert
+from cortex_school.experts.profiles import PROFILES
+from cortex_school.experts.prompts import TOOL_NAME, ExpertAnswer
+from cortex_school.models import Assessment, Improvement, Usage, highest_risk, most_conservative
+
+
+class ExpertUnavailable(Exception):
+    """A transient failure (rate limit, overload, 5xx, timeout, network): retry later."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+@dataclass
+class Reply:
+    """One model response: the tool input it gave (if any) and what it cost."""
+
+    tool_input: Any
+    input_tokens: int
+    output_tokens: int
+    history: list[dict[str, Any]]  # messages to append before feedback
+    tool_call_id: str | None
+
+
+def retry_after_seconds(headers: Any) -> float | None:
+    try:
+        value = headers.get("retry-after") if headers is not None else None
+        return float(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+TRANSIENT_STATUS = frozenset({408, 409, 425, 429})
+
+
+def is_transient_status(status: int) -> bool:
+    return status in TRANSIENT_STATUS or status >= 500
+
+
+class LLMExpert(Expert):
+    remote = True
+
+    def __init__(self, name: str, model: str, *, max_tokens: int, timeout: float) -> None:
+        super().__init__(name, model)
+        self.profile = PROFILES[name]
+        self.max_tokens = max_tokens
+        self.timeout = timeout
+        self.guardrail = OfflineExpert(name)
+
+    @abstractmethod
+    def _first_messages(self, improvement: Improvement) -> list[dict[str, Any]]: ...
+
+    @abstractmethod
+    def _request(self, messages: list[dict[str, Any]]) -> Reply:
+        """One API call. Raises ExpertUnavailable (transient) or ExpertFailure (permanent)."""
+
+    @abstractmethod
+    def _feedback(self, reply: Reply, error: str) -> list[dict[str, Any]]:
+        """Messages that tell the model its answer was rejected and why."""
+
+    def evaluate(self, improvement: Improvement) -> Assessment:
+        messages = self._first_messages(improvement)
+        usage = Usage()
+        started = time.monotonic()
+        error = ""
+        for attempt in (1, 2):
+            reply = self._request(messages)
+            usage.requests += 1
+            usage.input_tokens += reply.input_tokens
+            usage.output_tokens += reply.output_tokens
+            try:
+                if reply.tool_input is None:
+                    raise ValueError(f"no {TOOL_NAME} tool call in the answer")
+                answer = ExpertAnswer.model_validate(reply.tool_input)
+            except (ValidationError, ValueError) as exc:
+                error = str(exc)[:1500]
+                if attempt == 2:
+                    raise ExpertFailure(
+                        f"{self.backend}/{self.model} answer did not validate after one retry: {error}"
+                    ) from None
+                messages = messages + reply.history + self._feedback(reply, error)
+                continue
+            usage.latency_ms = round((time.monotonic() - started) * 1000, 1)
+            return self._guarded(improvement, answer, usage)
+        raise AssertionError("unreachable")
+
+    def _guarded(self, improvement: Improvement, answer: ExpertAnswer, usage: Usage) -> Assessment:
+        rules = self.guardrail.evaluate(improvement)
+        concerns = list(answer.concerns) + [f"guardrail: {c}" for c in rules.concerns]
+        verdict = most_conservative([answer.verdict, rules.verdict])
+        risk = highest_risk([answer.risk, rules.risk])
+        rationale = answer.rationale
+        if verdict != answer.verdict or risk != answer.risk:
+            rationale += (
+                f" [guardrail {rules.model}: model said {answer.verdict.value}/{answer.risk.value}, "
+                f"recorded {verdict.value}/{risk.value}]"
+            )
+        return Assessment(
+            expert=self.name, backend=self.backend, model=self.model, verdict=verdict,
+            risk=risk, confidence=answer.confidence, concerns=concerns, rationale=rationale,
+            usage=usage,
+        )

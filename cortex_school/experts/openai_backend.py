@@ -1,0 +1,103 @@
+"""LLM-D / vLLM (or any OpenAI chat-completions endpoint), structured output via a forced
+function call: the same schema and validation as the Claude backend."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import openai
+
+from cortex_school.experts.base import ExpertFailure
+from cortex_school.experts.llm import (
+    ExpertUnavailable,
+    LLMExpert,
+    Reply,
+    is_transient_status,
+    retry_after_seconds,
+)
+from cortex_school.experts.prompts import (
+    TOOL_DESCRIPTION,
+    TOOL_NAME,
+    answer_schema,
+    proposal_message,
+    system_prompt,
+)
+from cortex_school.models import Improvement
+
+
+def chat_base_url(endpoint: str) -> str:
+    """llm-d and vLLM serve the API under /v1; accept the endpoint with or without it."""
+    endpoint = endpoint.rstrip("/")
+    return endpoint if endpoint.endswith("/v1") else endpoint + "/v1"
+
+
+class OpenAICompatibleExpert(LLMExpert):
+    backend = "llmd"
+
+    def __init__(
+        self, name: str, model: str, *, endpoint: str, api_key: str | None,
+        max_tokens: int, timeout: float,
+    ) -> None:
+        super().__init__(name, model, max_tokens=max_tokens, timeout=timeout)
+        self.client = openai.OpenAI(
+            base_url=chat_base_url(endpoint), api_key=api_key or "not-needed",
+            timeout=timeout, max_retries=0,
+        )
+        self.tool = {"type": "function", "function": {
+            "name": TOOL_NAME, "description": TOOL_DESCRIPTION, "parameters": answer_schema()}}
+
+    def _first_messages(self, improvement: Improvement) -> list[dict[str, Any]]:
+        return [
+            {"role": "system", "content": system_prompt(self.profile)},
+            {"role": "user", "content": proposal_message(improvement)},
+        ]
+
+    def _request(self, messages: list[dict[str, Any]]) -> Reply:
+        try:
+            response = self.client.chat.completions.create(
+                model=self.model,
+                messages=messages,  # type: ignore[arg-type]
+                tools=[self.tool],  # type: ignore[list-item]
+                tool_choice={"type": "function", "function": {"name": TOOL_NAME}},
+                max_tokens=self.max_tokens,
+            )
+        except openai.APITimeoutError:
+            raise ExpertUnavailable(f"llmd/{self.model}: no answer within {self.timeout:.0f}s") from None
+        except openai.APIConnectionError as exc:
+            raise ExpertUnavailable(f"llmd/{self.model}: connection failed: {exc}") from None
+        except openai.APIStatusError as exc:
+            message = f"llmd/{self.model}: HTTP {exc.status_code}: {str(exc)[:300]}"
+            if is_transient_status(exc.status_code):
+                raise ExpertUnavailable(message, retry_after_seconds(exc.response.headers)) from None
+            raise ExpertFailure(message) from None
+        if not response.choices:
+            raise ExpertUnavailable(f"llmd/{self.model}: empty choices")
+        message = response.choices[0].message
+        calls = message.tool_calls or []
+        call = next((c for c in calls if getattr(c, "function", None) and c.function.name == TOOL_NAME), None)
+        tool_input: Any = None
+        if call is not None:
+            try:
+                tool_input = json.loads(call.function.arguments)
+            except json.JSONDecodeError as exc:
+                tool_input = {"__unparseable_arguments__": f"not JSON: {exc}"}
+        history: dict[str, Any] = {"role": "assistant", "content": message.content or ""}
+        if call is not None:
+            history["tool_calls"] = [{"id": call.id, "type": "function", "function": {
+                "name": call.function.name, "arguments": call.function.arguments}}]
+        usage = response.usage
+        return Reply(
+            tool_input=tool_input,
+            input_tokens=usage.prompt_tokens if usage else 0,
+            output_tokens=usage.completion_tokens if usage else 0,
+            history=[history],
+            tool_call_id=call.id if call is not None else None,
+        )
+
+    def _feedback(self, reply: Reply, error: str) -> list[dict[str, Any]]:
+        text = (f"Your answer was rejected: {error}\n"
+                f"Call {TOOL_NAME} again with arguments that match its schema exactly.")
+        if reply.tool_call_id:
+            return [{"role": "tool", "tool_call_id": reply.tool_call_id, "content": text}]
+        return [{"role": "user", "content": text}]
