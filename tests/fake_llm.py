@@ -1,0 +1,136 @@
+"""A local HTTP server that speaks the Anthropic Messages API and the OpenAI
+chat-completions API, scripted by markers in the proposal text.
+
+Markers (anywhere in the description): ``[invalid-once]`` first answer breaks the
+schema, ``[invalid-always]``, ``[429-once]``, ``[500-always]``, ``[401]``, ``[slow]``
+(answers after ``slow_seconds``), ``[block]`` (the model blocks), ``[no-tool]`` (a text
+answer without the tool call, once). Otherwise the model approves with low risk, as a
+model talked into leniency would.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+VALID = {"verdict": "approve", "risk": "low", "confidence": 0.8,
+         "concerns": ["pin the image digest"], "rationale": "Fits the platform; low blast radius."}
+INVALID = {"verdict": "ship-it", "risk": "low", "confidence": 7, "rationale": "",
+           "category": "monitoring", "approved": True}
+
+
+class FakeLLM:
+    def __init__(self, slow_seconds: float = 3.0) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.seen: Counter[str] = Counter()
+        self.slow_seconds = slow_seconds
+        self.lock = threading.Lock()
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:  # keep test output clean
+                pass
+
+            def do_POST(self) -> None:  # noqa: N802
+                length = int(self.headers.get("content-length", 0))
+                body = json.loads(self.rfile.read(length) or b"{}")
+                status, payload, headers = fake.answer(
+                    self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+                data = json.dumps(payload).encode()
+                try:
+                    self.send_response(status)
+                    self.send_header("content-type", "application/json")
+                    for k, v in headers.items():
+                        self.send_header(k, v)
+                    self.send_header("content-length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client timed out and left
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> "FakeLLM":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    # -- what was asked --------------------------------------------------------
+    def for_text(self, marker: str) -> list[dict[str, Any]]:
+        return [r for r in self.requests if marker in r["proposal"]]
+
+    # -- answering ---------------------------------------------------------------
+    def answer(self, path: str, headers: dict[str, str], body: dict[str, Any]) -> tuple[int, Any, dict[str, str]]:
+        openai_style = path.endswith("/chat/completions")
+        messages = body.get("messages", [])
+        first_user = next(m for m in messages if m["role"] == "user")
+        proposal = first_user["content"] if isinstance(first_user["content"], str) else json.dumps(first_user["content"])
+        system = body.get("system") or next((m["content"] for m in messages if m["role"] == "system"), "")
+        expert = re.search(r"You are the (\w+) expert", system).group(1) if system else "?"
+        key = f"{expert}:{proposal}"
+        with self.lock:
+            self.seen[key] += 1
+            n = self.seen[key]
+            self.requests.append({"path": path, "headers": headers, "body": body, "proposal": proposal,
+                                  "system": system, "expert": expert, "model": body.get("model"),
+                                  "n": n})
+        if "[slow]" in proposal:
+            time.sleep(self.slow_seconds)
+        if "[401]" in proposal:
+            return 401, _error("authentication_error", "invalid x-api-key"), {}
+        if "[500-always]" in proposal:
+            return 500, _error("api_error", "internal error"), {}
+        if "[429-once]" in proposal and n == 1:
+            return 429, _error("rate_limit_error", "slow down"), {"retry-after": "0"}
+        if "[no-tool]" in proposal and n == 1:
+            return 200, _text_reply(openai_style, body, "I think it is fine."), {}
+        answer = VALID
+        if "[invalid-always]" in proposal or ("[invalid-once]" in proposal and n == 1):
+            answer = INVALID
+        elif "[block]" in proposal:
+            answer = {**VALID, "verdict": "block", "risk": "high", "concerns": ["too risky"]}
+        return 200, _tool_reply(openai_style, body, answer, n), {}
+
+
+def _error(kind: str, message: str) -> dict[str, Any]:
+    return {"type": "error", "error": {"type": kind, "message": message}}
+
+
+def _tool_reply(openai_style: bool, body: dict[str, Any], answer: dict[str, Any], n: int) -> dict[str, Any]:
+    if openai_style:
+        return {
+            "id": f"chatcmpl-{n}", "object": "chat.completion", "created": 0, "model": body["model"],
+            "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
+                "role": "assistant", "content": None,
+                "tool_calls": [{"id": f"call_{n}", "type": "function", "function": {
+                    "name": "submit_assessment", "arguments": json.dumps(answer)}}]}}],
+            "usage": {"prompt_tokens": 321, "completion_tokens": 45, "total_tokens": 366},
+        }
+    return {
+        "id": f"msg_{n}", "type": "message", "role": "assistant", "model": body["model"],
+        "content": [{"type": "tool_use", "id": f"toolu_{n}", "name": "submit_assessment", "input": answer}],
+        "stop_reason": "tool_use", "stop_sequence": None,
+        "usage": {"input_tokens": 321, "output_tokens": 45},
+    }
+
+
+def _text_reply(openai_style: bool, body: dict[str, Any], text: str) -> dict[str, Any]:
+    if openai_style:
+        return {"id": "chatcmpl-t", "object": "chat.completion", "created": 0, "model": body["model"],
+                "choices": [{"index": 0, "finish_reason": "stop",
+                             "message": {"role": "assistant", "content": text}}],
+                "usage": {"prompt_tokens": 300, "completion_tokens": 10, "total_tokens": 310}}
+    return {"id": "msg_t", "type": "message", "role": "assistant", "model": body["model"],
+            "content": [{"type": "text", "text": text}], "stop_reason": "end_turn",
+            "stop_sequence": None, "usage": {"input_tokens": 300, "output_tokens": 10}}
