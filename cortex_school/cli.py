@@ -311,11 +311,15 @@ def demo(
     samples: str = typer.Option("examples/proposals", help="Directory of sample proposals."),
     timeout: float = typer.Option(180.0, help="Seconds to wait for the pipeline to go idle."),
     concurrency: int = typer.Option(2, help="Worker processes."),
+    reset: bool = typer.Option(False, help="Delete this database's pipeline state first."),
 ) -> None:
     """Start a worker, ingest the samples, wait until idle, print the funnel and decisions."""
     from cortex_school.demo import run_demo
 
-    raise typer.Exit(run_demo(_store(), samples=samples, timeout=timeout, concurrency=concurrency))
+    store = _store()
+    if reset:
+        console.print(f"reset: deleted {store.purge()} pipeline keys")
+    raise typer.Exit(run_demo(store, samples=samples, timeout=timeout, concurrency=concurrency))
 
 
 def main() -> None:
