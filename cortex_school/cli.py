@@ -7,6 +7,7 @@ import json
 import os
 import re
 import sys
+from pathlib import Path
 from typing import Optional
 
 import redis
@@ -21,9 +22,12 @@ from cortex_school.store import OVERRIDE_FLAGS, RedisStore, TransitionRefused
 
 app = typer.Typer(help="Cortex Online School: improvement proposals → reviewed platform changes.",
                   no_args_is_help=True, add_completion=False)
+index_app = typer.Typer(help="Build the RAG corpora (incremental: unchanged chunks are not re-embedded).",
+                        no_args_is_help=True)
 review_app = typer.Typer(help="Human review of improvements waiting in pending_review.",
                          no_args_is_help=True)
 flags_app = typer.Typer(help="Override flags of the approval gate.", no_args_is_help=True)
+app.add_typer(index_app, name="index")
 app.add_typer(review_app, name="review")
 app.add_typer(flags_app, name="flags")
 
@@ -256,6 +260,67 @@ def flags_set(name: str, value: str) -> None:
     console.print(f"{name} = {value.lower()}")
 
 
+def _print_sync(report) -> None:  # type: ignore[no-untyped-def]
+    console.print(f"{report.corpus}: {report.total} chunks, {report.embedded} embedded, "
+                  f"{report.unchanged} unchanged, {report.deleted} deleted")
+    for problem in report.problems:
+        console.print(f"  [yellow]! {problem}[/]")
+
+
+def _index():  # type: ignore[no-untyped-def]
+    from cortex_school.runtime import make_index
+
+    return make_index()
+
+
+@index_app.command("docs")
+def index_docs_cmd(directory: str) -> None:
+    """Architecture docs: every *.md under DIRECTORY, split on headings."""
+    from cortex_school.indexing import index_docs
+
+    _print_sync(index_docs(_index(), _existing_dir(directory)))
+
+
+@index_app.command("gitops")
+def index_gitops_cmd(
+    source: str = typer.Argument(..., help="A directory, or a git repository URL/path."),
+    branch: Optional[str] = typer.Option(None, help="Branch to index (git sources)."),
+) -> None:
+    """GitOps manifests: one chunk per Kubernetes resource."""
+    from cortex_school.indexing import checkout, index_gitops, is_git_source
+
+    root = checkout(source, get_settings().data_dir, branch) if is_git_source(source) else _existing_dir(source)
+    _print_sync(index_gitops(_index(), root))
+
+
+@index_app.command("known-issues")
+def index_known_issues_cmd(path: str) -> None:
+    """Known issues: a Markdown file (or directory), one chunk per section."""
+    from cortex_school.indexing import index_known_issues
+
+    target = Path(path)
+    if not target.exists():
+        err.print(f"[red]{path}: no such file or directory[/]")
+        raise typer.Exit(2)
+    _print_sync(index_known_issues(_index(), target))
+
+
+@index_app.command("history")
+def index_history_cmd() -> None:
+    """Previous improvements from Redis (implemented, in flight, failed)."""
+    from cortex_school.indexing import index_history
+
+    _print_sync(index_history(_index(), _store()))
+
+
+def _existing_dir(path: str) -> Path:
+    directory = Path(path)
+    if not directory.is_dir():
+        err.print(f"[red]{path}: not a directory[/]")
+        raise typer.Exit(2)
+    return directory
+
+
 @app.command()
 def worker(
     queues: str = typer.Option("all", help="Comma-separated queues, or 'all'."),
@@ -312,6 +377,8 @@ def demo(
     timeout: float = typer.Option(180.0, help="Seconds to wait for the pipeline to go idle."),
     concurrency: int = typer.Option(2, help="Worker processes."),
     reset: bool = typer.Option(False, help="Delete this database's pipeline state first."),
+    platform: str = typer.Option("examples/platform",
+                                 help="Sample platform to index for RAG validation ('' to skip)."),
 ) -> None:
     """Start a worker, ingest the samples, wait until idle, print the funnel and decisions."""
     from cortex_school.demo import run_demo
@@ -319,7 +386,8 @@ def demo(
     store = _store()
     if reset:
         console.print(f"reset: deleted {store.purge()} pipeline keys")
-    raise typer.Exit(run_demo(store, samples=samples, timeout=timeout, concurrency=concurrency))
+    raise typer.Exit(run_demo(store, samples=samples, timeout=timeout, concurrency=concurrency,
+                              platform=platform or None))
 
 
 def main() -> None:

@@ -84,7 +84,27 @@ def wait_until_idle(store: RedisStore, ids: set[str], timeout: float) -> dict[st
         time.sleep(0.2)
 
 
-def run_demo(store: RedisStore, *, samples: str, timeout: float, concurrency: int) -> int:
+def index_platform(platform: Path) -> dict[str, str]:
+    """Index the sample platform (docs, GitOps tree, known issues); returns the env the
+    workers need to use it (the cluster capacity file)."""
+    from cortex_school.indexing import index_docs, index_gitops, index_known_issues
+    from cortex_school.runtime import make_index
+
+    index = make_index()
+    started = time.monotonic()
+    reports = [index_docs(index, platform / "docs"), index_gitops(index, platform / "gitops"),
+               index_known_issues(index, platform / "known-issues.md")]
+    for r in reports:
+        console.print(f"indexed {r.corpus}: {r.total} chunks ({r.embedded} embedded, "
+                      f"{r.unchanged} unchanged, {r.deleted} removed)")
+    console.print(f"platform indexed in {time.monotonic() - started:.1f}s\n")
+    capacity = platform / "cluster.yaml"
+    return {"CLUSTER_CAPACITY_FILE": str(capacity.resolve())} if capacity.exists() else {}
+
+
+def run_demo(
+    store: RedisStore, *, samples: str, timeout: float, concurrency: int, platform: str | None = None
+) -> int:
     from celeryconfig import ALL_QUEUES
 
     from cortex_school.cli import decisions_table, funnel_table, print_report
@@ -99,8 +119,12 @@ def run_demo(store: RedisStore, *, samples: str, timeout: float, concurrency: in
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     log_path = settings.data_dir / "demo-worker.log"
     name = f"demo-{os.getpid()}@localhost"
+    worker_env: dict[str, str] = {}
+    if platform and settings.rag.enabled:
+        worker_env = index_platform(Path(platform))
     with open(log_path, "wb") as log:
-        proc = start_worker(queues=ALL_QUEUES, concurrency=concurrency, name=name, log=log)
+        proc = start_worker(queues=ALL_QUEUES, concurrency=concurrency, name=name, log=log,
+                            env=worker_env)
         try:
             wait_until_ready(name, proc)
             console.print(f"worker {name} ready on {len(ALL_QUEUES)} queues (log: {log_path})\n")

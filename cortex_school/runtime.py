@@ -6,12 +6,19 @@ Created on first use in each worker process (after the prefork fork), never per 
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from cortex_school.experts import Expert, make_expert
 from cortex_school.experts.cache import EvaluationCache
 from cortex_school.experts.limits import ExpertLimiter
 from cortex_school.settings import get_settings
 from cortex_school.store import RedisStore
+
+if TYPE_CHECKING:
+    from cortex_school.rag.checks import RagContext
+    from cortex_school.rag.embedding import Embedder
+    from cortex_school.rag.index import VectorIndex
+    from cortex_school.validation import Check
 
 # The expert task's hard time limit: a limiter slot held longer than this is stale.
 EXPERT_SLOT_TTL_SECONDS = 300.0
@@ -39,3 +46,63 @@ def get_limiter(name: str) -> ExpertLimiter:
         get_store().redis, name, per_minute=cfg.rate_limit_per_minute,
         concurrency=cfg.concurrency, slot_ttl_seconds=EXPERT_SLOT_TTL_SECONDS,
     )
+
+
+@lru_cache(maxsize=1)
+def get_rag() -> "RagContext":
+    """The embedder (loaded once per process) and the vector index (server or embedded)."""
+    from cortex_school.rag.checks import RagContext
+
+    return RagContext(make_index(), get_embedder_from_settings())
+
+
+def get_embedder_from_settings() -> "Embedder":
+    from cortex_school.rag.embedding import get_embedder
+
+    rag = get_settings().rag
+    return get_embedder(rag.model_path, rag.torch_threads)
+
+
+def make_index() -> "VectorIndex":
+    from cortex_school.rag.index import EmbeddedIndex, ServerIndex
+
+    settings = get_settings()
+    embedder = get_embedder_from_settings()
+    if settings.services.qdrant_url:
+        return ServerIndex(settings.services.qdrant_url, embedder)
+    return EmbeddedIndex(settings.redis.url, embedder)
+
+
+@lru_cache(maxsize=1)
+def get_reranker() -> object | None:
+    path = get_settings().rag.rerank_model_path
+    if not path:
+        return None
+    from sentence_transformers import CrossEncoder
+
+    return CrossEncoder(path, device="cpu", local_files_only=True)
+
+
+def get_checks() -> list["Check"]:
+    """Every validation check this process runs: the exact duplicate, then the RAG four."""
+    from cortex_school.validation import default_checks
+
+    settings = get_settings()
+    checks = default_checks(get_store())
+    if settings.rag.enabled:
+        from cortex_school.rag.checks import (
+            ArchitecturalConflictCheck,
+            CapacityCheck,
+            DependencyCheck,
+            SemanticDuplicateCheck,
+        )
+
+        rag = get_rag()
+        checks += [
+            SemanticDuplicateCheck(rag, get_store(), settings.rag.duplicate_threshold),
+            ArchitecturalConflictCheck(rag, settings.rag.top_k, settings.rag.known_issue_threshold,
+                                       get_reranker()),
+            DependencyCheck(rag),
+            CapacityCheck(settings.rag.cluster_capacity_file),
+        ]
+    return checks

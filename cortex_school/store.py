@@ -327,7 +327,7 @@ class RedisStore:
     def purge(self) -> int:
         """Delete every key this store owns (not the broker's). For tests and ``demo --reset``."""
         deleted = 0
-        for pattern in ("improvement:*", "improvements:*"):
+        for pattern in ("improvement:*", "improvements:*", "rag:improvements:*"):
             batch = list(self.redis.scan_iter(match=pattern, count=1000))
             for start in range(0, len(batch), 500):
                 deleted += self.redis.delete(*batch[start : start + 500])

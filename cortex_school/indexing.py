@@ -1,0 +1,66 @@
+"""Building the RAG corpora from directories, git repositories and Redis."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+from pathlib import Path
+
+from cortex_school.models import Status
+from cortex_school.rag.chunking import (
+    chunk_docs_dir,
+    chunk_gitops_dir,
+    chunk_markdown,
+    improvement_chunk,
+)
+from cortex_school.rag.index import SyncReport, VectorIndex
+from cortex_school.store import RedisStore
+
+# Improvements worth remembering: what was implemented or is on its way, and what failed.
+HISTORY_STATUSES: tuple[Status, ...] = (
+    Status.APPROVED, Status.IMPLEMENTING, Status.COMMITTED, Status.DEPLOYED, Status.VERIFIED,
+    Status.FAILED, Status.VALIDATED, Status.PENDING_REVIEW,
+)
+
+
+def is_git_source(source: str) -> bool:
+    return "://" in source or source.startswith("git@") or source.endswith(".git") or (
+        Path(source).is_dir() and (Path(source) / "HEAD").exists() and not (Path(source) / "apps").exists()
+    )
+
+
+def checkout(source: str, data_dir: Path, branch: str | None = None) -> Path:
+    """Clone (or update) a git repository for indexing; the working copy lives in data_dir."""
+    target = data_dir / "gitops-checkouts" / hashlib.sha256(source.encode()).hexdigest()[:12]
+    if (target / ".git").exists():
+        subprocess.run(["git", "-C", str(target), "fetch", "--depth", "1", "origin"] +
+                       ([branch] if branch else []), check=True, capture_output=True)
+        subprocess.run(["git", "-C", str(target), "reset", "--hard", "FETCH_HEAD"], check=True,
+                       capture_output=True)
+    else:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["git", "clone", "--depth", "1", *(["--branch", branch] if branch else []),
+                        source, str(target)], check=True, capture_output=True)
+    return target
+
+
+def index_docs(index: VectorIndex, root: Path) -> SyncReport:
+    return index.sync("docs", chunk_docs_dir(root))
+
+
+def index_gitops(index: VectorIndex, root: Path) -> SyncReport:
+    chunks, problems = chunk_gitops_dir(root)
+    report = index.sync("gitops", chunks)
+    report.problems = problems
+    return report
+
+
+def index_known_issues(index: VectorIndex, path: Path) -> SyncReport:
+    files = [path] if path.is_file() else sorted(path.rglob("*.md"))
+    chunks = [c for f in files for c in chunk_markdown(f.read_text(encoding="utf-8"), f.name, "known_issues")]
+    return index.sync("known_issues", chunks)
+
+
+def index_history(index: VectorIndex, store: RedisStore) -> SyncReport:
+    ids = set().union(*(store.ids_with_status(s) for s in HISTORY_STATUSES))
+    return index.sync("improvements", [improvement_chunk(i) for i in store.many(sorted(ids))])

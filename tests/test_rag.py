@@ -1,0 +1,214 @@
+"""RAG validation with the real model, real Qdrant local mode and real Redis:
+each check fires on a crafted case and stays quiet on a near miss."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from cortex_school.models import Status
+from cortex_school.rag.capacity import estimate_resources, parse_cpu, parse_memory
+from cortex_school.rag.checks import (
+    ArchitecturalConflictCheck,
+    CapacityCheck,
+    DependencyCheck,
+    RagContext,
+    SemanticDuplicateCheck,
+    extract_dependencies,
+    prohibitions,
+)
+from cortex_school.rag.chunking import chunk_manifests, chunk_markdown
+from cortex_school.rag.embedding import get_embedder
+from cortex_school.rag.index import EmbeddedIndex
+from tests.factories import make_improvement
+
+DOC = textwrap.dedent("""\
+    # Networking
+
+    ## Ingress
+    Traefik is the only ingress controller. ingress-nginx is forbidden.
+
+    ## Service mesh
+    Linkerd is not allowed: we do not run a service mesh.
+
+    ## DNS
+    CoreDNS runs with default settings.
+    """)
+
+MANIFESTS = textwrap.dedent("""\
+    apiVersion: apps/v1
+    kind: Deployment
+    metadata: {name: redis, namespace: cortex, labels: {app: redis}}
+    spec:
+      template:
+        spec:
+          containers:
+          - name: redis
+            image: redis:7.2-alpine
+            ports: [{containerPort: 6379}]
+    ---
+    apiVersion: v1
+    kind: Service
+    metadata: {name: langflow, namespace: cortex}
+    spec: {ports: [{port: 7860}]}
+    """)
+OPERATOR = textwrap.dedent("""\
+    apiVersion: apps/v1
+    kind: Deployment
+    metadata: {name: prometheus-operator, namespace: monitoring}
+    spec:
+      template:
+        spec:
+          containers: [{name: op, image: "quay.io/prometheus-operator/prometheus-operator:v0.77.1"}]
+    """)
+
+
+@pytest.fixture(scope="module")
+def embedder():
+    return get_embedder()
+
+
+@pytest.fixture
+def index(settings, embedder, store):
+    idx = EmbeddedIndex(settings.redis.url, embedder, prefix="rag-test")
+    for corpus in ("docs", "gitops", "improvements", "known_issues"):
+        idx.drop(corpus)
+    yield idx
+    for corpus in ("docs", "gitops", "improvements", "known_issues"):
+        idx.drop(corpus)
+
+
+def test_markdown_chunks_keep_document_and_section():
+    chunks = chunk_markdown(DOC, "networking.md", "docs")
+    sections = [c.payload["section"] for c in chunks]
+    assert sections == ["Networking > Ingress", "Networking > Service mesh", "Networking > DNS"]
+    assert all(c.payload["document"] == "networking.md" for c in chunks)
+    assert "Linkerd is not allowed" in chunks[1].text
+
+
+def test_manifest_chunks_are_one_per_resource_with_payload():
+    chunks, problems = chunk_manifests(MANIFESTS, "apps/cortex/x.yaml")
+    assert not problems
+    deploy = chunks[0].payload
+    assert (deploy["kind"], deploy["name"], deploy["namespace"]) == ("Deployment", "redis", "cortex")
+    assert deploy["images"] == ["redis:7.2-alpine"] and deploy["image_repositories"] == ["redis"]
+    assert deploy["ports"] == [6379] and deploy["labels"] == {"app": "redis"}
+    assert chunk_manifests("a: [unclosed", "bad.yaml")[1][0].startswith("bad.yaml: not valid YAML")
+
+
+def test_incremental_sync_embeds_only_changes_and_drops_deleted_sources(index, embedder, settings):
+    a = chunk_markdown(DOC, "a.md", "docs")
+    b = chunk_markdown("# Data\n\n## Backups\nNightly pg_dump to object storage.\n", "b.md", "docs")
+    first = index.sync("docs", a + b)
+    assert (first.embedded, first.unchanged, first.deleted) == (4, 0, 0)
+    again = index.sync("docs", a + b)
+    assert (again.embedded, again.unchanged) == (0, 4)
+    changed = chunk_markdown(DOC.replace("default settings", "ndots 2"), "a.md", "docs")
+    third = index.sync("docs", changed)  # b.md gone, one section of a.md changed
+    assert (third.embedded, third.unchanged, third.deleted) == (1, 2, 1)
+    # Another process (a fresh mirror) sees exactly the current state, without re-embedding.
+    other = EmbeddedIndex(settings.redis.url, embedder, prefix="rag-test")
+    hits = other.search("docs", embedder.encode(["nightly database backups"])[0], 5)
+    assert {h.payload["document"] for h in hits} == {"a.md"} and len(hits) == 3
+    # ... and an existing mirror picks up later changes from the change log.
+    index.sync("docs", changed + b)
+    assert any(h.payload["document"] == "b.md"
+               for h in other.search("docs", embedder.encode(["nightly database backups"])[0], 5))
+
+
+def test_semantic_duplicate_fires_on_a_paraphrase_and_not_on_a_neighbour(index, embedder, store):
+    ctx = RagContext(index, embedder)
+    done = make_improvement("Add a PrometheusRule alerting on Redis memory usage above 80%",
+                            video_id="video000001", category="monitoring")
+    store.create(done, actor="t", reason="t")
+    store.redis.hset(f"improvement:{done.id}", "status", Status.APPROVED.value)
+    ctx.remember(done)
+    check = SemanticDuplicateCheck(ctx, store, 0.85)
+    paraphrase = make_improvement("Alert when Redis memory usage goes above 80 percent",
+                                  video_id="video000002", category="monitoring")
+    finding = check.run(paraphrase)[0]
+    assert finding.conflict and finding.related_id == done.id
+    assert finding.reason.startswith("already implemented: similar to " + done.id)
+    neighbour = make_improvement("Add a Grafana dashboard for Qdrant query latency",
+                                 video_id="video000003", category="monitoring")
+    assert not check.run(neighbour)[0].conflict
+
+
+def test_semantic_duplicate_of_a_failed_improvement_names_the_failure(index, embedder, store):
+    ctx = RagContext(index, embedder)
+    failed = make_improvement("Enable Redis cluster mode with six shards", video_id="video000004")
+    store.create(failed, actor="t", reason="t")
+    store.redis.hset(f"improvement:{failed.id}", mapping={"status": "failed",
+                                                          "failure_reason": "Pod CrashLoopBackOff"})
+    ctx.remember(failed)
+    again = make_improvement("Turn on Redis cluster mode with 6 shards", video_id="video000005")
+    finding = SemanticDuplicateCheck(ctx, store, 0.85).run(again)[0]
+    assert finding.conflict and "failed before" in finding.reason and "CrashLoopBackOff" in finding.reason
+
+
+def test_architectural_conflict_names_document_and_section(index, embedder):
+    index.sync("docs", chunk_markdown(DOC, "networking.md", "docs"))
+    check = ArchitecturalConflictCheck(RagContext(index, embedder), top_k=5, known_issue_threshold=0.45)
+    linkerd = make_improvement("Enforce mutual TLS between services with Linkerd", category="security")
+    conflicts = [f for f in check.run(linkerd) if f.conflict]
+    assert len(conflicts) == 1
+    assert "networking.md § Networking > Service mesh" in conflicts[0].reason
+    assert "Linkerd is not allowed" in conflicts[0].reason
+    near_miss = make_improvement("Terminate mutual TLS for Langflow at the Traefik ingress",
+                                 category="networking")
+    assert not any(f.conflict for f in check.run(near_miss))
+
+
+def test_prohibition_rules():
+    terms = [p.term for p in prohibitions(
+        "Jaeger is deprecated: traces go to Tempo. We will not use MongoDB. Traefik is the only ingress.")]
+    assert terms == ["Jaeger", "MongoDB"]
+
+
+def test_dependency_check_finds_missing_components_and_operators(index, embedder):
+    chunks, _ = chunk_manifests(MANIFESTS, "apps/cortex/base.yaml")
+    index.sync("gitops", chunks)
+    check = DependencyCheck(RagContext(index, embedder))
+    tempo = make_improvement("Send OpenTelemetry traces from Langflow to Grafana Tempo")
+    findings = check.run(tempo)
+    assert [f.reason for f in findings if f.conflict] == [
+        "missing dependency: Grafana Tempo, deploy it first (mentioned as 'Grafana Tempo')"]
+    monitor = make_improvement("Scrape Redis with a ServiceMonitor", category="monitoring")
+    assert "missing dependency: Prometheus, deploy it first (ServiceMonitor needs it)" in [
+        f.reason for f in check.run(monitor)]
+    operator, _ = chunk_manifests(OPERATOR, "apps/monitoring/op.yaml")
+    index.sync("gitops", chunks + operator)
+    assert not any(f.conflict for f in check.run(monitor))
+
+
+def test_what_a_proposal_deploys_is_not_its_dependency():
+    deps = {d.component.label for d in extract_dependencies(make_improvement(
+        "Deploy Grafana Tempo for traces", notes="Install Tempo in monitoring; Langflow sends spans."))}
+    assert deps == {"Langflow"}
+
+
+def test_capacity_conflict_with_figures_and_a_near_miss(tmp_path):
+    cluster = tmp_path / "cluster.yaml"
+    cluster.write_text(textwrap.dedent("""\
+        nodes:
+          - {name: w1, allocatable: {cpu: "4", memory: 16Gi}, requested: {cpu: "3", memory: 13Gi}}
+          - {name: w2, allocatable: {cpu: "4", memory: 16Gi}, requested: {cpu: "2500m", memory: 12Gi}}
+        """))
+    check = CapacityCheck(cluster)
+    big = make_improvement("Run a local vLLM inference server", type="implementation",
+                           notes="Deploy vLLM with 2 replicas, each requesting 4 CPU and 12Gi memory.")
+    assert estimate_resources(big).memory == 24 * 2**30 and estimate_resources(big).cpu == 8
+    finding = check.run(big)[0]
+    assert finding.conflict and "insufficient cluster resources" in finding.reason
+    assert "24.0Gi memory" in finding.reason and "7.0Gi" in finding.reason
+    small = make_improvement("Run a small exporter", type="tool",
+                             notes="Deploy it with 1 replica requesting 100m CPU and 256Mi memory; 20Gi volume.")
+    assert estimate_resources(small).memory == 256 * 2**20  # the volume is not memory
+    assert not check.run(small)[0].conflict
+    assert "unknown" in CapacityCheck(None).run(small)[0].reason
+
+
+def test_quantities():
+    assert parse_memory("12Gi") == 12 * 2**30 and parse_memory("512Mi") == 512 * 2**20
+    assert parse_cpu("2500m") == 2.5 and parse_cpu(3) == 3.0
