@@ -268,9 +268,12 @@ def _print_sync(report) -> None:  # type: ignore[no-untyped-def]
 
 
 def _index():  # type: ignore[no-untyped-def]
+    from cortex_school.rag.embedding import use_all_cores
     from cortex_school.runtime import make_index
 
-    return make_index()
+    index = make_index()
+    use_all_cores()
+    return index
 
 
 @index_app.command("docs")

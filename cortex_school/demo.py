@@ -88,9 +88,11 @@ def index_platform(platform: Path) -> dict[str, str]:
     """Index the sample platform (docs, GitOps tree, known issues); returns the env the
     workers need to use it (the cluster capacity file)."""
     from cortex_school.indexing import index_docs, index_gitops, index_known_issues
+    from cortex_school.rag.embedding import use_all_cores
     from cortex_school.runtime import make_index
 
     index = make_index()
+    use_all_cores()
     started = time.monotonic()
     reports = [index_docs(index, platform / "docs"), index_gitops(index, platform / "gitops"),
                index_known_issues(index, platform / "known-issues.md")]

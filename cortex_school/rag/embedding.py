@@ -50,3 +50,11 @@ class Embedder:
 @lru_cache(maxsize=2)
 def get_embedder(model_path: str | None = None, threads: int = 1) -> Embedder:
     return Embedder(model_path or default_model_path(), threads=threads)
+
+
+def use_all_cores() -> None:
+    """For batch indexing in a CLI process; workers keep TORCH_THREADS (default 1) so
+    prefork children do not fight over the cores."""
+    import torch
+
+    torch.set_num_threads(os.cpu_count() or 1)

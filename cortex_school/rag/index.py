@@ -260,7 +260,9 @@ class EmbeddedIndex(VectorIndex):
             batch = ids[start:start + 1000]
             payloads = self.redis.hmget(points_key, batch)
             vectors = self.redis.hmget(vectors_key, batch)
-            present = [(i, json.loads(p), np.frombuffer(v, dtype=np.float32))
+            # The mirror keeps payloads without their text (fetched for the few hits only).
+            present = [(i, {k: v for k, v in json.loads(p).items() if k != "text"},
+                        np.frombuffer(v, dtype=np.float32))
                        for i, p, v in zip(batch, payloads, vectors) if p is not None and v is not None]
             gone = [i for i, p in zip(batch, payloads) if p is None]
             if present:
@@ -273,9 +275,14 @@ class EmbeddedIndex(VectorIndex):
 
     def search(self, corpus: str, vector: np.ndarray, limit: int) -> list[Hit]:
         self._refresh(corpus)
-        result = self.local.query_points(corpus, query=vector.tolist(), limit=limit, with_payload=True)
-        return [Hit(id=str(p.id), score=p.score, text=p.payload.get("text", ""), payload=p.payload)
-                for p in result.points]
+        points = self.local.query_points(corpus, query=vector.tolist(), limit=limit,
+                                         with_payload=True).points
+        if not points:
+            return []
+        stored = self.redis.hmget(self._keys(corpus)[0], [str(p.id) for p in points])
+        texts = [json.loads(raw).get("text", "") if raw else "" for raw in stored]
+        return [Hit(id=str(p.id), score=p.score, text=text, payload=p.payload)
+                for p, text in zip(points, texts)]
 
     def inventory(self, corpus: str) -> list[dict[str, Any]]:
         current = self.version(corpus)
