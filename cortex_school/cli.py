@@ -132,7 +132,7 @@ def decisions_table(improvements: list[Improvement], title: str) -> Table:
             reason = "(see show)"
         table.add_row(
             imp.id, imp.video_id, f"{imp.category}/{imp.type.value}", imp.expert or "-",
-            f"{imp.relevance:.2f}", imp.status.value, reason[:160],
+            f"{imp.relevance:.2f}", imp.status.value, reason[:400],
         )
     return table
 
