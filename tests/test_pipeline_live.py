@@ -10,6 +10,7 @@ from celery.result import AsyncResult
 
 from celeryconfig import ALL_QUEUES
 from cortex_school.celery import app
+from cortex_school.demo import index_platform
 from cortex_school.ingest import ingest_document
 from cortex_school.models import Status, improvement_id
 from cortex_school.pipeline import enqueue
@@ -23,13 +24,18 @@ from tests.live import celery_call, start_worker, stop_worker, wait_until_idle, 
 pytestmark = pytest.mark.live
 
 
+PLATFORM = SAMPLES.parent / "platform"
+
+
 @pytest.fixture(scope="module")
 def worker(tmp_path_factory, settings):
     app.control.purge()  # stale messages from an earlier, interrupted run
+    RedisStore.from_url(settings.redis.url).purge()
+    worker_env = index_platform(PLATFORM)  # the sample platform the RAG checks compare against
     name = f"pytest-{os.getpid()}@localhost"
     log_path = tmp_path_factory.mktemp("worker") / "worker.log"
     with open(log_path, "wb") as log:
-        proc = start_worker(queues=ALL_QUEUES, concurrency=2, name=name, log=log)
+        proc = start_worker(queues=ALL_QUEUES, concurrency=2, name=name, log=log, env=worker_env)
         try:
             wait_until_ready(name, proc)
             yield name
@@ -73,7 +79,7 @@ def processed(worker, settings):
     store = RedisStore.from_url(settings.redis.url)
     store.purge()
     ids, reports = ingest_samples(store, IngestSettings())
-    statuses = wait_until_idle(store, ids, timeout=90)
+    statuses = wait_until_idle(store, ids, timeout=150)
     assert all(s in {r.value for r in RESTING} for s in statuses.values()), statuses
     return store, ids, reports
 
@@ -186,3 +192,26 @@ def test_a_new_proposal_after_all_that_still_flows(processed):
     enqueue(imp)
     wait_until_idle(store, {imp.id}, timeout=30)
     assert store.get(imp.id).status is Status.APPROVED
+
+
+def test_each_rag_check_stops_a_sample_with_a_reason_a_person_understands(processed):
+    store, _, _ = processed
+
+    def conflicts(file, text):
+        imp = by_text(store, file, text)
+        assert imp.status is Status.PENDING_REVIEW
+        return {f.check: f.reason for f in imp.validation.findings if f.conflict}
+
+    found = conflicts("19-redis-alerting-revisited.json", "Alert when Redis memory usage goes above 80 percent")
+    first = by_text(store, "03-redis-observability.json", "Add a PrometheusRule alerting on Redis memory usage above 80%")
+    assert found["duplicate"].startswith(f"already implemented: similar to {first.id}")
+    found = conflicts("10-service-mesh-mtls.json", "Enforce mutual TLS between Cortex services with Linkerd")
+    assert "networking.md § Networking > Service mesh" in found["architectural"]
+    found = conflicts("14-opentelemetry-tracing.json", "Send OpenTelemetry traces from Langflow to Grafana Tempo")
+    assert found["dependency"].startswith("missing dependency: Grafana Tempo, deploy it first")
+    found = conflicts("20-local-llm-inference.json", "Run a local vLLM inference server for Langflow agents")
+    assert "insufficient cluster resources: needs 24.0Gi memory and 8 CPU" in found["capacity"]
+    # Checks that looked and found nothing say so, rather than passing silently.
+    quiet = by_text(store, "02-kubernetes-network-policies.json", "Add NetworkPolicies isolating the Qdrant namespace")
+    assert {f.check for f in quiet.validation.findings} >= {"duplicate", "architectural", "dependency", "capacity"}
+    assert quiet.status is Status.APPROVED

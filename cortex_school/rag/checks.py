@@ -208,8 +208,9 @@ CRD_PROVIDERS: dict[str, str] = {
     "SealedSecret": "Sealed Secrets", "ScaledObject": "KEDA",
 }
 # "deploy X", "install the X", "run a local X": X is what the proposal adds, not a dependency.
+# ("add" is left out: "add Tempo as a data source" uses Tempo, it does not deploy it.)
 _CREATED_BEFORE = re.compile(
-    r"\b(?:deploy|install|add|introduce|adopt|run|integrate|set up|roll out)\s+"
+    r"\b(?:deploy|install|introduce|adopt|run|set up|roll out)\s+"
     r"(?:an?\s+|the\s+)?(?:[\w-]+\s+){0,2}$", re.IGNORECASE)
 
 
