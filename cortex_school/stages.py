@@ -53,6 +53,14 @@ def _load(store: RedisStore, improvement_id: str, stage: str) -> Improvement | S
     return improvement
 
 
+def _at(store: RedisStore, improvement_id: str, stage: str, expected: Status) -> Improvement | StageOutcome:
+    """The improvement if it is at ``expected``; otherwise the outcome that says why not."""
+    loaded = _load(store, improvement_id, stage)
+    if isinstance(loaded, StageOutcome) or loaded.status is expected:
+        return loaded
+    return _skip(loaded, stage, expected)
+
+
 def _skip(improvement: Improvement, stage: str, expected: Status) -> StageOutcome:
     return StageOutcome(
         improvement_id=improvement.id, stage=stage, outcome="skipped",
@@ -88,11 +96,9 @@ def _apply(
 
 
 def run_route(store: RedisStore, improvement_id: str, *, actor: str) -> StageOutcome:
-    loaded = _load(store, improvement_id, "route")
+    loaded = _at(store, improvement_id, "route", Status.RAW)
     if isinstance(loaded, StageOutcome):
         return loaded
-    if loaded.status is not Status.RAW:
-        return _skip(loaded, "route", Status.RAW)
     routing = route(loaded.category, loaded.description, loaded.implementation_notes)
     return _apply(
         store, loaded, "route", Status.CATEGORIZED, actor=actor,
@@ -122,11 +128,9 @@ def run_consult(
     inside the expert's rate and concurrency limits. ``Throttled`` and
     ``ExpertUnavailable`` propagate so the task can re-schedule itself.
     """
-    loaded = _load(store, improvement_id, "evaluate")
+    loaded = _at(store, improvement_id, "evaluate", Status.CATEGORIZED)
     if isinstance(loaded, StageOutcome):
         return loaded
-    if loaded.status is not Status.CATEGORIZED:
-        return _skip(loaded, "evaluate", Status.CATEGORIZED)
     consulted = [loaded.expert, *loaded.secondary_experts]
     if expert.name not in consulted:
         return StageOutcome(
@@ -186,11 +190,9 @@ def run_aggregate(
     store: RedisStore, improvement_id: str, *, experts: Sequence[str], actor: str
 ) -> StageOutcome:
     """Combine the panel's answers into one assessment (categorized → assessed)."""
-    loaded = _load(store, improvement_id, "aggregate")
+    loaded = _at(store, improvement_id, "aggregate", Status.CATEGORIZED)
     if isinstance(loaded, StageOutcome):
         return loaded
-    if loaded.status is not Status.CATEGORIZED:
-        return _skip(loaded, "aggregate", Status.CATEGORIZED)
     answers = store.assessments(loaded.id)
     missing = [e for e in experts if e not in answers]
     if missing:
@@ -235,11 +237,9 @@ def record_expert_failure(
 def run_validate(
     store: RedisStore, improvement_id: str, *, checks: Sequence[Check], actor: str
 ) -> StageOutcome:
-    loaded = _load(store, improvement_id, "validate")
+    loaded = _at(store, improvement_id, "validate", Status.ASSESSED)
     if isinstance(loaded, StageOutcome):
         return loaded
-    if loaded.status is not Status.ASSESSED:
-        return _skip(loaded, "validate", Status.ASSESSED)
     report = validate(loaded, checks)
     conflicts = [f.reason for f in report.conflicts]
     store.count(f"rag_validations:{'pass' if report.passed else 'conflict'}")
@@ -273,11 +273,9 @@ def gate_context(store: RedisStore, settings: Settings) -> GateContext:
 def run_approve(
     store: RedisStore, improvement_id: str, *, ctx: GateContext, actor: str = GATE_ACTOR
 ) -> StageOutcome:
-    loaded = _load(store, improvement_id, "approve")
+    loaded = _at(store, improvement_id, "approve", Status.VALIDATED)
     if isinstance(loaded, StageOutcome):
         return loaded
-    if loaded.status is not Status.VALIDATED:
-        return _skip(loaded, "approve", Status.VALIDATED)
     decision = decide(loaded, ctx)
     return _apply_decision(store, loaded, decision, actor=actor)
 

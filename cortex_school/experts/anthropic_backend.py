@@ -6,14 +6,7 @@ from typing import Any
 
 import anthropic
 
-from cortex_school.experts.base import ExpertFailure
-from cortex_school.experts.llm import (
-    ExpertUnavailable,
-    LLMExpert,
-    Reply,
-    is_transient_status,
-    retry_after_seconds,
-)
+from cortex_school.experts.llm import ExpertUnavailable, LLMExpert, Reply, status_error
 from cortex_school.experts.prompts import (
     TOOL_DESCRIPTION,
     TOOL_NAME,
@@ -57,10 +50,8 @@ class ClaudeExpert(LLMExpert):
         except anthropic.APIConnectionError as exc:
             raise ExpertUnavailable(f"anthropic/{self.model}: connection failed: {exc}") from None
         except anthropic.APIStatusError as exc:
-            message = f"anthropic/{self.model}: HTTP {exc.status_code}: {str(exc)[:300]}"
-            if is_transient_status(exc.status_code):
-                raise ExpertUnavailable(message, retry_after_seconds(exc.response.headers)) from None
-            raise ExpertFailure(message) from None
+            raise status_error(f"anthropic/{self.model}", exc.status_code, str(exc),
+                               exc.response.headers) from None
         tool_use = next((b for b in response.content if b.type == "tool_use"), None)
         history_content: list[dict[str, Any]] = []
         for block in response.content:

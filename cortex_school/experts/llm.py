@@ -63,6 +63,14 @@ def is_transient_status(status: int) -> bool:
     return status in TRANSIENT_STATUS or status >= 500
 
 
+def status_error(where: str, status: int, detail: str, headers: Any) -> Exception:
+    """An HTTP error answer as the task should see it: retry later, or give up."""
+    message = f"{where}: HTTP {status}: {detail[:300]}"
+    if is_transient_status(status):
+        return ExpertUnavailable(message, retry_after_seconds(headers))
+    return ExpertFailure(message)
+
+
 class LLMExpert(Expert):
     remote = True
 

@@ -8,14 +8,7 @@ from typing import Any
 
 import openai
 
-from cortex_school.experts.base import ExpertFailure
-from cortex_school.experts.llm import (
-    ExpertUnavailable,
-    LLMExpert,
-    Reply,
-    is_transient_status,
-    retry_after_seconds,
-)
+from cortex_school.experts.llm import ExpertUnavailable, LLMExpert, Reply, status_error
 from cortex_school.experts.prompts import (
     TOOL_DESCRIPTION,
     TOOL_NAME,
@@ -67,10 +60,8 @@ class OpenAICompatibleExpert(LLMExpert):
         except openai.APIConnectionError as exc:
             raise ExpertUnavailable(f"llmd/{self.model}: connection failed: {exc}") from None
         except openai.APIStatusError as exc:
-            message = f"llmd/{self.model}: HTTP {exc.status_code}: {str(exc)[:300]}"
-            if is_transient_status(exc.status_code):
-                raise ExpertUnavailable(message, retry_after_seconds(exc.response.headers)) from None
-            raise ExpertFailure(message) from None
+            raise status_error(f"llmd/{self.model}", exc.status_code, str(exc),
+                               exc.response.headers) from None
         if not response.choices:
             raise ExpertUnavailable(f"llmd/{self.model}: empty choices")
         message = response.choices[0].message

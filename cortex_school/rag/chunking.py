@@ -13,7 +13,7 @@ import hashlib
 import json
 import uuid
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import yaml
 from langchain_text_splitters import MarkdownHeaderTextSplitter, RecursiveCharacterTextSplitter
@@ -57,32 +57,24 @@ def chunk_markdown(text: str, source: str, corpus: str) -> list[Chunk]:
     return chunks
 
 
-def _images(node: Any) -> list[str]:
-    found: list[str] = []
+def _fields(node: Any) -> Iterator[tuple[str, Any]]:
+    """Every (key, value) pair anywhere inside a manifest."""
     if isinstance(node, dict):
-        for k, v in node.items():
-            if k == "image" and isinstance(v, str):
-                found.append(v)
-            else:
-                found += _images(v)
+        for key, value in node.items():
+            yield str(key), value
+            yield from _fields(value)
     elif isinstance(node, list):
-        for v in node:
-            found += _images(v)
-    return found
+        for value in node:
+            yield from _fields(value)
+
+
+def _images(node: Any) -> list[str]:
+    return [v for k, v in _fields(node) if k == "image" and isinstance(v, str)]
 
 
 def _ports(node: Any) -> list[int]:
-    found: list[int] = []
-    if isinstance(node, dict):
-        for k, v in node.items():
-            if k in ("containerPort", "port", "targetPort") and isinstance(v, int):
-                found.append(v)
-            else:
-                found += _ports(v)
-    elif isinstance(node, list):
-        for v in node:
-            found += _ports(v)
-    return sorted(set(found))
+    return sorted({v for k, v in _fields(node)
+                   if k in ("containerPort", "port", "targetPort") and isinstance(v, int)})
 
 
 def image_repository(image: str) -> str:
