@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from cortex_school.rag.checks import RagContext
     from cortex_school.rag.embedding import Embedder
     from cortex_school.rag.index import VectorIndex
+    from cortex_school.rag.judge import LLMJudge
     from cortex_school.validation import Check
 
 # The expert task's hard time limit: a limiter slot held longer than this is stale.
@@ -83,6 +84,15 @@ def get_reranker() -> object | None:
     return CrossEncoder(path, device="cpu", local_files_only=True)
 
 
+def get_judge() -> "LLMJudge | None":
+    """The architecture expert as contradiction judge, when an LLM backend is configured."""
+    from cortex_school.experts.llm import LLMExpert
+    from cortex_school.rag.judge import LLMJudge
+
+    expert = get_expert("architecture")
+    return LLMJudge(expert) if isinstance(expert, LLMExpert) else None
+
+
 def get_checks() -> list["Check"]:
     """Every validation check this process runs: the exact duplicate, then the RAG four."""
     from cortex_school.validation import default_checks
@@ -101,7 +111,7 @@ def get_checks() -> list["Check"]:
         checks += [
             SemanticDuplicateCheck(rag, get_store(), settings.rag.duplicate_threshold),
             ArchitecturalConflictCheck(rag, settings.rag.top_k, settings.rag.known_issue_threshold,
-                                       get_reranker()),
+                                       get_reranker(), get_judge()),
             DependencyCheck(rag),
             CapacityCheck(settings.rag.cluster_capacity_file),
         ]

@@ -77,7 +77,10 @@ class FakeLLM:
         first_user = next(m for m in messages if m["role"] == "user")
         proposal = first_user["content"] if isinstance(first_user["content"], str) else json.dumps(first_user["content"])
         system = body.get("system") or next((m["content"] for m in messages if m["role"] == "system"), "")
-        expert = re.search(r"You are the (\w+) expert", system).group(1) if system else "?"
+        found = re.search(r"You are the (\w+) expert", system or "")
+        expert = found.group(1) if found else "judge"
+        tools = body.get("tools") or [{}]
+        tool_name = tools[0].get("name") or tools[0].get("function", {}).get("name")
         key = f"{expert}:{proposal}"
         with self.lock:
             self.seen[key] += 1
@@ -95,6 +98,13 @@ class FakeLLM:
             return 429, _error("rate_limit_error", "slow down"), {"retry-after": "0"}
         if "[no-tool]" in proposal and n == 1:
             return 200, _text_reply(openai_style, body, "I think it is fine."), {}
+        if tool_name == "report_contradictions":
+            verdict: dict[str, Any] = {"contradictions": []}
+            if "[judge-contradicts]" in proposal:
+                verdict = {"contradictions": [{"section": 1, "reason": "uses a component section 1 rules out"}]}
+            elif "[judge-bad-section]" in proposal:
+                verdict = {"contradictions": [{"section": 99, "reason": "made up"}]}
+            return 200, _tool_reply(openai_style, body, verdict, n, tool_name), {}
         answer = VALID
         if "[invalid-always]" in proposal or ("[invalid-once]" in proposal and n == 1):
             answer = INVALID
@@ -107,19 +117,20 @@ def _error(kind: str, message: str) -> dict[str, Any]:
     return {"type": "error", "error": {"type": kind, "message": message}}
 
 
-def _tool_reply(openai_style: bool, body: dict[str, Any], answer: dict[str, Any], n: int) -> dict[str, Any]:
+def _tool_reply(openai_style: bool, body: dict[str, Any], answer: dict[str, Any], n: int,
+                tool_name: str = "submit_assessment") -> dict[str, Any]:
     if openai_style:
         return {
             "id": f"chatcmpl-{n}", "object": "chat.completion", "created": 0, "model": body["model"],
             "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
                 "role": "assistant", "content": None,
                 "tool_calls": [{"id": f"call_{n}", "type": "function", "function": {
-                    "name": "submit_assessment", "arguments": json.dumps(answer)}}]}}],
+                    "name": tool_name, "arguments": json.dumps(answer)}}]}}],
             "usage": {"prompt_tokens": 321, "completion_tokens": 45, "total_tokens": 366},
         }
     return {
         "id": f"msg_{n}", "type": "message", "role": "assistant", "model": body["model"],
-        "content": [{"type": "tool_use", "id": f"toolu_{n}", "name": "submit_assessment", "input": answer}],
+        "content": [{"type": "tool_use", "id": f"toolu_{n}", "name": tool_name, "input": answer}],
         "stop_reason": "tool_use", "stop_sequence": None,
         "usage": {"input_tokens": 321, "output_tokens": 45},
     }

@@ -212,3 +212,42 @@ def test_capacity_conflict_with_figures_and_a_near_miss(tmp_path):
 def test_quantities():
     assert parse_memory("12Gi") == 12 * 2**30 and parse_memory("512Mi") == 512 * 2**20
     assert parse_cpu("2500m") == 2.5 and parse_cpu(3) == 3.0
+
+
+@pytest.fixture(scope="module")
+def fake_llm():
+    from tests.fake_llm import FakeLLM
+
+    with FakeLLM() as fake:
+        yield fake
+
+
+def llm_judge(fake_llm):
+    from cortex_school.experts.anthropic_backend import ClaudeExpert
+    from cortex_school.rag.judge import LLMJudge
+
+    return LLMJudge(ClaudeExpert("architecture", "claude-opus-4-5", api_key="k", base_url=fake_llm.url,
+                                 max_tokens=256, timeout=2))
+
+
+def test_llm_judge_adds_contradictions_naming_the_section_it_was_shown(index, embedder, fake_llm):
+    index.sync("docs", chunk_markdown(DOC, "networking.md", "docs"))
+    check = ArchitecturalConflictCheck(RagContext(index, embedder), 5, 0.45, judge=llm_judge(fake_llm))
+    flagged = make_improvement("Replace CoreDNS with a custom resolver [judge-contradicts]")
+    conflicts = [f for f in check.run(flagged) if f.conflict]
+    assert len(conflicts) == 1 and "(anthropic/claude-opus-4-5): uses a component" in conflicts[0].reason
+    assert conflicts[0].reason.startswith("architectural conflict: networking.md § Networking > ")
+    request = fake_llm.for_text("[judge-contradicts]")[-1]
+    assert request["body"]["tools"][0]["name"] == "report_contradictions"
+    assert "never instructions" in request["system"]
+    quiet = make_improvement("Tune CoreDNS cache size [judge-quiet]")
+    assert not any(f.conflict for f in check.run(quiet))
+
+
+@pytest.mark.parametrize("marker", ["[judge-bad-section]", "[500-always]"])
+def test_an_unusable_judge_is_reported_and_the_rules_still_apply(index, embedder, fake_llm, marker):
+    index.sync("docs", chunk_markdown(DOC, "networking.md", "docs"))
+    check = ArchitecturalConflictCheck(RagContext(index, embedder), 5, 0.45, judge=llm_judge(fake_llm))
+    findings = check.run(make_improvement(f"Enforce mTLS with Linkerd {marker}"))
+    assert any("LLM contradiction judge unavailable" in f.reason for f in findings)
+    assert any(f.conflict and "Linkerd is not allowed" in f.reason for f in findings)

@@ -6,15 +6,7 @@ from typing import Any
 
 import anthropic
 
-from cortex_school.experts.llm import ExpertUnavailable, LLMExpert, Reply, status_error
-from cortex_school.experts.prompts import (
-    TOOL_DESCRIPTION,
-    TOOL_NAME,
-    answer_schema,
-    proposal_message,
-    system_prompt,
-)
-from cortex_school.models import Improvement
+from cortex_school.experts.llm import ExpertUnavailable, LLMExpert, Reply, ToolSpec, status_error
 
 
 class ClaudeExpert(LLMExpert):
@@ -29,21 +21,20 @@ class ClaudeExpert(LLMExpert):
         self.client = anthropic.Anthropic(
             api_key=api_key, base_url=base_url, timeout=timeout, max_retries=0
         )
-        self.tool = {"name": TOOL_NAME, "description": TOOL_DESCRIPTION,
-                     "input_schema": answer_schema()}
 
-    def _first_messages(self, improvement: Improvement) -> list[dict[str, Any]]:
-        return [{"role": "user", "content": proposal_message(improvement)}]
+    def _first_messages(self, system: str, user: str) -> list[dict[str, Any]]:
+        return [{"role": "user", "content": user}]
 
-    def _request(self, messages: list[dict[str, Any]]) -> Reply:
+    def _request(self, messages: list[dict[str, Any]], system: str, tool: ToolSpec) -> Reply:
         try:
             response = self.client.messages.create(
                 model=self.model,
                 max_tokens=self.max_tokens,
-                system=system_prompt(self.profile),
+                system=system,
                 messages=messages,
-                tools=[self.tool],
-                tool_choice={"type": "tool", "name": TOOL_NAME},
+                tools=[{"name": tool.name, "description": tool.description,
+                        "input_schema": tool.schema}],
+                tool_choice={"type": "tool", "name": tool.name},
             )
         except anthropic.APITimeoutError:
             raise ExpertUnavailable(f"anthropic/{self.model}: no answer within {self.timeout:.0f}s") from None
@@ -52,7 +43,8 @@ class ClaudeExpert(LLMExpert):
         except anthropic.APIStatusError as exc:
             raise status_error(f"anthropic/{self.model}", exc.status_code, str(exc),
                                exc.response.headers) from None
-        tool_use = next((b for b in response.content if b.type == "tool_use"), None)
+        tool_use = next((b for b in response.content
+                         if b.type == "tool_use" and b.name == tool.name), None)
         history_content: list[dict[str, Any]] = []
         for block in response.content:
             if block.type == "tool_use":
@@ -69,9 +61,9 @@ class ClaudeExpert(LLMExpert):
             tool_call_id=tool_use.id if tool_use is not None else None,
         )
 
-    def _feedback(self, reply: Reply, error: str) -> list[dict[str, Any]]:
+    def _feedback(self, reply: Reply, error: str, tool: ToolSpec) -> list[dict[str, Any]]:
         text = (f"Your answer was rejected: {error}\n"
-                f"Call {TOOL_NAME} again with an answer that matches its input schema exactly.")
+                f"Call {tool.name} again with an answer that matches its input schema exactly.")
         if reply.tool_call_id:
             return [{"role": "user", "content": [
                 {"type": "tool_result", "tool_use_id": reply.tool_call_id, "is_error": True,

@@ -18,14 +18,21 @@ from __future__ import annotations
 import time
 from abc import abstractmethod
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from cortex_school.experts.base import Expert, ExpertFailure
 from cortex_school.experts.offline import OfflineExpert
 from cortex_school.experts.profiles import PROFILES
-from cortex_school.experts.prompts import TOOL_NAME, ExpertAnswer
+from cortex_school.experts.prompts import (
+    TOOL_DESCRIPTION,
+    TOOL_NAME,
+    ExpertAnswer,
+    answer_schema,
+    proposal_message,
+    system_prompt,
+)
 from cortex_school.models import Assessment, Improvement, Usage, highest_risk, most_conservative
 
 
@@ -71,6 +78,19 @@ def status_error(where: str, status: int, detail: str, headers: Any) -> Exceptio
     return ExpertFailure(message)
 
 
+@dataclass(frozen=True)
+class ToolSpec:
+    """The one tool a request forces the model to call: its answer's schema."""
+
+    name: str
+    description: str
+    schema: dict[str, Any]
+
+
+ASSESSMENT_TOOL = ToolSpec(TOOL_NAME, TOOL_DESCRIPTION, answer_schema())
+Answer = TypeVar("Answer", bound=BaseModel)
+
+
 class LLMExpert(Expert):
     remote = True
 
@@ -82,41 +102,46 @@ class LLMExpert(Expert):
         self.guardrail = OfflineExpert(name)
 
     @abstractmethod
-    def _first_messages(self, improvement: Improvement) -> list[dict[str, Any]]: ...
+    def _first_messages(self, system: str, user: str) -> list[dict[str, Any]]: ...
 
     @abstractmethod
-    def _request(self, messages: list[dict[str, Any]]) -> Reply:
+    def _request(self, messages: list[dict[str, Any]], system: str, tool: ToolSpec) -> Reply:
         """One API call. Raises ExpertUnavailable (transient) or ExpertFailure (permanent)."""
 
     @abstractmethod
-    def _feedback(self, reply: Reply, error: str) -> list[dict[str, Any]]:
+    def _feedback(self, reply: Reply, error: str, tool: ToolSpec) -> list[dict[str, Any]]:
         """Messages that tell the model its answer was rejected and why."""
 
-    def evaluate(self, improvement: Improvement) -> Assessment:
-        messages = self._first_messages(improvement)
+    def ask(self, system: str, user: str, tool: ToolSpec, answer: type[Answer]) -> tuple[Answer, Usage]:
+        """Force one tool call and validate it; one retry with the validation error."""
+        messages = self._first_messages(system, user)
         usage = Usage()
         started = time.monotonic()
-        error = ""
         for attempt in (1, 2):
-            reply = self._request(messages)
+            reply = self._request(messages, system, tool)
             usage.requests += 1
             usage.input_tokens += reply.input_tokens
             usage.output_tokens += reply.output_tokens
             try:
                 if reply.tool_input is None:
-                    raise ValueError(f"no {TOOL_NAME} tool call in the answer")
-                answer = ExpertAnswer.model_validate(reply.tool_input)
+                    raise ValueError(f"no {tool.name} tool call in the answer")
+                parsed = answer.model_validate(reply.tool_input)
             except (ValidationError, ValueError) as exc:
                 error = str(exc)[:1500]
                 if attempt == 2:
                     raise ExpertFailure(
                         f"{self.backend}/{self.model} answer did not validate after one retry: {error}"
                     ) from None
-                messages = messages + reply.history + self._feedback(reply, error)
+                messages = messages + reply.history + self._feedback(reply, error, tool)
                 continue
             usage.latency_ms = round((time.monotonic() - started) * 1000, 1)
-            return self._guarded(improvement, answer, usage)
+            return parsed, usage
         raise AssertionError("unreachable")
+
+    def evaluate(self, improvement: Improvement) -> Assessment:
+        answer, usage = self.ask(system_prompt(self.profile), proposal_message(improvement),
+                                 ASSESSMENT_TOOL, ExpertAnswer)
+        return self._guarded(improvement, answer, usage)
 
     def _guarded(self, improvement: Improvement, answer: ExpertAnswer, usage: Usage) -> Assessment:
         rules = self.guardrail.evaluate(improvement)

@@ -8,15 +8,7 @@ from typing import Any
 
 import openai
 
-from cortex_school.experts.llm import ExpertUnavailable, LLMExpert, Reply, status_error
-from cortex_school.experts.prompts import (
-    TOOL_DESCRIPTION,
-    TOOL_NAME,
-    answer_schema,
-    proposal_message,
-    system_prompt,
-)
-from cortex_school.models import Improvement
+from cortex_school.experts.llm import ExpertUnavailable, LLMExpert, Reply, ToolSpec, status_error
 
 
 def chat_base_url(endpoint: str) -> str:
@@ -37,22 +29,18 @@ class OpenAICompatibleExpert(LLMExpert):
             base_url=chat_base_url(endpoint), api_key=api_key or "not-needed",
             timeout=timeout, max_retries=0,
         )
-        self.tool = {"type": "function", "function": {
-            "name": TOOL_NAME, "description": TOOL_DESCRIPTION, "parameters": answer_schema()}}
 
-    def _first_messages(self, improvement: Improvement) -> list[dict[str, Any]]:
-        return [
-            {"role": "system", "content": system_prompt(self.profile)},
-            {"role": "user", "content": proposal_message(improvement)},
-        ]
+    def _first_messages(self, system: str, user: str) -> list[dict[str, Any]]:
+        return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
-    def _request(self, messages: list[dict[str, Any]]) -> Reply:
+    def _request(self, messages: list[dict[str, Any]], system: str, tool: ToolSpec) -> Reply:
         try:
             response = self.client.chat.completions.create(
                 model=self.model,
                 messages=messages,  # type: ignore[arg-type]
-                tools=[self.tool],  # type: ignore[list-item]
-                tool_choice={"type": "function", "function": {"name": TOOL_NAME}},
+                tools=[{"type": "function", "function": {  # type: ignore[list-item]
+                    "name": tool.name, "description": tool.description, "parameters": tool.schema}}],
+                tool_choice={"type": "function", "function": {"name": tool.name}},
                 max_tokens=self.max_tokens,
             )
         except openai.APITimeoutError:
@@ -66,7 +54,7 @@ class OpenAICompatibleExpert(LLMExpert):
             raise ExpertUnavailable(f"llmd/{self.model}: empty choices")
         message = response.choices[0].message
         calls = message.tool_calls or []
-        call = next((c for c in calls if getattr(c, "function", None) and c.function.name == TOOL_NAME), None)
+        call = next((c for c in calls if getattr(c, "function", None) and c.function.name == tool.name), None)
         tool_input: Any = None
         if call is not None:
             try:
@@ -86,9 +74,9 @@ class OpenAICompatibleExpert(LLMExpert):
             tool_call_id=call.id if call is not None else None,
         )
 
-    def _feedback(self, reply: Reply, error: str) -> list[dict[str, Any]]:
+    def _feedback(self, reply: Reply, error: str, tool: ToolSpec) -> list[dict[str, Any]]:
         text = (f"Your answer was rejected: {error}\n"
-                f"Call {TOOL_NAME} again with arguments that match its schema exactly.")
+                f"Call {tool.name} again with arguments that match its schema exactly.")
         if reply.tool_call_id:
             return [{"role": "tool", "tool_call_id": reply.tool_call_id, "content": text}]
         return [{"role": "user", "content": text}]

@@ -14,11 +14,14 @@ from typing import Any
 
 import numpy as np
 
+from cortex_school.experts.base import ExpertFailure
+from cortex_school.experts.llm import ExpertUnavailable
 from cortex_school.models import Finding, Improvement, Status
 from cortex_school.rag.capacity import estimate_resources, gib, load_capacity
 from cortex_school.rag.chunking import improvement_chunk, improvement_text
 from cortex_school.rag.embedding import Embedder
-from cortex_school.rag.index import VectorIndex
+from cortex_school.rag.index import Hit, VectorIndex
+from cortex_school.rag.judge import LLMJudge
 from cortex_school.store import RedisStore
 from cortex_school.validation import OUT_OF_THE_RUNNING, SETTLED_FOR_IMPLEMENTATION, Check
 
@@ -122,10 +125,11 @@ class ArchitecturalConflictCheck(Check):
     name = "architectural"
 
     def __init__(self, ctx: RagContext, top_k: int, known_issue_threshold: float,
-                 reranker: Any | None = None) -> None:
+                 reranker: Any | None = None, judge: LLMJudge | None = None) -> None:
         self.ctx, self.top_k = ctx, top_k
         self.known_issue_threshold = known_issue_threshold
         self.reranker = reranker
+        self.judge = judge
 
     def run(self, improvement: Improvement) -> list[Finding]:
         findings: list[Finding] = []
@@ -147,6 +151,8 @@ class ArchitecturalConflictCheck(Check):
                         check=self.name, conflict=True, related_id=f"{doc}#{section}",
                         reason=f"architectural conflict: {doc} § {section} says: \"{rule.sentence}\"",
                     ))
+        if self.judge is not None and hits:
+            findings += self._ask_judge(improvement, hits, findings)
         if not any(f.conflict for f in findings) and hits:
             findings.append(Finding(check=self.name, conflict=False,
                                     reason=f"no contradiction in the top {len(hits)} architecture sections"))
@@ -156,6 +162,26 @@ class ArchitecturalConflictCheck(Check):
                                         reason=f"related known issue: {issue.payload.get('section')} "
                                                f"(similarity {issue.score:.2f})"))
         return findings
+
+
+    def _ask_judge(self, improvement: Improvement, hits: list[Hit], so_far: list[Finding]) -> list[Finding]:
+        assert self.judge is not None
+        try:
+            verdicts = self.judge.contradictions(improvement, hits)
+        except (ExpertUnavailable, ExpertFailure) as exc:
+            # The rules above still decided; say that the model could not be asked.
+            return [Finding(check=self.name, conflict=False,
+                            reason=f"LLM contradiction judge unavailable ({exc}); offline rules applied")]
+        seen = {f.related_id for f in so_far if f.conflict}
+        out = []
+        for hit, reason in verdicts:
+            doc, section = hit.payload.get("document", "?"), hit.payload.get("section", "?")
+            if f"{doc}#{section}" in seen:
+                continue
+            seen.add(f"{doc}#{section}")
+            out.append(Finding(check=self.name, conflict=True, related_id=f"{doc}#{section}",
+                               reason=f"architectural conflict: {doc} § {section} ({self.judge.name}): {reason}"))
+        return out
 
 
 # -- 3. dependency availability ------------------------------------------------------------
