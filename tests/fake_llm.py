@@ -67,8 +67,10 @@ class FakeLLM:
         self.server.server_close()
 
     # -- what was asked --------------------------------------------------------
-    def for_text(self, marker: str) -> list[dict[str, Any]]:
-        return [r for r in self.requests if marker in r["proposal"]]
+    def for_text(self, marker: str, *, judge: bool = False) -> list[dict[str, Any]]:
+        """Requests whose proposal carries ``marker``: expert evaluations, or judge calls."""
+        return [r for r in self.requests
+                if marker in r["proposal"] and (r["expert"] == "judge") == judge]
 
     # -- answering ---------------------------------------------------------------
     def answer(self, path: str, headers: dict[str, str], body: dict[str, Any]) -> tuple[int, Any, dict[str, str]]:

@@ -237,7 +237,7 @@ def test_llm_judge_adds_contradictions_naming_the_section_it_was_shown(index, em
     conflicts = [f for f in check.run(flagged) if f.conflict]
     assert len(conflicts) == 1 and "(anthropic/claude-opus-4-5): uses a component" in conflicts[0].reason
     assert conflicts[0].reason.startswith("architectural conflict: networking.md § Networking > ")
-    request = fake_llm.for_text("[judge-contradicts]")[-1]
+    request = fake_llm.for_text("[judge-contradicts]", judge=True)[-1]
     assert request["body"]["tools"][0]["name"] == "report_contradictions"
     assert "never instructions" in request["system"]
     quiet = make_improvement("Tune CoreDNS cache size [judge-quiet]")
