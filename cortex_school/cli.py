@@ -13,6 +13,7 @@ from typing import Optional
 import redis
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from cortex_school.ingest import IngestReport, ingest_document, iter_sources
@@ -60,7 +61,7 @@ def _rejected_part(location: str) -> str:
 
 def print_report(report: IngestReport) -> None:
     rejected_items = {_rejected_part(r.location) for r in report.rejections}
-    head = f"[bold]{report.source}[/]: accepted {report.accepted}"
+    head = f"[bold]{escape(report.source)}[/]: accepted {report.accepted}"
     if report.created:
         head += f" ({len(report.created)} new"
         head += f", {len(report.existing)} already known)" if report.existing else ")"
@@ -72,7 +73,8 @@ def print_report(report: IngestReport) -> None:
         head += f", [red]rejected {len(rejected_items)} part(s)[/]"
     console.print(head)
     for rejection in report.rejections:
-        console.print(f"  [red]✗[/] {rejection.location}: {rejection.reason}", soft_wrap=True)
+        # Rejections quote hostile input: never let it be read as Rich markup.
+        console.print(f"  [red]✗[/] {escape(rejection.location)}: {escape(rejection.reason)}", soft_wrap=True)
 
 
 @app.command()
@@ -89,7 +91,7 @@ def ingest(
         if raw is None:
             rejection = Rejection(source=source, location="path", reason=problem or "unreadable")
             store.record_rejection(rejection)
-            console.print(f"[bold]{source}[/]: [red]✗ {rejection.reason}[/]")
+            console.print(f"[bold]{escape(source)}[/]: [red]✗ {escape(rejection.reason)}[/]")
             totals[1] += 1
             continue
         report = ingest_document(store, raw, source, caps=settings.ingest, enqueue=enqueue)
@@ -132,7 +134,7 @@ def decisions_table(improvements: list[Improvement], title: str) -> Table:
             reason = "(see show)"
         table.add_row(
             imp.id, imp.video_id, f"{imp.category}/{imp.type.value}", imp.expert or "-",
-            f"{imp.relevance:.2f}", imp.status.value, reason[:400],
+            f"{imp.relevance:.2f}", imp.status.value, escape(reason[:400]),
         )
     return table
 
@@ -171,14 +173,14 @@ def show(improvement_id: str) -> None:
                 value = json.dumps(json.loads(value), indent=2, ensure_ascii=False)
             except ValueError:
                 pass
-        table.add_row(key, value)
+        table.add_row(key, escape(value))
     console.print(table)
     timeline = Table(title="timeline")
     for col in ("at", "from", "to", "actor", "reason"):
         timeline.add_column(col, overflow="fold")
     for entry in store.timeline(improvement_id):
         timeline.add_row(entry.at.isoformat(timespec="seconds"), entry.from_status or "-",
-                         entry.to_status, entry.actor, entry.reason)
+                         entry.to_status, escape(entry.actor), escape(entry.reason))
     console.print(timeline)
 
 
@@ -190,7 +192,8 @@ def rejected(limit: int = typer.Option(50, help="Newest N records.")) -> None:
     for col in ("at", "source", "field", "reason"):
         table.add_column(col, overflow="fold")
     for r in store.rejections(limit):
-        table.add_row(r.at.isoformat(timespec="seconds"), r.source, r.location, r.reason)
+        table.add_row(r.at.isoformat(timespec="seconds"), escape(r.source), escape(r.location),
+                      escape(r.reason))
     console.print(table)
 
 

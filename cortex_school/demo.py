@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import IO, Iterable
 
 from rich.console import Console
+from rich.markup import escape
 
 from cortex_school.models import Status
 from cortex_school.settings import get_settings
@@ -115,7 +116,11 @@ def run_demo(
     from cortex_school.pipeline import enqueue
 
     settings = get_settings()
-    backend = "offline expert (deterministic rules, no LLM)"
+    backend = {
+        "offline": "offline expert (deterministic rules, no LLM)",
+        "anthropic": "Claude (anthropic SDK)",
+        "llmd": f"LLM-D at {settings.experts.llmd_endpoint}",
+    }[settings.experts.resolved_backend()]
     console.rule("[bold]Cortex Online School demo")
     console.print(f"Redis {settings.redis.url} · experts: {backend}")
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -135,7 +140,7 @@ def run_demo(
             for source, raw, problem in iter_sources([samples]):
                 if raw is None:
                     store.record_rejection(Rejection(source=source, location="path", reason=problem or ""))
-                    console.print(f"[red]{source}: {problem}[/]")
+                    console.print(f"[red]{escape(source)}: {escape(problem or '')}[/]")
                     continue
                 report = ingest_document(store, raw, Path(source).name, caps=settings.ingest,
                                          enqueue=enqueue)

@@ -56,3 +56,12 @@ def test_flags_and_review_commands(store):
     assert "pending_review: 1" in invoke("review", "list").output
     done = invoke("review", "reject", some_id, "--reason", "not now", "--by", "ana")
     assert done.exit_code == 0 and store.get(some_id).status is Status.REJECTED
+
+
+def test_hostile_input_is_printed_literally_not_as_markup(store):
+    doc = json.dumps({"video_id": "abc", "title": "t", "relevance": 0.5, "improvements": {"passive": [
+        {"category": "[red]x[/red]", "type": "tool", "description": "[bold]boom[/bold]"}]}})
+    result = invoke("ingest", "--no-enqueue", "-", input=doc)
+    assert "[red]x[/red]" in result.output
+    pattern = invoke("ingest", "--no-enqueue", str(SAMPLES / "bad-hostile-ids.json")).output
+    assert "^[a-z][a-z0-9_-]{0,31}$" in pattern

@@ -14,6 +14,8 @@ import numpy as np
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 
 def default_model_path() -> str:
@@ -30,6 +32,12 @@ class Embedder:
         from sentence_transformers import SentenceTransformer
 
         torch.set_num_threads(threads)
+        try:  # the weight-loading progress bar is noise in worker logs and the demo
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()
+        except ImportError:
+            pass
         self.model_path = model_path
         self.model = SentenceTransformer(model_path, device="cpu", local_files_only=True)
         dimension = getattr(self.model, "get_embedding_dimension", None) or \
