@@ -12,6 +12,7 @@ from typing import Any
 from kombu import Queue
 
 from cortex_school.settings import EXPERTS, get_settings
+from cortex_school.workers.plan import WORKERS
 
 _settings = get_settings()
 
@@ -46,17 +47,26 @@ imports = (
     "cortex_school.tasks.evaluate",
     "cortex_school.tasks.validate",
     "cortex_school.tasks.approve",
+    "cortex_school.tasks.implement",
 )
 
 STAGE_QUEUES: tuple[str, ...] = ("route", "aggregate", "validate", "approve")
 EXPERT_QUEUES: tuple[str, ...] = tuple(f"expert.{name}" for name in EXPERTS)
-ALL_QUEUES: tuple[str, ...] = STAGE_QUEUES + EXPERT_QUEUES
+IMPLEMENT_QUEUES: tuple[str, ...] = tuple(f"implement.{name}" for name in WORKERS)
+# Through the approval gate (what runs without a GitOps repository).
+PIPELINE_QUEUES: tuple[str, ...] = STAGE_QUEUES + EXPERT_QUEUES
+# Every queue a task of this package consumes.
+ALL_QUEUES: tuple[str, ...] = PIPELINE_QUEUES + IMPLEMENT_QUEUES
+# Declared so committed improvements can be queued for the deploy stage; its
+# consumer is the deploy/verify/rollback work.
+DEPLOY_QUEUE = "deploy"
 
-task_queues = tuple(Queue(name, routing_key=name) for name in ALL_QUEUES)
+task_queues = tuple(Queue(name, routing_key=name) for name in (*ALL_QUEUES, DEPLOY_QUEUE))
 task_default_queue = "route"
 task_create_missing_queues = False
 
 EVALUATE_TASK = "cortex_school.tasks.evaluate.evaluate"
+IMPLEMENT_TASK = "cortex_school.tasks.implement.implement"
 STATIC_ROUTES: dict[str, dict[str, str]] = {
     "cortex_school.tasks.route.route": {"queue": "route"},
     "cortex_school.tasks.evaluate.aggregate": {"queue": "aggregate"},
@@ -72,6 +82,9 @@ def route_task(
     if name == EVALUATE_TASK:
         expert = (kwargs or {}).get("expert")
         return {"queue": f"expert.{expert}" if expert in EXPERTS else "expert.architecture"}
+    if name == IMPLEMENT_TASK:
+        worker = (kwargs or {}).get("worker")
+        return {"queue": f"implement.{worker}" if worker in WORKERS else "implement.architecture"}
     return STATIC_ROUTES.get(name)
 
 
@@ -84,4 +97,5 @@ task_annotations = {
     "cortex_school.tasks.evaluate.aggregate": {"soft_time_limit": 30, "time_limit": 60},
     "cortex_school.tasks.validate.validate": {"soft_time_limit": 90, "time_limit": 120},
     "cortex_school.tasks.approve.approve": {"soft_time_limit": 30, "time_limit": 60},
+    IMPLEMENT_TASK: {"soft_time_limit": 240, "time_limit": 300},
 }

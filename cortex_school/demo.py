@@ -70,16 +70,18 @@ def stop_worker(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
         proc.wait(5)
 
 
-def wait_until_idle(store: RedisStore, ids: set[str], timeout: float) -> dict[str, str]:
+def wait_until_idle(store: RedisStore, ids: set[str], timeout: float,
+                    resting: frozenset[Status] = RESTING) -> dict[str, str]:
     """Poll until every improvement rests (nothing queued for it). Returns id → status."""
     deadline = time.monotonic() + timeout
+    rest = {r.value for r in resting}
     while True:
         pipe = store.redis.pipeline(transaction=False)
         ordered = sorted(ids)
         for i in ordered:
             pipe.hget(f"improvement:{i}", "status")
         statuses = dict(zip(ordered, pipe.execute()))
-        busy = [i for i, s in statuses.items() if s not in {r.value for r in RESTING}]
+        busy = [i for i, s in statuses.items() if s not in rest]
         if not busy or time.monotonic() > deadline:
             return statuses
         time.sleep(0.2)

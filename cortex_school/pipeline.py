@@ -21,10 +21,12 @@ EVALUATE = "cortex_school.tasks.evaluate.evaluate"
 AGGREGATE = "cortex_school.tasks.evaluate.aggregate"
 VALIDATE = "cortex_school.tasks.validate.validate"
 APPROVE = "cortex_school.tasks.approve.approve"
+IMPLEMENT = "cortex_school.tasks.implement.implement"
 
 
 def build_pipeline(improvement: Improvement, *, fan_out: bool | None = None) -> Signature:
-    """route → evaluate on each panel expert's queue, in parallel → aggregate → validate → approve.
+    """route → evaluate on each panel expert's queue, in parallel → aggregate → validate →
+    approve → implement on the assigned worker's queue (a no-op unless approved).
 
     Routing is a pure function of the improvement, so the panel is known here; the
     route task applies the same function and records it.
@@ -47,7 +49,15 @@ def build_pipeline(improvement: Improvement, *, fan_out: bool | None = None) -> 
                                          immutable=True)),
         app.signature(VALIDATE, args=(iid,), immutable=True),
         app.signature(APPROVE, args=(iid,), immutable=True),
+        implement_signature(improvement),
     )
+
+
+def implement_signature(improvement: Improvement) -> Signature:
+    from cortex_school.workers import worker_for
+
+    return app.signature(IMPLEMENT, args=(improvement.id,),
+                         kwargs={"worker": worker_for(improvement)}, immutable=True)
 
 
 def enqueue(improvement: Improvement) -> None:

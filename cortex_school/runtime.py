@@ -20,6 +20,10 @@ if TYPE_CHECKING:
     from cortex_school.rag.index import VectorIndex
     from cortex_school.rag.judge import LLMJudge
     from cortex_school.validation import Check
+    from cortex_school.workers.gitops import GitOpsRepo
+    from cortex_school.workers.implement import Implementer
+    from cortex_school.workers.planner import Planner
+    from cortex_school.workers.schema_check import SchemaChecker
 
 # The expert task's hard time limit: a limiter slot held longer than this is stale.
 EXPERT_SLOT_TTL_SECONDS = 300.0
@@ -116,3 +120,48 @@ def get_checks() -> list["Check"]:
             CapacityCheck(settings.rag.cluster_capacity_file),
         ]
     return checks
+
+
+@lru_cache(maxsize=1)
+def get_gitops_repo() -> "GitOpsRepo":
+    """This process's clone of the GitOps repository (its own locked slot directory)."""
+    from cortex_school.workers.gitops import GitOpsRepo
+
+    settings = get_settings()
+    cfg = settings.gitops
+    return GitOpsRepo(
+        remote=cfg.remote, branch=cfg.github_branch,
+        workdir=cfg.workdir or settings.data_dir / "gitops",
+        author=cfg.commit_author, mode=cfg.mode, push_attempts=cfg.push_attempts,
+        username=cfg.username, secret=cfg.secret,
+    )
+
+
+@lru_cache(maxsize=1)
+def get_schema_checker() -> "SchemaChecker":
+    from cortex_school.workers.schema_check import SchemaChecker
+
+    return SchemaChecker(get_settings().policy.kubernetes_version)
+
+
+@lru_cache(maxsize=None)
+def get_planner(expert: str) -> "Planner":
+    """The improvement's expert plans when an LLM backend is configured; else the offline
+    planner."""
+    from cortex_school.experts.llm import LLMExpert
+    from cortex_school.workers.planner import LLMPlanner, OfflinePlanner
+
+    default_namespace = get_settings().policy.allowed_namespaces[0]
+    backend = get_expert(expert)
+    if isinstance(backend, LLMExpert):
+        return LLMPlanner(backend, default_namespace)
+    return OfflinePlanner(default_namespace)
+
+
+def get_implementer(expert: str) -> "Implementer":
+    from cortex_school.workers.implement import Implementer
+
+    settings = get_settings()
+    return Implementer(planner=get_planner(expert), repo=get_gitops_repo(),
+                       schemas=get_schema_checker(), policy=settings.policy,
+                       co_author=settings.gitops.commit_author)

@@ -177,11 +177,6 @@ class ServiceSettings(BaseSettings):
 
     model_config = _ENV
     qdrant_url: str | None = Field(None, validation_alias="QDRANT_URL")
-    github_repo: str = Field("ry-ops/cortex-gitops", validation_alias="GITHUB_REPO")
-    github_branch: str = Field("main", validation_alias="GITHUB_BRANCH")
-    commit_author: str = Field(
-        "Cortex Online School <school@cortex.ai>", validation_alias="COMMIT_AUTHOR"
-    )
     prometheus_url: str = Field(
         "http://prometheus.monitoring.svc.cluster.local:9090", validation_alias="PROMETHEUS_URL"
     )
@@ -191,6 +186,88 @@ class ServiceSettings(BaseSettings):
         300, gt=0, validation_alias="HEALTH_CHECK_DURATION",
         description="Seconds to watch a deployment before calling it verified.",
     )
+
+
+class GitOpsSettings(BaseSettings):
+    """The GitOps repository implementation workers commit to, and how."""
+
+    model_config = _ENV
+    github_repo: str = Field(
+        "ry-ops/cortex-gitops", validation_alias="GITHUB_REPO",
+        description="owner/name on GitHub, or any git URL or local path.",
+    )
+    remote_url: str | None = Field(
+        None, validation_alias="GITOPS_REMOTE",
+        description="Explicit remote URL or path; unset: derived from GITHUB_REPO.",
+    )
+    github_branch: str = Field("main", validation_alias="GITHUB_BRANCH")
+    commit_author: str = Field(
+        "Cortex Online School <school@cortex.ai>", validation_alias="COMMIT_AUTHOR"
+    )
+    mode: Literal["merge", "branch"] = Field(
+        "merge", validation_alias="GITOPS_MODE",
+        description="merge: push improvement/<id>, merge --no-ff into GITHUB_BRANCH, push; "
+        "branch: push the branch only and leave the merge to a person.",
+    )
+    push_attempts: int = Field(
+        5, gt=0, validation_alias="GITOPS_PUSH_ATTEMPTS",
+        description="Tries of fetch + re-merge + push when the push is rejected because the "
+        "branch moved.",
+    )
+    username: str = Field("x-access-token", validation_alias="GITOPS_USERNAME")
+    token: str | None = Field(
+        None, validation_alias="GITOPS_TOKEN", repr=False,
+        description="HTTPS token (or GITHUB_TOKEN); handed to git through GIT_ASKPASS, never "
+        "put in a URL, log or message.",
+    )
+    github_token: str | None = Field(None, validation_alias="GITHUB_TOKEN", repr=False)
+    workdir: Path | None = Field(
+        None, validation_alias="GITOPS_WORKDIR",
+        description="Where worker processes keep their clones; unset: <data dir>/gitops.",
+    )
+
+    @property
+    def remote(self) -> str:
+        if self.remote_url:
+            return self.remote_url
+        repo = self.github_repo
+        if "://" in repo or repo.startswith(("/", ".", "git@")) or repo.endswith(".git"):
+            return repo
+        return f"https://github.com/{repo}.git"
+
+    @property
+    def secret(self) -> str | None:
+        return self.token or self.github_token
+
+
+class PolicySettings(BaseSettings):
+    """What generated manifests may contain (checked before anything is committed)."""
+
+    model_config = _ENV
+    allowed_namespaces: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["cortex-system"], validation_alias="ALLOWED_NAMESPACES",
+        description="Comma-separated namespaces manifests may target.",
+    )
+    allowed_registries: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias="ALLOWED_REGISTRIES",
+        description="Comma-separated image registries (docker.io, quay.io, ghcr.io/org); "
+        "empty: any registry.",
+    )
+    kubernetes_version: str = Field(
+        "1.31.0", validation_alias="KUBERNETES_VERSION",
+        description="Schema version manifests are validated against (K3s release).",
+    )
+    secret_store: str = Field(
+        "cortex-secrets", validation_alias="EXTERNAL_SECRET_STORE",
+        description="ClusterSecretStore that generated ExternalSecrets reference.",
+    )
+
+    @field_validator("allowed_namespaces", "allowed_registries", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> list[str]:
+        if isinstance(value, str):
+            return [v.strip() for v in value.split(",") if v.strip()]
+        return list(value)
 
 
 class IngestSettings(BaseSettings):
@@ -242,6 +319,8 @@ class Settings(BaseSettings):
     approval: ApprovalSettings = Field(default_factory=ApprovalSettings)
     experts: ExpertSettings = Field(default_factory=ExpertSettings)
     services: ServiceSettings = Field(default_factory=ServiceSettings)
+    gitops: GitOpsSettings = Field(default_factory=GitOpsSettings)
+    policy: PolicySettings = Field(default_factory=PolicySettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     rag: RagSettings = Field(default_factory=RagSettings)
 

@@ -29,9 +29,14 @@ ALLOWED_TRANSITIONS: dict[Status, frozenset[Status]] = {
 }
 
 # Statuses where nothing is queued: the pipeline is idle for that improvement.
+# COMMITTED rests until the deploy stage consumes the deploy queue (and is where a
+# branch-only commit waits for a person to merge).
 RESTING: frozenset[Status] = frozenset(
-    {S.PENDING_REVIEW, S.APPROVED, S.REJECTED, S.ACKNOWLEDGED, S.VERIFIED, S.FAILED}
+    {S.PENDING_REVIEW, S.REJECTED, S.ACKNOWLEDGED, S.COMMITTED, S.VERIFIED, S.FAILED}
 )
+# Where the pipeline rests when no implementation worker runs (approved waits in
+# improvements:implementation).
+RESTING_BEFORE_IMPLEMENTATION: frozenset[Status] = RESTING | {S.APPROVED}
 
 # Sorted sets (the design's stage keys) an improvement is in while it has a status.
 # "{expert}" is filled with the improvement's routed expert.
@@ -42,6 +47,9 @@ STAGE_KEYS: dict[Status, tuple[str, ...]] = {
     S.PENDING_REVIEW: ("improvements:pending_review",),
     # Score of improvements:implementation is the priority; the rest are timestamps.
     S.APPROVED: ("improvements:approved", "improvements:implementation"),
+    # Still in the implementation queue while a worker has it (assigned_worker says who).
+    S.IMPLEMENTING: ("improvements:implementation",),
+    S.COMMITTED: ("improvements:committed",),
     S.DEPLOYED: ("improvements:deployed",),
     S.VERIFIED: ("improvements:verified",),
     S.FAILED: ("improvements:failed",),

@@ -1,5 +1,61 @@
-"""Implementation workers (architecture, integration, security, database, monitoring).
+"""Implementation workers: architecture, integration, security, database, monitoring.
 
-Filled by the implementation issue: each turns an approved improvement's plan into
-policy-checked Kubernetes manifests committed to the GitOps repository.
+Each module renders the resource kinds it owns (``KINDS``/``RENDERERS``). An
+improvement is assigned to one worker (its queue is ``implement.<worker>``); that
+worker renders the whole plan, asking the owner of each kind for its manifests, so
+e.g. the monitoring worker's exporter gets the architecture worker's Deployment.
 """
+
+from __future__ import annotations
+
+import re
+from typing import Callable
+
+from cortex_school.models import Improvement
+from cortex_school.workers import architecture, database, integration, monitoring, security
+from cortex_school.workers.manifests import Manifest, PlanError, RenderContext
+from cortex_school.workers.plan import KIND_OWNERS, WORKERS, ImplementationPlan, PlannedResource
+
+Renderer = Callable[[PlannedResource, RenderContext], list[Manifest]]
+
+RENDERERS: dict[str, Renderer] = {
+    **architecture.RENDERERS,
+    **integration.RENDERERS,
+    **security.RENDERERS,
+    **database.RENDERERS,
+    **monitoring.RENDERERS,
+}
+assert set(RENDERERS) == set(KIND_OWNERS), "every plannable kind has exactly one renderer"
+
+_CATEGORY_WORKER = {w: w for w in WORKERS}
+# Networking changes go to whoever owns what they touch: policies to security,
+# Services/Ingress routes to integration.
+_POLICY_WORDS = re.compile(
+    r"network ?polic|default[- ]deny|isolat|firewall|mtls|zero[- ]trust|egress", re.I)
+
+
+def worker_for(improvement: Improvement) -> str:
+    """The worker (and queue ``implement.<worker>``) an approved improvement goes to.
+
+    A pure function of the improvement, so the pipeline knows the queue when it is built.
+    """
+    if improvement.category in _CATEGORY_WORKER:
+        return improvement.category
+    if improvement.category == "networking":
+        text = f"{improvement.description}\n{improvement.implementation_notes}"
+        return "security" if _POLICY_WORDS.search(text) else "integration"
+    return "architecture"  # unknown categories, as the router does
+
+
+def render_plan(plan: ImplementationPlan, ctx: RenderContext) -> list[Manifest]:
+    """Every manifest of the plan, in plan order. Raises :class:`PlanError`."""
+    manifests: list[Manifest] = []
+    for resource in plan.resources:
+        renderer = RENDERERS.get(resource.kind)
+        if renderer is None:
+            raise PlanError(f"no worker renders {resource.kind}")
+        manifests.extend(renderer(resource, ctx))
+    return manifests
+
+
+__all__ = ["RENDERERS", "WORKERS", "PlanError", "RenderContext", "render_plan", "worker_for"]

@@ -1,0 +1,59 @@
+"""Implementation: one task per approved improvement on its worker's queue
+(``implement.<worker>``), then the deploy stage is queued."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cortex_school.celery import app
+from cortex_school.experts.base import ExpertFailure
+from cortex_school.experts.llm import ExpertUnavailable
+from cortex_school.models import Status, utcnow
+from cortex_school.runtime import get_implementer, get_store
+from cortex_school.stages import StageOutcome
+from cortex_school.tasks.base import InvalidTaskInput, PipelineTask
+from cortex_school.tasks.evaluate import backoff_seconds
+from cortex_school.workers import WORKERS, worker_for
+from cortex_school.workers.gitops import GitOpsError
+from cortex_school.workers.implement import run_implement
+
+DEPLOY_TASK = "cortex_school.tasks.deploy.deploy"
+# Git transport failures (network, a remote that is down) are retried this often.
+GIT_RETRIES = 4
+
+
+@app.task(bind=True, base=PipelineTask, name="cortex_school.tasks.implement.implement")
+def implement(self: PipelineTask, improvement_id: str, worker: str | None = None,
+              failures: int = 0) -> dict[str, Any]:
+    """Plan, render, check and commit an approved improvement (approved → committed, or
+    pending_review with every reason), then queue its deployment."""
+    checked = self.checked_id(improvement_id)
+    store = get_store()
+    improvement = store.get(checked)
+    if improvement is None:
+        return StageOutcome(improvement_id=checked, stage="implement", outcome="missing",
+                            status=None, detail="no such improvement").model_dump()
+    assigned = worker or worker_for(improvement)
+    if assigned not in WORKERS:
+        raise InvalidTaskInput(f"unknown worker {assigned!r}")
+    try:
+        outcome, result = run_implement(
+            store, checked, implementer=get_implementer(improvement.expert or "architecture"),
+            worker=assigned, actor=self.actor())
+    except (GitOpsError, ExpertUnavailable) as exc:
+        if failures >= GIT_RETRIES:
+            raise  # on_failure sends it to a person with the (redacted) reason
+        raise self.retry(countdown=backoff_seconds(failures, 5.0, 120.0), max_retries=None,
+                         kwargs={"worker": assigned, "failures": failures + 1}, exc=exc)
+    except ExpertFailure as exc:
+        # The expert's plan never validated: a person plans it; never committed on a guess.
+        reason = f"planner failed: {exc}"[:2000]
+        moved = store.transition(checked, Status.PENDING_REVIEW, actor=self.actor(),
+                                 reason=reason, fields={"review_reason": reason})
+        return StageOutcome(improvement_id=checked, stage="implement",
+                            outcome="applied" if moved.applied else "skipped",
+                            status=Status.PENDING_REVIEW.value, detail=reason).model_dump()
+    if outcome.outcome == "applied" and result is not None and result.merge_commit:
+        app.send_task(DEPLOY_TASK, args=(checked,), queue="deploy")
+        store.redis.hset(f"improvement:{checked}", "deploy_queued_at", utcnow().isoformat())
+    return outcome.model_dump()

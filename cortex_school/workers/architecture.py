@@ -1,0 +1,131 @@
+"""Architecture worker: workloads, configuration, storage and disruption budgets."""
+
+from __future__ import annotations
+
+from cortex_school.workers.manifests import (
+    Manifest,
+    RenderContext,
+    app_labels,
+    container,
+    metadata,
+    pod_spec,
+    pod_template,
+    requires_image,
+)
+from cortex_school.workers.plan import PlannedResource
+
+KINDS = ("Deployment", "StatefulSet", "DaemonSet", "ConfigMap", "PersistentVolumeClaim",
+         "StorageClass", "PodDisruptionBudget")
+
+
+def deployment(res: PlannedResource, ctx: RenderContext) -> list[Manifest]:
+    requires_image(res)
+    return [{
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": metadata(res, ctx, labels=app_labels(res)),
+        "spec": {
+            "replicas": 1 if res.replicas is None else res.replicas,
+            "revisionHistoryLimit": 3,
+            "selector": {"matchLabels": app_labels(res)},
+            "template": pod_template(res, ctx, pod_spec([container(res)])),
+        },
+    }]
+
+
+def statefulset(res: PlannedResource, ctx: RenderContext) -> list[Manifest]:
+    """A StatefulSet with its governing headless Service (a StatefulSet needs one)."""
+    requires_image(res)
+    main = container(res)
+    spec: dict = {
+        "replicas": 1 if res.replicas is None else res.replicas,
+        "serviceName": res.name,
+        "selector": {"matchLabels": app_labels(res)},
+        "template": pod_template(res, ctx, pod_spec([main])),
+    }
+    if res.storage is not None:
+        main["volumeMounts"].append({"name": "data", "mountPath": "/data"})
+        claim: dict = {"accessModes": [res.storage.access_mode],
+                       "resources": {"requests": {"storage": res.storage.size}}}
+        if res.storage.storage_class:
+            claim["storageClassName"] = res.storage.storage_class
+        spec["volumeClaimTemplates"] = [{"metadata": {"name": "data"}, "spec": claim}]
+    headless = {
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": metadata(res, ctx, labels=app_labels(res)),
+        "spec": {
+            "clusterIP": "None",
+            "selector": app_labels(res),
+            "ports": [{"name": p.name or f"port-{p.number}", "port": p.number,
+                       "targetPort": p.number, "protocol": p.protocol} for p in res.ports]
+            or [{"name": "none", "port": 1, "targetPort": 1}],
+        },
+    }
+    workload = {"apiVersion": "apps/v1", "kind": "StatefulSet",
+                "metadata": metadata(res, ctx, labels=app_labels(res)), "spec": spec}
+    return [workload, headless]
+
+
+def daemonset(res: PlannedResource, ctx: RenderContext) -> list[Manifest]:
+    requires_image(res)
+    return [{
+        "apiVersion": "apps/v1", "kind": "DaemonSet",
+        "metadata": metadata(res, ctx, labels=app_labels(res)),
+        "spec": {
+            "selector": {"matchLabels": app_labels(res)},
+            "template": pod_template(res, ctx, pod_spec([container(res)])),
+        },
+    }]
+
+
+def configmap(res: PlannedResource, ctx: RenderContext) -> list[Manifest]:
+    return [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata(res, ctx),
+             "data": dict(res.config)}]
+
+
+def pvc(res: PlannedResource, ctx: RenderContext) -> list[Manifest]:
+    from cortex_school.workers.plan import Storage
+
+    storage = res.storage or Storage()
+    spec: dict = {"accessModes": [storage.access_mode],
+                  "resources": {"requests": {"storage": storage.size}}}
+    if storage.storage_class:
+        spec["storageClassName"] = storage.storage_class
+    return [{"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+             "metadata": metadata(res, ctx), "spec": spec}]
+
+
+def storageclass(res: PlannedResource, ctx: RenderContext) -> list[Manifest]:
+    if res.storage is None or not res.storage.provisioner:
+        from cortex_school.workers.manifests import PlanError
+
+        raise PlanError(f"StorageClass {res.name} needs a provisioner")
+    return [{
+        "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+        "metadata": metadata(res, ctx, namespaced=False),
+        "provisioner": res.storage.provisioner,
+        "parameters": dict(res.storage.parameters),
+        # Data outlives a mistaken improvement: a revert must not delete volumes.
+        "reclaimPolicy": "Retain",
+        "volumeBindingMode": "WaitForFirstConsumer",
+        "allowVolumeExpansion": True,
+    }]
+
+
+def pdb(res: PlannedResource, ctx: RenderContext) -> list[Manifest]:
+    return [{
+        "apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+        "metadata": metadata(res, ctx),
+        "spec": {"minAvailable": 1 if res.min_available is None else res.min_available,
+                 "selector": {"matchLabels": app_labels(res)}},
+    }]
+
+
+RENDERERS = {
+    "Deployment": deployment,
+    "StatefulSet": statefulset,
+    "DaemonSet": daemonset,
+    "ConfigMap": configmap,
+    "PersistentVolumeClaim": pvc,
+    "StorageClass": storageclass,
+    "PodDisruptionBudget": pdb,
+}

@@ -1,0 +1,291 @@
+"""Committing an improvement's manifests to the GitOps repository (GitPython).
+
+The design's strategy: branch ``improvement/<id>`` from the target branch, add
+``apps/<namespace>/...``, commit with the detailed message, push the branch, merge it
+``--no-ff`` into the target branch and push. A push rejected because the branch moved
+is retried after fetching and merging again (bounded). ``branch`` mode stops after
+pushing the branch and leaves the merge to a person.
+
+Re-running for an improvement that is already committed finds its commit (by the
+``Improvement-Id`` trailer on the branch commit and the merge message on the target
+branch) and reuses it: never a second commit.
+
+Each worker process works in its own clone (a locked slot directory), so workers
+never share an index. Credentials reach git through ``GIT_ASKPASS`` from the
+environment; they are never in a URL, and every error message is redacted.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import random
+import re
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import git
+from git.exc import GitCommandError
+
+TRAILER = "Improvement-Id"
+_ASKPASS = """#!/bin/sh
+case "$1" in
+  Username*) printf '%s' "$CORTEX_GIT_USERNAME" ;;
+  *) printf '%s' "$CORTEX_GIT_PASSWORD" ;;
+esac
+"""
+_REJECTED = re.compile(r"rejected|non-fast-forward|fetch first|failed to (update|lock)|"
+                       r"cannot lock ref|stale info|remote ref updated since", re.I)
+
+
+class GitOpsError(Exception):
+    """A git operation failed; the message is already redacted."""
+
+
+class GitOpsConflict(GitOpsError):
+    """The change cannot be committed as generated (overwrites, merge conflicts)."""
+
+
+@dataclass
+class CommitResult:
+    branch: str
+    commit: str  # the improvement's own commit (on its branch)
+    merge_commit: str | None  # on the target branch; None in branch mode
+    files: list[str] = field(default_factory=list)
+    reused: bool = False
+    push_attempts: int = 0
+
+    @property
+    def deployable_revision(self) -> str | None:
+        """What ArgoCD will sync: the merge commit on the target branch."""
+        return self.merge_commit
+
+
+def redact(text: str, secret: str | None) -> str:
+    if secret:
+        text = text.replace(secret, "***")
+    return re.sub(r"(://)[^/@\s]+@", r"\1***@", text)
+
+
+class GitOpsRepo:
+    def __init__(self, *, remote: str, branch: str, workdir: Path, author: str,
+                 mode: str = "merge", push_attempts: int = 5, username: str = "x-access-token",
+                 secret: str | None = None) -> None:
+        self.remote = remote
+        self.branch = branch
+        self.workdir = Path(workdir)
+        self.author = git.Actor._from_string(author)
+        self.mode = mode
+        self.push_attempts = push_attempts
+        self.username = username
+        self.secret = secret
+        self._lock: IO[str] | None = None
+        self.path = self._claim_slot()
+        self._repo: git.Repo | None = None
+
+    # -- setup ----------------------------------------------------------------
+    def _claim_slot(self) -> Path:
+        """A clone directory no other live process uses (flock held for our lifetime)."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        for n in range(256):
+            handle = open(self.workdir / f"slot-{n}.lock", "w")
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                handle.close()
+                continue
+            self._lock = handle
+            return self.workdir / f"slot-{n}"
+        raise GitOpsError(f"no free clone slot under {self.workdir}")
+
+    def _env(self) -> dict[str, str]:
+        env = {"GIT_TERMINAL_PROMPT": "0"}
+        if self.secret:
+            askpass = self.workdir / "askpass.sh"
+            if not askpass.exists():
+                askpass.write_text(_ASKPASS)
+                askpass.chmod(0o700)
+            env.update(GIT_ASKPASS=str(askpass), CORTEX_GIT_USERNAME=self.username,
+                       CORTEX_GIT_PASSWORD=self.secret)
+        return env
+
+    def _git(self) -> git.Repo:
+        if self._repo is None:
+            if (self.path / ".git").is_dir():
+                repo = git.Repo(self.path)
+                if repo.remotes.origin.url != self.remote:
+                    repo.remotes.origin.set_url(self.remote)
+            else:
+                if self.path.exists():
+                    shutil.rmtree(self.path)
+                repo = self._run(lambda: git.Repo.clone_from(self.remote, self.path, env=self._env()))
+            with repo.config_writer() as cfg:
+                cfg.set_value("user", "name", self.author.name)
+                cfg.set_value("user", "email", self.author.email)
+                cfg.set_value("core", "hooksPath", "/dev/null")  # a repo's hooks never run here
+            self._repo = repo
+        return self._repo
+
+    def _run(self, action):  # type: ignore[no-untyped-def]
+        try:
+            return action()
+        except GitCommandError as exc:
+            raise GitOpsError(redact(f"git {exc.command[1] if len(exc.command) > 1 else ''} "
+                                     f"failed ({exc.status}): {exc.stderr.strip()[:500]}",
+                                     self.secret)) from None
+
+    def sync(self) -> Path:
+        """Fetch and check out the target branch's tip (clean); returns the work tree."""
+        repo = self._git()
+        with repo.git.custom_environment(**self._env()):
+            self._run(lambda: repo.git.fetch("origin", "--prune"))
+        self._run(lambda: repo.git.checkout("-B", self.branch, f"origin/{self.branch}", "--force"))
+        self._run(lambda: repo.git.clean("-fdx"))
+        return self.path
+
+    # -- finding what is already there ----------------------------------------
+    def find_existing(self, improvement_id: str) -> CommitResult | None:
+        """The improvement's commit if it already landed (or, in branch mode, was pushed)."""
+        repo = self._git()
+        branch = f"improvement/{improvement_id}"
+        merged = repo.git.log(f"origin/{self.branch}", "--merges", "--format=%H",
+                              f"--grep=^Merge {branch}$", "-n", "1").strip()
+        if merged:
+            commit = repo.commit(merged).parents[1].hexsha
+            return CommitResult(branch=branch, commit=commit, merge_commit=merged,
+                                files=self._files_of(commit), reused=True)
+        remote_ref = f"origin/{branch}"
+        if remote_ref in [r.name for r in repo.remotes.origin.refs]:
+            tip = repo.commit(remote_ref)
+            if self._trailer(tip.message) == improvement_id:
+                if self.mode == "branch":
+                    return CommitResult(branch=branch, commit=tip.hexsha, merge_commit=None,
+                                        files=self._files_of(tip.hexsha), reused=True)
+        return None
+
+    @staticmethod
+    def _trailer(message: str) -> str | None:
+        m = re.search(rf"^{TRAILER}: ([0-9a-f]{{16}})$", message, re.M)
+        return m.group(1) if m else None
+
+    def _files_of(self, sha: str) -> list[str]:
+        out = self._git().git.diff_tree("--no-commit-id", "--name-only", "-r", f"{sha}^", sha)
+        return sorted(line for line in out.splitlines() if line)
+
+    # -- committing -------------------------------------------------------------
+    def commit_improvement(self, improvement_id: str, files: dict[str, str],
+                           message: str) -> CommitResult:
+        """Land ``files`` (path → content) for one improvement; idempotent."""
+        self.sync()
+        existing = self.find_existing(improvement_id)
+        if existing is not None:
+            return existing
+        repo = self._git()
+        branch = f"improvement/{improvement_id}"
+        branch_commit = self._branch_commit(repo, branch, improvement_id, files, message)
+        if self.mode == "branch":
+            return CommitResult(branch=branch, commit=branch_commit, merge_commit=None,
+                                files=sorted(files))
+        return self._merge_and_push(repo, branch, branch_commit, improvement_id, files)
+
+    def _branch_commit(self, repo: git.Repo, branch: str, improvement_id: str,
+                       files: dict[str, str], message: str) -> str:
+        remote_ref = f"origin/{branch}"
+        if remote_ref in [r.name for r in repo.remotes.origin.refs]:
+            tip = repo.commit(remote_ref)
+            if self._trailer(tip.message) == improvement_id:
+                return tip.hexsha  # pushed by an earlier run that died before merging
+        self._run(lambda: repo.git.checkout("-B", branch, f"origin/{self.branch}", "--force"))
+        for rel, content in files.items():
+            target = self.path / rel
+            if target.exists() and target.read_text(errors="replace") != content:
+                existing = target.read_text(errors="replace")
+                if f"improvement-id: {improvement_id}" not in existing:
+                    raise GitOpsConflict(f"{rel} already exists on {self.branch} and was not "
+                                         "written by this improvement; not overwriting it")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(content)
+        self._run(lambda: repo.git.add("--", *sorted(files)))
+        if not repo.index.diff("HEAD"):
+            raise GitOpsConflict(f"every file is already on {self.branch} as generated; "
+                                 "nothing to commit")
+        self._run(lambda: repo.git.commit("-m", message, f"--author={self.author.name} "
+                                          f"<{self.author.email}>"))
+        sha = repo.head.commit.hexsha
+        with repo.git.custom_environment(**self._env()):
+            try:
+                self._run(lambda: repo.git.push("origin", f"{branch}:refs/heads/{branch}"))
+            except GitOpsError as exc:
+                if not _REJECTED.search(str(exc)):
+                    raise
+                # Another run of this improvement pushed the branch first: use theirs.
+                self._run(lambda: repo.git.fetch("origin", branch))
+                tip = repo.commit(f"origin/{branch}")
+                if self._trailer(tip.message) != improvement_id:
+                    raise
+                return tip.hexsha
+        return sha
+
+    def _merge_and_push(self, repo: git.Repo, branch: str, branch_commit: str,
+                        improvement_id: str, files: dict[str, str]) -> CommitResult:
+        for attempt in range(1, self.push_attempts + 1):
+            self._run(lambda: repo.git.checkout("-B", self.branch, f"origin/{self.branch}", "--force"))
+            try:
+                repo.git.merge("--no-ff", branch_commit, "-m", f"Merge {branch}")
+            except GitCommandError as exc:
+                repo.git.merge("--abort")
+                raise GitOpsConflict(redact(f"merging {branch} into {self.branch} conflicts: "
+                                            f"{exc.stderr.strip()[:300]}", self.secret)) from None
+            merge_sha = repo.head.commit.hexsha
+            with repo.git.custom_environment(**self._env()):
+                try:
+                    self._run(lambda: repo.git.push("origin", f"{self.branch}:refs/heads/{self.branch}"))
+                    return CommitResult(branch=branch, commit=branch_commit, merge_commit=merge_sha,
+                                        files=sorted(files), push_attempts=attempt)
+                except GitOpsError as exc:
+                    if not _REJECTED.search(str(exc)) or attempt == self.push_attempts:
+                        raise GitOpsError(f"push to {self.branch} failed after {attempt} "
+                                          f"attempt(s): {exc}") from None
+                    self._run(lambda: repo.git.fetch("origin", "--prune"))
+            landed = self.find_existing(improvement_id)
+            if landed is not None:  # a concurrent re-run merged it meanwhile
+                return landed
+            time.sleep(random.uniform(0.05, 0.3) * attempt)  # de-synchronise racing workers
+        raise GitOpsError("unreachable")
+
+    def close(self) -> None:
+        if self._repo is not None:
+            self._repo.close()
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
+
+def ensure_bare_remote(path: Path, branch: str, seed: Path | None = None) -> Path:
+    """A local bare repository usable as the GitOps remote (demo and tests), seeded once
+    with ``seed``'s files in an initial commit."""
+    if (path / "HEAD").exists():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    git.Repo.init(path, bare=True, initial_branch=branch)
+    staging = path.with_name(path.name + ".seed")
+    if staging.exists():
+        shutil.rmtree(staging)
+    repo = git.Repo.init(staging, initial_branch=branch)
+    if seed is not None:
+        shutil.copytree(seed, staging, dirs_exist_ok=True)
+    else:
+        (staging / "README.md").write_text("GitOps repository\n")
+    repo.git.add("-A")
+    with repo.config_writer() as cfg:
+        cfg.set_value("user", "name", "Platform Team")
+        cfg.set_value("user", "email", "platform@example.invalid")
+    repo.git.commit("-m", "Initial platform manifests")
+    repo.git.push(str(path), f"{branch}:refs/heads/{branch}")
+    repo.close()
+    shutil.rmtree(staging)
+    os.sync()
+    return path

@@ -1,0 +1,200 @@
+"""The implement stage: approved improvement → plan → manifests → checks → GitOps commit.
+
+approved → implementing (assigned to a worker) → committed, or → pending_review with
+every reason (no resources to generate, a plan that cannot be rendered, schema or
+policy violations, a change that would overwrite what this system does not own).
+Nothing is committed unless every generated object passed every check.
+
+Re-runs are safe at every point: the plan is stored before anything else happens
+and reused; the commit step finds a commit that already landed; the final
+transition is atomic.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from cortex_school.models import Improvement, Status, utcnow
+from cortex_school.rag.chunking import chunk_gitops_dir
+from cortex_school.settings import PolicySettings
+from cortex_school.stages import StageOutcome, _apply, _load
+from cortex_school.store import RedisStore, improvement_key
+from cortex_school.workers import render_plan
+from cortex_school.workers.gitops import CommitResult, GitOpsConflict, GitOpsRepo
+from cortex_school.workers.manifests import PlanError, RenderContext
+from cortex_school.workers.plan import ImplementationPlan
+from cortex_school.workers.planner import Inventory, Planner
+from cortex_school.workers.policy import Violation, check_all
+from cortex_school.workers.schema_check import SchemaChecker
+
+STAGE = "implement"
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\u202a-\u202e\u2066-\u2069]")
+
+
+@dataclass
+class Implementer:
+    """Everything the stage needs, built once per worker process."""
+
+    planner: Planner
+    repo: GitOpsRepo
+    schemas: SchemaChecker
+    policy: PolicySettings
+    co_author: str
+
+
+def manifest_path(manifest: dict[str, Any], fallback_namespace: str) -> str:
+    meta = manifest["metadata"]
+    namespace = meta.get("namespace") or fallback_namespace
+    return f"apps/{namespace}/{meta['name']}-{manifest['kind'].lower()}.yaml"
+
+
+class _PlainDumper(yaml.SafeDumper):
+    """No &anchors/*aliases: reviewers read these files, and some tools reject aliases."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def to_files(manifests: list[dict[str, Any]], fallback_namespace: str) -> dict[str, str]:
+    files: dict[str, list[dict[str, Any]]] = {}
+    for m in manifests:
+        files.setdefault(manifest_path(m, fallback_namespace), []).append(m)
+    return {path: yaml.dump_all(docs, Dumper=_PlainDumper, sort_keys=False, allow_unicode=True,
+                                width=100)
+            for path, docs in sorted(files.items())}
+
+
+def _clean(text: str) -> str:
+    return _CONTROL.sub("", text)
+
+
+def commit_message(improvement: Improvement, plan: ImplementationPlan,
+                   manifests: list[dict[str, Any]], co_author: str) -> str:
+    """The design's commit message. Free text from the video is indented, so no line of
+    it can pose as a trailer or a header."""
+    decision = improvement.decision
+    if decision is not None and decision.decided_by == "auto-approval-gate":
+        approval = f"Yes, by the auto-approval gate: {decision.reason[:200]}"
+    elif decision is not None:
+        approval = f"No (approved by {decision.decided_by})"
+    else:
+        approval = "No (approved outside the gate)"
+    changes = [f"- Added {m['kind']} {m['metadata'].get('namespace', '-')}/{m['metadata']['name']}"
+               for m in manifests]
+    notes = "\n".join(f"  {line}" for line in _clean(improvement.implementation_notes).splitlines()) \
+        or "  (none)"
+    lines = [
+        f"Implement: {_clean(improvement.description).splitlines()[0][:200]}",
+        "",
+        f"Source: YouTube video {improvement.video_id} - {_clean(improvement.title)[:200]}",
+        f"Relevance: {improvement.relevance:.2f}",
+        f"Category: {improvement.category}",
+        f"Auto-approved: {approval}",
+        f"Planner: {plan.planner}",
+        "",
+        "Changes:",
+        *changes,
+    ]
+    if plan.manual_steps:
+        lines += ["", "Manual follow-up (not automated):",
+                  *(f"- {_clean(s)[:300]}" for s in plan.manual_steps)]
+    lines += ["", "Implementation notes:", notes, "",
+              f"{'Improvement-Id'}: {improvement.id}", f"Co-Authored-By: {co_author}"]
+    return "\n".join(lines) + "\n"
+
+
+def _to_review(store: RedisStore, improvement: Improvement, reason: str, actor: str,
+               extra: dict[str, str] | None = None) -> StageOutcome:
+    return _apply(store, improvement, STAGE, Status.PENDING_REVIEW, actor=actor,
+                  reason=reason[:2000], fields={"review_reason": reason[:2000], **(extra or {})})
+
+
+def _violations_reason(violations: list[Violation]) -> str:
+    listed = "; ".join(str(v) for v in violations[:20])
+    more = f" (+{len(violations) - 20} more)" if len(violations) > 20 else ""
+    return f"{len(violations)} policy/schema violation(s), nothing committed: {listed}{more}"
+
+
+def run_implement(store: RedisStore, improvement_id: str, *, implementer: Implementer,
+                  worker: str, actor: str) -> tuple[StageOutcome, CommitResult | None]:
+    loaded = _load(store, improvement_id, STAGE)
+    if isinstance(loaded, StageOutcome):
+        return loaded, None
+    if loaded.status is Status.APPROVED:
+        started = store.transition(
+            loaded.id, Status.IMPLEMENTING, actor=actor,
+            reason=f"assigned to the {worker} worker",
+            fields={"assigned_worker": f"{worker}@{actor.split('@', 1)[-1]}",
+                    "implementation_started_at": utcnow().isoformat()},
+            priority=float(store.redis.hget(improvement_key(loaded.id), "priority") or 0),
+        )
+        if not started.applied and started.outcome != "noop":
+            return StageOutcome(improvement_id=loaded.id, stage=STAGE, outcome="skipped",
+                                status=started.previous,
+                                detail=f"transition to implementing {started.outcome}"), None
+        loaded = store.get(loaded.id) or loaded
+    if loaded.status is not Status.IMPLEMENTING:
+        return StageOutcome(
+            improvement_id=loaded.id, stage=STAGE, outcome="skipped", status=loaded.status.value,
+            detail=f"nothing to do: status is {loaded.status.value}, this stage acts on approved",
+        ), None
+
+    workdir = implementer.repo.sync()
+    chunks, _problems = chunk_gitops_dir(workdir / "apps") if (workdir / "apps").is_dir() \
+        else chunk_gitops_dir(workdir)
+    inventory = Inventory.from_payloads([c.payload for c in chunks])
+
+    stored = store.redis.hget(improvement_key(loaded.id), "plan")
+    if stored:
+        plan = ImplementationPlan.model_validate_json(stored)
+    else:
+        plan = implementer.planner.plan(loaded, inventory)
+        # Kept before anything else happens: a re-run (or a person) sees the same plan.
+        store.redis.hset(improvement_key(loaded.id), "plan", plan.model_dump_json())
+
+    if not plan.resources:
+        steps = "; ".join(plan.manual_steps) or "none"
+        return _to_review(store, loaded, f"no Kubernetes resources to generate ({plan.planner}); "
+                          f"manual steps: {steps}", actor), None
+    ctx = RenderContext(loaded.id, loaded.video_id, loaded.title,
+                        secret_store=implementer.policy.secret_store)
+    try:
+        manifests = render_plan(plan, ctx)
+    except PlanError as exc:
+        return _to_review(store, loaded, f"the plan cannot be rendered: {exc}", actor), None
+
+    violations = implementer.schemas.check_all(manifests) + check_all(manifests, implementer.policy)
+    if violations:
+        store.count("implement_policy_blocked")
+        return _to_review(store, loaded, _violations_reason(violations), actor, {
+            "policy_violations": json.dumps([v.model_dump() for v in violations], ensure_ascii=False),
+        }), None
+
+    files = to_files(manifests, plan.namespaces[0])
+    message = commit_message(loaded, plan, manifests, implementer.co_author)
+    try:
+        result = implementer.repo.commit_improvement(loaded.id, files, message)
+    except GitOpsConflict as exc:
+        return _to_review(store, loaded, f"not committed: {exc}", actor), None
+
+    merged = result.merge_commit is not None
+    fields = {
+        "git_commit": result.merge_commit or result.commit,
+        "git_branch": result.branch,
+        "git_branch_commit": result.commit,
+        "git_files": json.dumps(result.files),
+        "merge_pending": "false" if merged else "true",
+        "committed_at": utcnow().isoformat(),
+    }
+    where = (f"merged into {implementer.repo.branch} as {result.merge_commit[:12]}" if merged
+             else f"pushed branch {result.branch} ({result.commit[:12]}); merge left to a person")
+    outcome = _apply(store, loaded, STAGE, Status.COMMITTED, actor=actor,
+                     reason=f"{len(result.files)} file(s) {where}"
+                     + (" (existing commit reused)" if result.reused else ""), fields=fields)
+    store.count("implement_committed")
+    return outcome, result

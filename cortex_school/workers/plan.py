@@ -1,0 +1,189 @@
+"""The implementation plan: which Kubernetes resources an improvement needs.
+
+A plan is made by the improvement's expert (an LLM answers with this schema as
+structured output) or, offline, by :mod:`cortex_school.workers.planner`. It is data
+about resources, never manifests: the workers render manifests from it with secure
+defaults, so nothing a model or a video says can add a field such as ``privileged``.
+Fields a kind does not use are ignored by that kind's renderer.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+# What the workers know how to render, and which worker owns each kind.
+KIND_OWNERS: dict[str, str] = {
+    "Deployment": "architecture",
+    "StatefulSet": "architecture",
+    "DaemonSet": "architecture",
+    "ConfigMap": "architecture",
+    "PersistentVolumeClaim": "architecture",
+    "StorageClass": "architecture",
+    "PodDisruptionBudget": "architecture",
+    "Service": "integration",
+    "Ingress": "integration",
+    "ExternalSecret": "integration",
+    "Role": "security",
+    "RoleBinding": "security",
+    "ServiceAccount": "security",
+    "NetworkPolicy": "security",
+    "Certificate": "security",
+    "SecretRotationCronJob": "security",
+    "MigrationJob": "database",
+    "BackupCronJob": "database",
+    "PrometheusRule": "monitoring",
+    "ServiceMonitor": "monitoring",
+    "GrafanaDashboard": "monitoring",
+}
+ResourceKind = Literal[
+    "Deployment", "StatefulSet", "DaemonSet", "ConfigMap", "PersistentVolumeClaim",
+    "StorageClass", "PodDisruptionBudget", "Service", "Ingress", "ExternalSecret", "Role",
+    "RoleBinding", "ServiceAccount", "NetworkPolicy", "Certificate", "SecretRotationCronJob",
+    "MigrationJob", "BackupCronJob", "PrometheusRule", "ServiceMonitor", "GrafanaDashboard",
+]
+WORKERS: tuple[str, ...] = ("architecture", "integration", "security", "database", "monitoring")
+
+_QUANTITY = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|m|k|M|G|T)?$"
+_CRON = re.compile(r"^(@(hourly|daily|weekly|monthly|yearly)|(\S+\s+){4}\S+)$")
+_LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+def _labels(value: dict[str, str]) -> dict[str, str]:
+    for key, val in value.items():
+        if not _LABEL_KEY.match(key) or len(key) > 253:
+            raise ValueError(f"not a label key: {key!r:.80}")
+        if not _LABEL_VALUE.match(val):
+            raise ValueError(f"not a label value: {val!r:.80}")
+    return value
+
+
+class Port(_Strict):
+    number: int = Field(ge=1, le=65535)
+    name: str | None = Field(None, pattern=r"^[a-z0-9]([-a-z0-9]{0,13}[a-z0-9])?$")
+    protocol: Literal["TCP", "UDP"] = "TCP"
+
+
+class Storage(_Strict):
+    size: str = Field("1Gi", pattern=_QUANTITY)
+    storage_class: str | None = Field(None, pattern=r"^[a-z0-9]([-a-z0-9.]{0,61}[a-z0-9])?$")
+    access_mode: Literal["ReadWriteOnce", "ReadWriteMany", "ReadOnlyMany", "ReadWriteOncePod"] = (
+        "ReadWriteOnce"
+    )
+    provisioner: str | None = Field(None, max_length=253)  # StorageClass only
+    parameters: dict[str, str] = Field(default_factory=dict, max_length=20)
+
+
+class EnvVar(_Strict):
+    """A plain value, or a reference to a key of a secret (never the secret's value)."""
+
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+    value: str | None = Field(None, max_length=1000)
+    secret_name: str | None = Field(None, pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+    secret_key: str | None = Field(None, pattern=r"^[-._A-Za-z0-9]{1,253}$")
+
+
+class Peer(_Strict):
+    """A NetworkPolicy ingress source: a namespace, pods by labels, or both."""
+
+    namespace: str | None = Field(None, pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+    pod_labels: dict[str, str] = Field(default_factory=dict, max_length=10)
+
+    _check = field_validator("pod_labels")(lambda cls, v: _labels(v))
+
+
+class AlertRule(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z_:][A-Za-z0-9_:]{0,127}$")
+    expr: str = Field(min_length=1, max_length=2000)
+    duration: str = Field("5m", pattern=r"^[0-9]+(ms|s|m|h|d)$")
+    severity: Literal["info", "warning", "critical"] = "warning"
+    summary: str = Field("", max_length=500)
+
+
+class RecordingRule(_Strict):
+    record: str = Field(pattern=r"^[A-Za-z_:][A-Za-z0-9_:]{0,127}$")
+    expr: str = Field(min_length=1, max_length=2000)
+
+
+class RbacRule(_Strict):
+    api_groups: list[str] = Field(default_factory=lambda: [""], max_length=10)
+    resources: list[str] = Field(min_length=1, max_length=20)
+    verbs: list[str] = Field(min_length=1, max_length=10)
+
+
+class Panel(_Strict):
+    title: str = Field(min_length=1, max_length=200)
+    expr: str = Field(min_length=1, max_length=2000)
+
+
+class PlannedResource(_Strict):
+    kind: ResourceKind
+    name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+    namespace: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+    purpose: str = Field("", max_length=500)
+    image: str | None = Field(None, max_length=300, pattern=r"^[a-z0-9][-a-z0-9._/:@]*$")
+    replicas: int | None = Field(None, ge=0, le=50)
+    ports: list[Port] = Field(default_factory=list, max_length=10)
+    command: list[str] = Field(default_factory=list, max_length=40)
+    env: list[EnvVar] = Field(default_factory=list, max_length=40)
+    storage: Storage | None = None
+    schedule: str | None = Field(None, max_length=100)
+    selector: dict[str, str] = Field(default_factory=dict, max_length=10)
+    config: dict[str, str] = Field(default_factory=dict, max_length=50)
+    allow_from: list[Peer] = Field(default_factory=list, max_length=20)
+    deny_all: bool = False
+    alerts: list[AlertRule] = Field(default_factory=list, max_length=50)
+    recording_rules: list[RecordingRule] = Field(default_factory=list, max_length=50)
+    rbac_rules: list[RbacRule] = Field(default_factory=list, max_length=20)
+    subject: str | None = Field(None, pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+    dns_names: list[str] = Field(default_factory=list, max_length=20)
+    issuer: str | None = Field(None, pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+    host: str | None = Field(None, pattern=r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+    path: str = Field("/", pattern=r"^/[-A-Za-z0-9_./]*$")
+    target: str | None = Field(None, pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+    target_namespace: str | None = Field(None, pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+    min_available: int | None = Field(None, ge=0, le=50)
+    interval: str | None = Field(None, pattern=r"^[0-9]+(s|m|h)$")
+    secret_keys: list[str] = Field(default_factory=list, max_length=20)
+    panels: list[Panel] = Field(default_factory=list, max_length=30)
+    dependencies: list[str] = Field(default_factory=list, max_length=20)
+
+    _check_selector = field_validator("selector")(lambda cls, v: _labels(v))
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        if value is not None and not _CRON.match(value):
+            raise ValueError(f"not a cron schedule: {value!r}")
+        return value
+
+    @field_validator("secret_keys")
+    @classmethod
+    def _keys(cls, value: list[str]) -> list[str]:
+        for key in value:
+            if not re.match(r"^[-._A-Za-z0-9]{1,253}$", key):
+                raise ValueError(f"not a secret key name: {key!r:.80}")
+        return value
+
+
+class ImplementationPlan(_Strict):
+    """What to create for one improvement; empty ``resources`` means nothing to commit."""
+
+    summary: str = Field(min_length=1, max_length=500)
+    resources: list[PlannedResource] = Field(default_factory=list, max_length=30)
+    manual_steps: list[str] = Field(
+        default_factory=list, max_length=20,
+        description="What the plan cannot express as manifests (a person does these).",
+    )
+    planner: str = Field("", max_length=100, description="Who made the plan (filled in by us).")
+
+    @property
+    def namespaces(self) -> list[str]:
+        return sorted({r.namespace for r in self.resources})
