@@ -389,9 +389,12 @@ def demo(
     """Start a worker, ingest the samples, wait until idle, print the funnel and decisions."""
     from cortex_school.demo import run_demo
 
+    from cortex_school.demo import reset_demo_gitops
+
     store = _store()
     if reset:
         console.print(f"reset: deleted {store.purge()} pipeline keys")
+        reset_demo_gitops()
     raise typer.Exit(run_demo(store, samples=samples, timeout=timeout, concurrency=concurrency,
                               platform=platform or None))
 

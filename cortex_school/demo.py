@@ -5,6 +5,7 @@ The worker helpers here are also what the live tests use to run a real worker.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -107,6 +108,66 @@ def index_platform(platform: Path) -> dict[str, str]:
     return {"CLUSTER_CAPACITY_FILE": str(capacity.resolve())} if capacity.exists() else {}
 
 
+DEMO_NAMESPACES = "cortex-system,cortex,monitoring"
+
+
+def demo_remote() -> Path:
+    return get_settings().data_dir / "gitops-remote.git"
+
+
+def reset_demo_gitops() -> None:
+    """Forget the demo's GitOps remote and the workers' clones (with ``demo --reset``)."""
+    import shutil
+
+    settings = get_settings()
+    for path in (demo_remote(), settings.gitops.workdir or settings.data_dir / "gitops"):
+        if path.exists():
+            shutil.rmtree(path)
+
+
+def prepare_gitops(platform: str | None) -> dict[str, str]:
+    """The GitOps remote the demo's workers commit to: GITOPS_REMOTE when the user set it,
+    else a local bare repository seeded with the sample platform's manifests."""
+    from cortex_school.workers.gitops import ensure_bare_remote
+
+    settings = get_settings()
+    env: dict[str, str] = {}
+    if not os.environ.get("ALLOWED_NAMESPACES"):
+        env["ALLOWED_NAMESPACES"] = DEMO_NAMESPACES  # the sample platform's namespaces
+    if settings.gitops.remote_url:
+        console.print(f"GitOps remote: {escape(settings.gitops.remote_url)} (GITOPS_REMOTE)")
+        return env
+    seed = Path(platform) / "gitops" if platform else None
+    remote = ensure_bare_remote(demo_remote().resolve(), settings.gitops.github_branch,
+                                seed if seed and seed.is_dir() else None)
+    console.print(f"GitOps remote: local bare repository {remote} (demo; set GITOPS_REMOTE for "
+                  "yours)")
+    return {**env, "GITOPS_REMOTE": str(remote)}
+
+
+def print_commits(store: RedisStore, ids: set[str]) -> None:
+    from rich.table import Table
+
+    table = Table(title="Committed to the GitOps repository")
+    for column in ("improvement", "worker", "commit", "files"):
+        table.add_column(column)
+    for imp_id in sorted(ids):
+        fields = store.raw_fields(imp_id)
+        if fields.get("status") != Status.COMMITTED.value:
+            continue
+        files = ", ".join(json.loads(fields.get("git_files", "[]")))
+        table.add_row(imp_id, escape(fields.get("assigned_worker", "?").split("@")[0]),
+                      fields.get("git_commit", "")[:12], escape(files))
+    console.print(table)
+    remote = get_settings().gitops.remote_url or str(demo_remote().resolve())
+    if Path(remote).is_dir():
+        log = subprocess.run(["git", "--git-dir", remote, "log", "--graph", "--oneline", "-n", "40",
+                              get_settings().gitops.github_branch],
+                             capture_output=True, text=True, check=False)
+        console.print(f"git log of {remote}:")
+        print(log.stdout or log.stderr)  # plain: Rich would re-wrap the graph
+
+
 def run_demo(
     store: RedisStore, *, samples: str, timeout: float, concurrency: int, platform: str | None = None
 ) -> int:
@@ -131,6 +192,7 @@ def run_demo(
     worker_env: dict[str, str] = {}
     if platform and settings.rag.enabled:
         worker_env = index_platform(Path(platform))
+    worker_env.update(prepare_gitops(platform))
     with open(log_path, "wb") as log:
         proc = start_worker(queues=ALL_QUEUES, concurrency=concurrency, name=name, log=log,
                             env=worker_env)
@@ -160,11 +222,14 @@ def run_demo(
     console.print()
     console.print(funnel_table(store))
     console.print(decisions_table(store.many(ids), f"Decisions for the {len(ids)} sample improvements"))
-    approved = sum(1 for s in statuses.values() if s == Status.APPROVED.value)
+    print_commits(store, ids)
+    committed = sum(1 for s in statuses.values() if s == Status.COMMITTED.value)
+    approved = sum(1 for i in store.many(ids) if i.decision is not None and i.decision.approved)
     review = sum(1 for s in statuses.values() if s == Status.PENDING_REVIEW.value)
     console.print(
-        f"{len(ids)} improvements: {approved} auto-approved → improvements:implementation, "
-        f"{review} to human review; pipeline idle after {elapsed:.1f}s"
+        f"{len(ids)} improvements: {approved} auto-approved, {committed} committed to the GitOps "
+        f"repository (queued for deploy), {review} to human review; pipeline idle after "
+        f"{elapsed:.1f}s"
     )
     if busy:
         console.print(f"[red]{len(busy)} improvement(s) still in flight after {timeout:.0f}s: "

@@ -2,8 +2,17 @@
 
 import celeryconfig
 from cortex_school.celery import app
-from cortex_school.pipeline import AGGREGATE, APPROVE, EVALUATE, ROUTE, VALIDATE, build_pipeline
+from cortex_school.pipeline import (
+    AGGREGATE,
+    APPROVE,
+    EVALUATE,
+    IMPLEMENT,
+    ROUTE,
+    VALIDATE,
+    build_pipeline,
+)
 from cortex_school.settings import EXPERTS
+from cortex_school.workers.plan import WORKERS
 from tests.factories import make_improvement
 
 
@@ -24,13 +33,19 @@ def test_reliability_settings():
 
 def test_every_task_is_routed_to_a_declared_queue_and_every_queue_is_used():
     declared = {q.name for q in app.conf.task_queues}
-    assert declared == set(celeryconfig.ALL_QUEUES)
+    assert declared == set(celeryconfig.ALL_QUEUES) | {celeryconfig.DEPLOY_QUEUE}
     used = {routed_queue(ROUTE), routed_queue(AGGREGATE), routed_queue(VALIDATE), routed_queue(APPROVE)}
     used |= {routed_queue(EVALUATE, {"expert": e}) for e in EXPERTS}
-    assert used == declared
+    used |= {routed_queue(IMPLEMENT, {"worker": w}) for w in WORKERS}
+    assert used == set(celeryconfig.ALL_QUEUES)
     app.loader.import_default_modules()  # what a worker does with `imports`
-    for task in (ROUTE, EVALUATE, AGGREGATE, VALIDATE, APPROVE):
+    for task in (ROUTE, EVALUATE, AGGREGATE, VALIDATE, APPROVE, IMPLEMENT):
         assert task in app.tasks
+
+
+def test_implementation_goes_to_the_workers_own_queue():
+    assert routed_queue(IMPLEMENT, {"worker": "monitoring"}) == "implement.monitoring"
+    assert routed_queue(IMPLEMENT, {"worker": "../../x"}) == "implement.architecture"
 
 
 def test_evaluation_goes_to_the_experts_own_queue():
@@ -57,6 +72,7 @@ def test_build_pipeline_is_route_then_a_chord_of_the_panel_then_validate_and_app
         (AGGREGATE, (imp.id,), {"experts": ["security", "architecture"]}, True),
         (VALIDATE, (imp.id,), {}, True),
         (APPROVE, (imp.id,), {}, True),
+        (IMPLEMENT, (imp.id,), {"worker": "architecture"}, True),
     ]
 
 

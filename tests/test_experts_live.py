@@ -15,6 +15,7 @@ from cortex_school.settings import DEFAULT_EXPERT_MODELS
 from cortex_school.store import RedisStore
 from tests.factories import make_improvement
 from tests.fake_llm import FakeLLM
+from cortex_school.states import RESTING_BEFORE_IMPLEMENTATION
 from tests.live import start_worker, stop_worker, wait_until_idle, wait_until_ready
 
 pytestmark = pytest.mark.live
@@ -62,7 +63,7 @@ def run(store, *improvements, timeout=40):
     for imp in improvements:
         assert store.create(imp, actor="test", reason="test")
         enqueue(imp)
-    wait_until_idle(store, {i.id for i in improvements}, timeout)
+    wait_until_idle(store, {i.id for i in improvements}, timeout, RESTING_BEFORE_IMPLEMENTATION)
     return [store.get(i.id) for i in improvements]
 
 

@@ -8,7 +8,7 @@ import os
 import pytest
 from celery.result import AsyncResult
 
-from celeryconfig import ALL_QUEUES
+from celeryconfig import PIPELINE_QUEUES
 from cortex_school.celery import app
 from cortex_school.demo import index_platform
 from cortex_school.ingest import ingest_document
@@ -16,7 +16,7 @@ from cortex_school.models import Status, improvement_id
 from cortex_school.pipeline import enqueue
 from cortex_school.settings import IngestSettings
 from cortex_school.store import RedisStore
-from cortex_school.states import RESTING
+from cortex_school.states import RESTING_BEFORE_IMPLEMENTATION as RESTING
 from tests.conftest import SAMPLES
 from tests.factories import make_improvement
 from tests.live import celery_call, start_worker, stop_worker, wait_until_idle, wait_until_ready
@@ -35,7 +35,7 @@ def worker(tmp_path_factory, settings):
     name = f"pytest-{os.getpid()}@localhost"
     log_path = tmp_path_factory.mktemp("worker") / "worker.log"
     with open(log_path, "wb") as log:
-        proc = start_worker(queues=ALL_QUEUES, concurrency=2, name=name, log=log, env=worker_env)
+        proc = start_worker(queues=PIPELINE_QUEUES, concurrency=2, name=name, log=log, env=worker_env)
         try:
             wait_until_ready(name, proc)
             yield name
@@ -79,7 +79,7 @@ def processed(worker, settings):
     store = RedisStore.from_url(settings.redis.url)
     store.purge()
     ids, reports = ingest_samples(store, IngestSettings())
-    statuses = wait_until_idle(store, ids, timeout=150)
+    statuses = wait_until_idle(store, ids, timeout=150, resting=RESTING)
     assert all(s in {r.value for r in RESTING} for s in statuses.values()), statuses
     return store, ids, reports
 
@@ -119,7 +119,7 @@ def test_samples_reach_the_right_stages_with_the_right_reasons(processed):
         if imp.type.value == "concept":
             assert imp.status is Status.PENDING_REVIEW and "knowledge-only" in imp.decision.reason
         assert imp.assessment is not None and imp.assessment.backend.endswith("offline-rules")
-        assert f"expert.{imp.expert}" in ALL_QUEUES
+        assert f"expert.{imp.expert}" in PIPELINE_QUEUES
         timeline = store.timeline(imp.id)
         steps = [e.to_status for e in timeline if e.from_status != e.to_status]
         assert steps == ["raw", "categorized", "assessed", "validated", imp.status.value], steps
@@ -190,7 +190,7 @@ def test_a_new_proposal_after_all_that_still_flows(processed):
                            relevance=0.97, category="architecture")
     store.create(imp, actor="test", reason="test")
     enqueue(imp)
-    wait_until_idle(store, {imp.id}, timeout=30)
+    wait_until_idle(store, {imp.id}, timeout=30, resting=RESTING)
     assert store.get(imp.id).status is Status.APPROVED
 
 
