@@ -257,7 +257,7 @@ class OfflinePlanner:
         if re.search(r"grafana|dashboard", lowered):
             resources += self._dashboard(improvement, text, ns, resources)
         if re.search(r"\bbackups?\b", lowered) and schedule_in(text):
-            resources += self._backup(improvement, text, ns, inventory)
+            resources += self._backup(improvement, text, ns, inventory, manual)
         if re.search(r"\bcertificate|\btls\b", lowered) and _DOMAIN.search(text):
             resources += self._certificate(improvement, text, ns)
         if re.search(r"rotat", lowered) and "secret" in lowered and schedule_in(text):
@@ -272,6 +272,7 @@ class OfflinePlanner:
         for sentence in sentences(improvement.implementation_notes):
             if _MANUAL_VERBS.search(sentence) or _HOST_LEVEL.search(sentence):
                 manual.append(sentence.rstrip(".,; "))
+        resources = _without_imageless_workloads(resources, manual)
         if not resources and not manual:
             manual.append("no Kubernetes resources could be derived from the proposal; "
                           "a person should plan it")
@@ -420,28 +421,34 @@ class OfflinePlanner:
                                 name=with_suffix(base_name(imp.description), "dashboard"),
                                 namespace=ns, panels=panels, purpose=imp.description[:100])]
 
-    def _backup(self, imp: Improvement, text: str, ns: str,
-                inventory: Inventory) -> list[PlannedResource]:
+    def _backup(self, imp: Improvement, text: str, ns: str, inventory: Inventory,
+                manual: list[str]) -> list[PlannedResource]:
+        """pg_dump backups for a PostgreSQL the text names; other stores get a manual step."""
         target = next((i for i in inventory.mentioned(text) if "postgres" in " ".join(i.images)),
-                      None) or inventory.workload("postgres")
+                      None)
+        if target is None and re.search(r"postgres", text, re.I):
+            target = next((i for i in inventory.items if "postgres" in " ".join(i.images)), None)
+        if target is None:
+            manual.append("backup: no backup recipe for the store this names (PostgreSQL only); "
+                          "plan it by hand")
+            return []
         images = images_in(text)
         image = images[0] if images else (target.images[0] if target else None)
-        host = f"{target.name}.{target.namespace}.svc" if target else "postgres"
+        host = f"{target.name}.{target.namespace}.svc"
         secret = "postgres-backup-credentials"
         return [
             PlannedResource(kind="ExternalSecret", name=secret, namespace=ns,
                             secret_keys=["PGUSER", "PGPASSWORD", "PGDATABASE"],
                             purpose="database credentials for the backup job, from the store"),
             PlannedResource(
-                kind="BackupCronJob", name=with_suffix(target.name if target else "db", "backup"),
+                kind="BackupCronJob", name=with_suffix(target.name, "backup"),
                 namespace=ns, image=image, schedule=schedule_in(text),
                 command=["/bin/sh", "-c", f"pg_dump -h {host} -Fc "
                          "-f /backup/$(date +%Y%m%dT%H%M%S).dump"],
                 env=[EnvVar(name=k, secret_name=secret, secret_key=k)
                      for k in ("PGUSER", "PGPASSWORD", "PGDATABASE")],
                 storage=Storage(size=size_in(text) or "20Gi"),
-                dependencies=[target.name] if target else [],
-                purpose=imp.description[:200]),
+                dependencies=[target.name], purpose=imp.description[:200]),
         ]
 
     def _certificate(self, imp: Improvement, text: str, ns: str) -> list[PlannedResource]:
@@ -556,6 +563,20 @@ def _service_name(improvement: Improvement, inventory: Inventory) -> str | None:
 def _selector(text: str, inventory: Inventory) -> dict[str, str]:
     m = _SELECTING.search(text)
     return {m.group(1): m.group(2)} if m else {}
+
+
+_NEEDS_IMAGE = frozenset({"Deployment", "StatefulSet", "DaemonSet", "MigrationJob", "BackupCronJob"})
+
+
+def _without_imageless_workloads(resources: list[PlannedResource],
+                                 manual: list[str]) -> list[PlannedResource]:
+    """A workload whose image neither the text nor the repository names is not guessed:
+    it (and what only serves it) becomes a manual step."""
+    dropped = {r.name for r in resources if r.kind in _NEEDS_IMAGE and not r.image}
+    for name in sorted(dropped):
+        manual.append(f"{name}: no image named in the proposal or found in the repository; "
+                      "a person chooses one")
+    return [r for r in resources if r.name not in dropped]
 
 
 def _unique(resources: list[PlannedResource]) -> list[PlannedResource]:

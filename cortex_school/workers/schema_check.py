@@ -46,8 +46,10 @@ class SchemaChecker:
             kubernetes_validate.validate(
                 {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "probe"}},
                 kubernetes_version, strict=True)
-        except VersionNotSupportedError as exc:
-            raise ValueError(f"KUBERNETES_VERSION {kubernetes_version}: {exc}") from None
+        except (VersionNotSupportedError, IndexError, ValueError) as exc:
+            # IndexError: older than every schema the package ships.
+            raise ValueError(f"KUBERNETES_VERSION {kubernetes_version} has no schemas in "
+                             f"kubernetes-validate: {exc or 'too old'}") from None
 
     def check(self, manifest: dict[str, Any]) -> list[Violation]:
         ref = object_ref(manifest)
