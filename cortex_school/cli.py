@@ -19,7 +19,7 @@ from rich.table import Table
 from cortex_school.ingest import IngestReport, ingest_document, iter_sources
 from cortex_school.models import Improvement, Rejection, Status
 from cortex_school.settings import get_settings
-from cortex_school.store import OVERRIDE_FLAGS, RedisStore, TransitionRefused
+from cortex_school.store import OVERRIDE_FLAGS, RedisStore, TransitionRefused, ensure_valid_id
 
 app = typer.Typer(help="Cortex Online School: improvement proposals → reviewed platform changes.",
                   no_args_is_help=True, add_completion=False)
@@ -30,6 +30,8 @@ review_app = typer.Typer(help="Human review of improvements waiting in pending_r
 flags_app = typer.Typer(help="Override flags of the approval gate.", no_args_is_help=True)
 app.add_typer(index_app, name="index")
 app.add_typer(review_app, name="review")
+policy_app = typer.Typer(help="Schema and policy checks of Kubernetes manifests.", no_args_is_help=True)
+app.add_typer(policy_app, name="policy")
 app.add_typer(flags_app, name="flags")
 
 console = Console(highlight=False)
@@ -214,7 +216,67 @@ def _review(improvement_id: str, approve: bool, reviewer: str, reason: str) -> N
     except TransitionRefused as exc:
         err.print(f"[red]{exc}[/]")
         raise typer.Exit(1) from None
-    console.print(f"{improvement_id}: {outcome.status} ({outcome.detail})")
+    console.print(f"{improvement_id}: {outcome.status} ({escape(outcome.detail)})")
+    if outcome.outcome == "applied" and outcome.status == Status.APPROVED.value:
+        # A fresh plan: the stored one is what a person just reviewed and sent back.
+        store.redis.hdel(f"improvement:{improvement_id}", "plan", "policy_violations")
+        _enqueue_implementation(store, improvement_id)
+
+
+def _enqueue_implementation(store: RedisStore, improvement_id: str) -> None:
+    from cortex_school.pipeline import implement_signature
+
+    improvement = store.get(improvement_id)
+    if improvement is None:
+        return
+    implement_signature(improvement).apply_async()
+    console.print(f"{improvement_id}: queued for implementation")
+
+
+@app.command()
+def implement(improvement_id: str) -> None:
+    """Queue an approved improvement (or one stuck in implementing) for its worker."""
+    store = _store()
+    improvement = store.get(ensure_valid_id(improvement_id))
+    if improvement is None:
+        err.print(f"[red]no improvement {escape(improvement_id)}[/]")
+        raise typer.Exit(1)
+    if improvement.status not in (Status.APPROVED, Status.IMPLEMENTING):
+        err.print(f"[red]{improvement_id} is {improvement.status.value}; only approved or "
+                  "implementing improvements are implemented[/]")
+        raise typer.Exit(1)
+    _enqueue_implementation(store, improvement.id)
+
+
+@policy_app.command("check")
+def policy_check(
+    directory: str,
+    kubernetes_version: str = typer.Option(None, help="Default: KUBERNETES_VERSION."),
+) -> None:
+    """Run the schema and policy checks over a directory of manifests and report."""
+    import yaml
+
+    from cortex_school.workers.policy import check_all
+    from cortex_school.workers.schema_check import SchemaChecker
+
+    settings = get_settings()
+    root = _existing_dir(directory)
+    checker = SchemaChecker(kubernetes_version or settings.policy.kubernetes_version)
+    manifests, unreadable = [], 0
+    for path in sorted(p for p in root.rglob("*") if p.suffix in (".yaml", ".yml")):
+        try:
+            manifests += [d for d in yaml.safe_load_all(path.read_text()) if isinstance(d, dict)]
+        except yaml.YAMLError as exc:
+            unreadable += 1
+            err.print(f"[red]{escape(str(path))}: not valid YAML: {escape(str(exc)[:200])}[/]")
+    findings = checker.check_all(manifests) + check_all(manifests, settings.policy, generated=False)
+    table = Table(title=f"{len(findings)} finding(s) in {len(manifests)} object(s) under {directory}")
+    for column in ("object", "rule", "detail"):
+        table.add_column(column)
+    for v in findings:
+        table.add_row(escape(v.object), v.rule, escape(v.detail))
+    console.print(table)
+    raise typer.Exit(1 if findings or unreadable else 0)
 
 
 @review_app.command("approve")
