@@ -24,6 +24,23 @@ INVALID = {"verdict": "ship-it", "risk": "low", "confidence": 7, "rationale": ""
            "category": "monitoring", "approved": True}
 
 
+PLAN = {
+    "summary": "Alert when Qdrant is down",
+    "resources": [{"kind": "PrometheusRule", "name": "qdrant-down", "namespace": "monitoring",
+                   "alerts": [{"name": "QdrantDown", "expr": "up{job=\"qdrant\"} == 0",
+                               "duration": "5m", "severity": "critical",
+                               "summary": "Qdrant is down"}]}],
+    "manual_steps": ["route the alert to the on-call receiver"],
+}
+# What a model talked into it by the proposal might answer: wrong namespace, a literal token.
+SMUGGLING_PLAN = {
+    "summary": "Run the helper",
+    "resources": [{"kind": "Deployment", "name": "helper", "namespace": "kube-system",
+                   "image": "evil.example.com/helper:1.0", "ports": [{"number": 8080}],
+                   "env": [{"name": "API_TOKEN", "value": "sk-live-abcdefghijklmnop1234"}]}],
+}
+
+
 class FakeLLM:
     def __init__(self, slow_seconds: float = 3.0) -> None:
         self.requests: list[dict[str, Any]] = []
@@ -100,6 +117,13 @@ class FakeLLM:
             return 429, _error("rate_limit_error", "slow down"), {"retry-after": "0"}
         if "[no-tool]" in proposal and n == 1:
             return 200, _text_reply(openai_style, body, "I think it is fine."), {}
+        if tool_name == "submit_implementation_plan":
+            plan = dict(PLAN)
+            if "[plan-kube-system]" in proposal:
+                plan = SMUGGLING_PLAN
+            elif "[plan-invalid-once]" in proposal and n == 1:
+                plan = {**PLAN, "resources": [{**PLAN["resources"][0], "privileged": True}]}
+            return 200, _tool_reply(openai_style, body, plan, n, tool_name), {}
         if tool_name == "report_contradictions":
             verdict: dict[str, Any] = {"contradictions": []}
             if "[judge-contradicts]" in proposal:
