@@ -48,6 +48,7 @@ imports = (
     "cortex_school.tasks.validate",
     "cortex_school.tasks.approve",
     "cortex_school.tasks.implement",
+    "cortex_school.tasks.index",
 )
 
 STAGE_QUEUES: tuple[str, ...] = ("route", "aggregate", "validate", "approve")
@@ -72,6 +73,8 @@ STATIC_ROUTES: dict[str, dict[str, str]] = {
     "cortex_school.tasks.evaluate.aggregate": {"queue": "aggregate"},
     "cortex_school.tasks.validate.validate": {"queue": "validate"},
     "cortex_school.tasks.approve.approve": {"queue": "approve"},
+    # On validate: its workers already hold the embedding model.
+    "cortex_school.tasks.index.reindex_gitops": {"queue": "validate"},
 }
 
 
@@ -98,4 +101,5 @@ task_annotations = {
     "cortex_school.tasks.validate.validate": {"soft_time_limit": 90, "time_limit": 120},
     "cortex_school.tasks.approve.approve": {"soft_time_limit": 30, "time_limit": 60},
     IMPLEMENT_TASK: {"soft_time_limit": 240, "time_limit": 300},
+    "cortex_school.tasks.index.reindex_gitops": {"soft_time_limit": 240, "time_limit": 300},
 }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import subprocess
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cortex_school.models import Status
 from cortex_school.rag.chunking import (
@@ -15,6 +16,9 @@ from cortex_school.rag.chunking import (
 )
 from cortex_school.rag.index import SyncReport, VectorIndex
 from cortex_school.store import RedisStore
+
+if TYPE_CHECKING:
+    from cortex_school.workers.gitops import GitOpsRepo
 
 # Improvements worth remembering: what was implemented or is on its way, and what failed.
 HISTORY_STATUSES: tuple[Status, ...] = (
@@ -64,3 +68,9 @@ def index_known_issues(index: VectorIndex, path: Path) -> SyncReport:
 def index_history(index: VectorIndex, store: RedisStore) -> SyncReport:
     ids = set().union(*(store.ids_with_status(s) for s in HISTORY_STATUSES))
     return index.sync("improvements", [improvement_chunk(i) for i in store.many(sorted(ids))])
+
+
+def reindex_gitops_repo(index: VectorIndex, repo: "GitOpsRepo") -> SyncReport:
+    """Bring the gitops corpus to the GitOps repository's current tip (after a commit):
+    new and changed objects are embedded, removed ones leave the index."""
+    return index_gitops(index, repo.sync())

@@ -4,6 +4,7 @@ each check fires on a crafted case and stays quiet on a near miss."""
 from __future__ import annotations
 
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -251,3 +252,23 @@ def test_an_unusable_judge_is_reported_and_the_rules_still_apply(index, embedder
     findings = check.run(make_improvement(f"Enforce mTLS with Linkerd {marker}"))
     assert any("LLM contradiction judge unavailable" in f.reason for f in findings)
     assert any(f.conflict and "Linkerd is not allowed" in f.reason for f in findings)
+
+
+def test_the_gitops_corpus_follows_the_repository_after_a_commit(index, tmp_path):
+    from cortex_school.indexing import reindex_gitops_repo
+    from cortex_school.workers.gitops import GitOpsRepo, ensure_bare_remote
+
+    seed = Path(__file__).resolve().parent.parent / "examples" / "platform" / "gitops"
+    remote = ensure_bare_remote(tmp_path / "remote.git", "main", seed)
+    repo = GitOpsRepo(remote=str(remote), branch="main", workdir=tmp_path / "w",
+                      author="Cortex Online School <school@cortex.ai>")
+    first = reindex_gitops_repo(index, repo)
+    assert first.embedded == first.total > 10
+    iid = "00000000000000ab"
+    repo.commit_improvement(iid, {"apps/cortex-system/tempo-deployment.yaml": (
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: tempo\n  namespace: cortex-system\n"
+        f"  annotations:\n    cortex-school.io/improvement-id: {iid}\nspec:\n  template:\n    spec:\n"
+        "      containers: [{name: tempo, image: 'grafana/tempo:2.6.1'}]\n")},
+        f"Implement: Tempo\n\nImprovement-Id: {iid}\n")
+    second = reindex_gitops_repo(index, repo)
+    assert (second.embedded, second.unchanged, second.deleted) == (1, first.total, 0)

@@ -9,7 +9,7 @@ from cortex_school.celery import app
 from cortex_school.experts.base import ExpertFailure
 from cortex_school.experts.llm import ExpertUnavailable
 from cortex_school.models import Status, utcnow
-from cortex_school.runtime import get_implementer, get_store
+from cortex_school.runtime import get_implementer, get_settings, get_store
 from cortex_school.stages import StageOutcome
 from cortex_school.tasks.base import InvalidTaskInput, PipelineTask
 from cortex_school.tasks.evaluate import backoff_seconds
@@ -18,6 +18,7 @@ from cortex_school.workers.gitops import GitOpsError
 from cortex_school.workers.implement import run_implement
 
 DEPLOY_TASK = "cortex_school.tasks.deploy.deploy"
+REINDEX_TASK = "cortex_school.tasks.index.reindex_gitops"
 # Git transport failures (network, a remote that is down) are retried this often.
 GIT_RETRIES = 4
 
@@ -56,4 +57,6 @@ def implement(self: PipelineTask, improvement_id: str, worker: str | None = None
     if outcome.outcome == "applied" and result is not None and result.merge_commit:
         app.send_task(DEPLOY_TASK, args=(checked,), queue="deploy")
         store.redis.hset(f"improvement:{checked}", "deploy_queued_at", utcnow().isoformat())
+        if get_settings().rag.enabled:  # later proposals are compared with what is now there
+            app.send_task(REINDEX_TASK, args=(result.merge_commit,))
     return outcome.model_dump()

@@ -1,0 +1,28 @@
+"""Keeping the RAG corpora current: re-index the GitOps repository after a commit.
+
+Runs on the ``validate`` queue, whose workers already hold the embedding model.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Task
+
+from cortex_school.celery import app
+from cortex_school.indexing import reindex_gitops_repo
+from cortex_school.runtime import get_gitops_repo, get_rag, get_settings
+from cortex_school.tasks.base import TRANSIENT_ERRORS
+from cortex_school.workers.gitops import GitOpsError
+
+
+@app.task(bind=True, base=Task, name="cortex_school.tasks.index.reindex_gitops",
+          autoretry_for=(*TRANSIENT_ERRORS, GitOpsError), retry_backoff=5, retry_jitter=True,
+          max_retries=5)
+def reindex_gitops(self: Task, commit: str | None = None) -> dict[str, Any]:
+    """Sync the gitops corpus with the repository's tip (``commit`` is informational)."""
+    if not get_settings().rag.enabled:
+        return {"outcome": "skipped", "detail": "RAG_ENABLED is false"}
+    report = reindex_gitops_repo(get_rag().index, get_gitops_repo())
+    return {"outcome": "applied", "commit": commit, "total": report.total,
+            "embedded": report.embedded, "unchanged": report.unchanged, "deleted": report.deleted}
