@@ -49,20 +49,19 @@ imports = (
     "cortex_school.tasks.approve",
     "cortex_school.tasks.implement",
     "cortex_school.tasks.index",
+    "cortex_school.tasks.deploy",
 )
 
 STAGE_QUEUES: tuple[str, ...] = ("route", "aggregate", "validate", "approve")
 EXPERT_QUEUES: tuple[str, ...] = tuple(f"expert.{name}" for name in EXPERTS)
 IMPLEMENT_QUEUES: tuple[str, ...] = tuple(f"implement.{name}" for name in WORKERS)
+DEPLOY_QUEUES: tuple[str, ...] = ("deploy", "verify", "rollback")
 # Through the approval gate (what runs without a GitOps repository).
 PIPELINE_QUEUES: tuple[str, ...] = STAGE_QUEUES + EXPERT_QUEUES
 # Every queue a task of this package consumes.
-ALL_QUEUES: tuple[str, ...] = PIPELINE_QUEUES + IMPLEMENT_QUEUES
-# Declared so committed improvements can be queued for the deploy stage; its
-# consumer is the deploy/verify/rollback work.
-DEPLOY_QUEUE = "deploy"
+ALL_QUEUES: tuple[str, ...] = PIPELINE_QUEUES + IMPLEMENT_QUEUES + DEPLOY_QUEUES
 
-task_queues = tuple(Queue(name, routing_key=name) for name in (*ALL_QUEUES, DEPLOY_QUEUE))
+task_queues = tuple(Queue(name, routing_key=name) for name in ALL_QUEUES)
 task_default_queue = "route"
 task_create_missing_queues = False
 
@@ -73,6 +72,9 @@ STATIC_ROUTES: dict[str, dict[str, str]] = {
     "cortex_school.tasks.evaluate.aggregate": {"queue": "aggregate"},
     "cortex_school.tasks.validate.validate": {"queue": "validate"},
     "cortex_school.tasks.approve.approve": {"queue": "approve"},
+    "cortex_school.tasks.deploy.deploy": {"queue": "deploy"},
+    "cortex_school.tasks.deploy.verify": {"queue": "verify"},
+    "cortex_school.tasks.deploy.rollback": {"queue": "rollback"},
     # On validate: its workers already hold the embedding model.
     "cortex_school.tasks.index.reindex_gitops": {"queue": "validate"},
 }
@@ -102,4 +104,7 @@ task_annotations = {
     "cortex_school.tasks.approve.approve": {"soft_time_limit": 30, "time_limit": 60},
     IMPLEMENT_TASK: {"soft_time_limit": 240, "time_limit": 300},
     "cortex_school.tasks.index.reindex_gitops": {"soft_time_limit": 240, "time_limit": 300},
+    "cortex_school.tasks.deploy.deploy": {"soft_time_limit": 120, "time_limit": 180},
+    "cortex_school.tasks.deploy.verify": {"soft_time_limit": 120, "time_limit": 180},
+    "cortex_school.tasks.deploy.rollback": {"soft_time_limit": 240, "time_limit": 300},
 }

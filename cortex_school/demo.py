@@ -109,6 +109,15 @@ def index_platform(platform: Path) -> dict[str, str]:
 
 
 DEMO_NAMESPACES = "cortex-system,cortex,monitoring"
+# The demo's simulated cluster: one injected fault so one improvement is rolled back, and
+# short waits so the loop finishes in seconds (a real cluster keeps the 300 s window).
+DEMO_CLUSTER_ENV = {
+    "CLUSTER_TARGET": "simulated",
+    "SIMULATED_FAULTS": "redis-exporter=crashloop",
+    "HEALTH_CHECK_DURATION": "6",
+    "HEALTH_CHECK_INTERVAL": "2",
+    "DEPLOY_POLL_INTERVAL": "1",
+}
 
 
 def demo_remote() -> Path:
@@ -119,10 +128,14 @@ def reset_demo_gitops() -> None:
     """Forget the demo's GitOps remote and the workers' clones (with ``demo --reset``)."""
     import shutil
 
+    from cortex_school.cluster.simulated import KEY
+    from cortex_school.runtime import get_store
+
     settings = get_settings()
     for path in (demo_remote(), settings.gitops.workdir or settings.data_dir / "gitops"):
         if path.exists():
             shutil.rmtree(path)
+    get_store().redis.delete(KEY)
 
 
 def prepare_gitops(platform: str | None) -> dict[str, str]:
@@ -131,7 +144,7 @@ def prepare_gitops(platform: str | None) -> dict[str, str]:
     from cortex_school.workers.gitops import ensure_bare_remote
 
     settings = get_settings()
-    env: dict[str, str] = {}
+    env: dict[str, str] = {k: v for k, v in DEMO_CLUSTER_ENV.items() if k not in os.environ}
     if not os.environ.get("ALLOWED_NAMESPACES"):
         env["ALLOWED_NAMESPACES"] = DEMO_NAMESPACES  # the sample platform's namespaces
     if settings.gitops.remote_url:
@@ -148,16 +161,23 @@ def prepare_gitops(platform: str | None) -> dict[str, str]:
 def print_commits(store: RedisStore, ids: set[str]) -> None:
     from rich.table import Table
 
-    table = Table(title="Committed to the GitOps repository")
-    for column in ("improvement", "worker", "commit", "files"):
+    table = Table(title="Implemented: committed, deployed, verified or rolled back")
+    for column in ("improvement", "worker", "commit", "status", "outcome"):
         table.add_column(column)
     for imp_id in sorted(ids):
         fields = store.raw_fields(imp_id)
-        if fields.get("status") != Status.COMMITTED.value:
+        if not fields.get("git_commit"):
             continue
-        files = ", ".join(json.loads(fields.get("git_files", "[]")))
+        status = fields.get("status", "")
+        if status == Status.FAILED.value:
+            outcome = (f"rolled back by {fields.get('rollback_commit', '')[:12]}: "
+                       f"{fields.get('failure_reason', '')}")
+        elif status == Status.VERIFIED.value:
+            outcome = "healthy for the whole window"
+        else:
+            outcome = ", ".join(json.loads(fields.get("git_files", "[]")))
         table.add_row(imp_id, escape(fields.get("assigned_worker", "?").split("@")[0]),
-                      fields.get("git_commit", "")[:12], escape(files))
+                      fields.get("git_commit", "")[:12], status, escape(outcome[:300]))
     console.print(table)
     remote = get_settings().gitops.remote_url or str(demo_remote().resolve())
     if Path(remote).is_dir():
@@ -223,13 +243,12 @@ def run_demo(
     console.print(funnel_table(store))
     console.print(decisions_table(store.many(ids), f"Decisions for the {len(ids)} sample improvements"))
     print_commits(store, ids)
-    committed = sum(1 for s in statuses.values() if s == Status.COMMITTED.value)
+    count = {st: sum(1 for s in statuses.values() if s == st.value) for st in Status}
     approved = sum(1 for i in store.many(ids) if i.decision is not None and i.decision.approved)
-    review = sum(1 for s in statuses.values() if s == Status.PENDING_REVIEW.value)
     console.print(
-        f"{len(ids)} improvements: {approved} auto-approved, {committed} committed to the GitOps "
-        f"repository (queued for deploy), {review} to human review; pipeline idle after "
-        f"{elapsed:.1f}s"
+        f"{len(ids)} improvements: {approved} auto-approved; {count[Status.VERIFIED]} verified, "
+        f"{count[Status.FAILED]} rolled back, {count[Status.COMMITTED]} committed and waiting, "
+        f"{count[Status.PENDING_REVIEW]} to human review; pipeline idle after {elapsed:.1f}s"
     )
     if busy:
         console.print(f"[red]{len(busy)} improvement(s) still in flight after {timeout:.0f}s: "

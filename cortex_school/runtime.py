@@ -19,6 +19,9 @@ if TYPE_CHECKING:
     from cortex_school.rag.embedding import Embedder
     from cortex_school.rag.index import VectorIndex
     from cortex_school.rag.judge import LLMJudge
+    from cortex_school.cluster import ClusterTarget
+    from cortex_school.cluster.metrics import MetricsSource
+    from cortex_school.deployment import Deployer
     from cortex_school.validation import Check
     from cortex_school.workers.gitops import GitOpsRepo
     from cortex_school.workers.implement import Implementer
@@ -161,7 +164,58 @@ def get_planner(expert: str) -> "Planner":
 def get_implementer(expert: str) -> "Implementer":
     from cortex_school.workers.implement import Implementer
 
+    from cortex_school.cluster import ClusterError
+    from cortex_school.deployment import sync_target_problems
+
     settings = get_settings()
+    try:
+        cluster = get_cluster()
+        sync_check = lambda namespaces: sync_target_problems(cluster, namespaces, settings.deploy)  # noqa: E731
+    except ClusterError:
+        sync_check = None  # no cluster configured: the deploy stage reports it
     return Implementer(planner=get_planner(expert), repo=get_gitops_repo(),
                        schemas=get_schema_checker(), policy=settings.policy,
-                       co_author=settings.gitops.commit_author)
+                       co_author=settings.gitops.commit_author, sync_check=sync_check)
+
+
+@lru_cache(maxsize=1)
+def get_cluster() -> "ClusterTarget":
+    """CLUSTER_TARGET: the real cluster (kubeconfig or in-cluster), or the simulation."""
+    from cortex_school.cluster import ClusterError
+    from cortex_school.cluster.kubernetes_api import KubernetesCluster, has_kube_config
+
+    cfg = get_settings().deploy
+    target = cfg.cluster_target
+    if target == "auto":
+        if not has_kube_config(cfg.kubeconfig):
+            raise ClusterError("no cluster: no kubeconfig and not in a cluster; set KUBECONFIG, "
+                               "or CLUSTER_TARGET=simulated for the demo")
+        target = "kubernetes"
+    if target == "simulated":
+        from cortex_school.cluster.simulated import SimulatedCluster, parse_faults
+
+        return SimulatedCluster(get_store().redis, get_gitops_repo(), parse_faults(cfg.simulated_faults))
+    return KubernetesCluster(argocd_namespace=cfg.argocd_namespace, kubeconfig=cfg.kubeconfig,
+                             context=cfg.kube_context)
+
+
+@lru_cache(maxsize=1)
+def get_metrics() -> "MetricsSource":
+    from cortex_school.cluster.metrics import PrometheusMetrics, SimulatedMetrics
+
+    settings = get_settings()
+    cluster = get_cluster()
+    if cluster.name == "simulated":
+        return SimulatedMetrics(cluster)
+    return PrometheusMetrics(settings.services.prometheus_url,
+                             error_rate_query=settings.deploy.error_rate_query,
+                             latency_query=settings.deploy.latency_query)
+
+
+def get_deployer() -> "Deployer":
+    from cortex_school.deployment import Deployer
+
+    settings = get_settings()
+    return Deployer(cluster=get_cluster(), metrics=get_metrics(), repo=get_gitops_repo(),
+                    cfg=settings.deploy, services=settings.services,
+                    co_author=settings.gitops.commit_author)

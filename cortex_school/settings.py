@@ -270,6 +270,45 @@ class PolicySettings(BaseSettings):
         return list(value)
 
 
+class DeploySettings(BaseSettings):
+    """Deploy (ArgoCD sync), health verification and rollback."""
+
+    model_config = _ENV
+    cluster_target: Literal["auto", "kubernetes", "simulated"] = Field(
+        "auto", validation_alias="CLUSTER_TARGET",
+        description="kubernetes: the real cluster (kubeconfig or in-cluster config; the default "
+        "under auto when one exists); simulated: an in-memory model for the demo and tests only.",
+    )
+    kubeconfig: str | None = Field(None, validation_alias="KUBECONFIG")
+    kube_context: str | None = Field(None, validation_alias="KUBE_CONTEXT")
+    argocd_namespace: str = Field("argocd", validation_alias="ARGOCD_NAMESPACE")
+    argocd_app_template: str = Field(
+        "{namespace}-apps", validation_alias="ARGOCD_APP_TEMPLATE",
+        description="ArgoCD Application name for a namespace (the design's '<namespace>-apps').",
+    )
+    sync_timeout_seconds: int = Field(600, gt=0, validation_alias="ARGOCD_SYNC_TIMEOUT")
+    poll_interval_seconds: float = Field(10.0, gt=0, validation_alias="DEPLOY_POLL_INTERVAL")
+    health_check_interval_seconds: float = Field(30.0, gt=0, validation_alias="HEALTH_CHECK_INTERVAL")
+    max_error_rate: float = Field(0.01, ge=0, le=1, validation_alias="HEALTH_MAX_ERROR_RATE")
+    max_p95_latency_seconds: float = Field(1.0, gt=0, validation_alias="HEALTH_MAX_P95_SECONDS")
+    baseline_latency_factor: float = Field(2.0, gt=1, validation_alias="HEALTH_BASELINE_FACTOR")
+    error_rate_query: str = Field(
+        'sum(rate(http_requests_total{{namespace="{namespace}",service="{service}",status=~"5.."}}[5m]))'
+        ' / sum(rate(http_requests_total{{namespace="{namespace}",service="{service}"}}[5m]))',
+        validation_alias="HEALTH_ERROR_RATE_QUERY",
+    )
+    latency_query: str = Field(
+        'histogram_quantile(0.95, sum by (le) (rate(http_request_duration_seconds_bucket'
+        '{{namespace="{namespace}",service="{service}"}}[5m])))',
+        validation_alias="HEALTH_LATENCY_QUERY",
+    )
+    simulated_faults: str = Field(
+        "", validation_alias="SIMULATED_FAULTS",
+        description="Simulated cluster only: 'name=crashloop,name=oom,name=error_rate:0.05,"
+        "app=never_sync'.",
+    )
+
+
 class IngestSettings(BaseSettings):
     """Caps on what ingestion accepts (characters)."""
 
@@ -321,6 +360,7 @@ class Settings(BaseSettings):
     services: ServiceSettings = Field(default_factory=ServiceSettings)
     gitops: GitOpsSettings = Field(default_factory=GitOpsSettings)
     policy: PolicySettings = Field(default_factory=PolicySettings)
+    deploy: DeploySettings = Field(default_factory=DeploySettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     rag: RagSettings = Field(default_factory=RagSettings)
 

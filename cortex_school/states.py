@@ -29,14 +29,15 @@ ALLOWED_TRANSITIONS: dict[Status, frozenset[Status]] = {
 }
 
 # Statuses where nothing is queued: the pipeline is idle for that improvement.
-# COMMITTED rests until the deploy stage consumes the deploy queue (and is where a
-# branch-only commit waits for a person to merge).
 RESTING: frozenset[Status] = frozenset(
-    {S.PENDING_REVIEW, S.REJECTED, S.ACKNOWLEDGED, S.COMMITTED, S.VERIFIED, S.FAILED}
+    {S.PENDING_REVIEW, S.REJECTED, S.ACKNOWLEDGED, S.VERIFIED, S.FAILED}
 )
+# Where the pipeline rests when no deploy worker runs (a branch-only commit also waits
+# in committed for a person to merge it).
+RESTING_BEFORE_DEPLOY: frozenset[Status] = RESTING | {S.COMMITTED}
 # Where the pipeline rests when no implementation worker runs (approved waits in
 # improvements:implementation).
-RESTING_BEFORE_IMPLEMENTATION: frozenset[Status] = RESTING | {S.APPROVED}
+RESTING_BEFORE_IMPLEMENTATION: frozenset[Status] = RESTING_BEFORE_DEPLOY | {S.APPROVED}
 
 # Sorted sets (the design's stage keys) an improvement is in while it has a status.
 # "{expert}" is filled with the improvement's routed expert.

@@ -33,10 +33,11 @@ def test_reliability_settings():
 
 def test_every_task_is_routed_to_a_declared_queue_and_every_queue_is_used():
     declared = {q.name for q in app.conf.task_queues}
-    assert declared == set(celeryconfig.ALL_QUEUES) | {celeryconfig.DEPLOY_QUEUE}
+    assert declared == set(celeryconfig.ALL_QUEUES)
     used = {routed_queue(ROUTE), routed_queue(AGGREGATE), routed_queue(VALIDATE), routed_queue(APPROVE)}
     used |= {routed_queue(EVALUATE, {"expert": e}) for e in EXPERTS}
     used |= {routed_queue(IMPLEMENT, {"worker": w}) for w in WORKERS}
+    used |= {routed_queue(f"cortex_school.tasks.deploy.{t}") for t in ("deploy", "verify", "rollback")}
     assert used == set(celeryconfig.ALL_QUEUES)
     app.loader.import_default_modules()  # what a worker does with `imports`
     for task in (ROUTE, EVALUATE, AGGREGATE, VALIDATE, APPROVE, IMPLEMENT):

@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from celeryconfig import ALL_QUEUES
+from celeryconfig import IMPLEMENT_QUEUES, PIPELINE_QUEUES
 from cortex_school.celery import app
 from cortex_school.models import Decision, Status
 from cortex_school.pipeline import enqueue
 from cortex_school.settings import PolicySettings
+from cortex_school.states import RESTING_BEFORE_DEPLOY
 from cortex_school.store import RedisStore
 from cortex_school.workers.gitops import GitOpsRepo, ensure_bare_remote
 from cortex_school.workers.implement import Implementer, run_implement
@@ -49,7 +50,7 @@ def worker(tmp_path_factory, settings, remote):
     name = f"pytest-impl-{os.getpid()}@localhost"
     log_path = tmp_path_factory.mktemp("worker") / "worker.log"
     with open(log_path, "wb") as log:
-        proc = start_worker(queues=ALL_QUEUES, concurrency=2, name=name, log=log, env=env)
+        proc = start_worker(queues=PIPELINE_QUEUES + IMPLEMENT_QUEUES, concurrency=2, name=name, log=log, env=env)
         try:
             wait_until_ready(name, proc)
             yield name
@@ -81,7 +82,7 @@ def test_an_approved_improvement_ends_as_a_merge_commit_and_is_queued_for_deploy
     imp = alert_improvement()
     store.create(imp, actor="test", reason="test")
     enqueue(imp)
-    statuses = wait_until_idle(store, {imp.id}, timeout=90)
+    statuses = wait_until_idle(store, {imp.id}, timeout=90, resting=RESTING_BEFORE_DEPLOY)
     fields = store.raw_fields(imp.id)
     assert statuses[imp.id] == Status.COMMITTED.value, fields.get("review_reason")
     assert fields["git_commit"] == git(remote, "rev-parse", "main").strip()
@@ -106,7 +107,7 @@ def test_an_approved_improvement_ends_as_a_merge_commit_and_is_queued_for_deploy
     commits = git(remote, "rev-list", "--count", "main")
     celery_call("cortex_school.tasks.implement.implement", json.dumps([imp.id]),
                 json.dumps({"worker": "monitoring"}))
-    wait_until_idle(store, {imp.id}, timeout=30)
+    wait_until_idle(store, {imp.id}, timeout=30, resting=RESTING_BEFORE_DEPLOY)
     assert git(remote, "rev-list", "--count", "main") == commits
     assert store.get(imp.id).status is Status.COMMITTED
 
@@ -120,11 +121,11 @@ def test_hostile_notes_smuggle_a_violation_and_nothing_is_committed(worker, stor
               "namespace on port 3333 with privileged: true and hostPath / mounted.")
     store.create(imp, actor="test", reason="test")
     enqueue(imp)
-    wait_until_idle(store, {imp.id}, timeout=90)
+    wait_until_idle(store, {imp.id}, timeout=90, resting=RESTING_BEFORE_DEPLOY)
     assert store.get(imp.id).status is Status.PENDING_REVIEW  # the expert blocked it
     # Even a careless human approval cannot get it past the policy.
     review_approve(imp.id, "bob")
-    wait_until_idle(store, {imp.id}, timeout=90)
+    wait_until_idle(store, {imp.id}, timeout=90, resting=RESTING_BEFORE_DEPLOY)
     fields = store.raw_fields(imp.id)
     assert fields["status"] == Status.PENDING_REVIEW.value
     assert fields["assigned_worker"].startswith("architecture@")
@@ -146,10 +147,10 @@ def test_a_person_approving_queues_the_implementation(worker, store, remote):
               "for 10m, severity warning.")
     store.create(imp, actor="test", reason="test")
     enqueue(imp)
-    wait_until_idle(store, {imp.id}, timeout=60)
+    wait_until_idle(store, {imp.id}, timeout=60, resting=RESTING_BEFORE_DEPLOY)
     assert store.get(imp.id).status is Status.PENDING_REVIEW  # below the threshold
     review_approve(imp.id, "alice")
-    wait_until_idle(store, {imp.id}, timeout=60)
+    wait_until_idle(store, {imp.id}, timeout=60, resting=RESTING_BEFORE_DEPLOY)
     fields = store.raw_fields(imp.id)
     assert fields["status"] == Status.COMMITTED.value, fields.get("review_reason")
     body = git(remote, "log", "-1", "--format=%B", fields["git_branch_commit"])

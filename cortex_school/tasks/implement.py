@@ -55,7 +55,7 @@ def implement(self: PipelineTask, improvement_id: str, worker: str | None = None
                             outcome="applied" if moved.applied else "skipped",
                             status=Status.PENDING_REVIEW.value, detail=reason).model_dump()
     if outcome.outcome == "applied" and result is not None and result.merge_commit:
-        app.send_task(DEPLOY_TASK, args=(checked,), queue="deploy")
+        app.send_task(DEPLOY_TASK, args=(checked,))
         store.redis.hset(f"improvement:{checked}", "deploy_queued_at", utcnow().isoformat())
         if get_settings().rag.enabled:  # later proposals are compared with what is now there
             app.send_task(REINDEX_TASK, args=(result.merge_commit,))

@@ -31,6 +31,7 @@ import git
 from git.exc import GitCommandError
 
 TRAILER = "Improvement-Id"
+REVERT_TRAILER = "Reverts-Improvement"
 _ASKPASS = """#!/bin/sh
 case "$1" in
   Username*) printf '%s' "$CORTEX_GIT_USERNAME" ;;
@@ -254,6 +255,74 @@ class GitOpsRepo:
             if landed is not None:  # a concurrent re-run merged it meanwhile
                 return landed
             time.sleep(random.uniform(0.05, 0.3) * attempt)  # de-synchronise racing workers
+        raise GitOpsError("unreachable")
+
+    # -- reading and reverting ------------------------------------------------------
+    def head(self) -> str:
+        """The target branch's tip as last fetched."""
+        return self._git().commit(f"origin/{self.branch}").hexsha
+
+    def is_ancestor(self, ancestor: str, descendant: str) -> bool:
+        """Whether ``descendant`` contains ``ancestor`` (fetch first)."""
+        try:
+            self._git().git.merge_base("--is-ancestor", ancestor, descendant)
+            return True
+        except GitCommandError:
+            return False
+
+    def read_files(self, revision: str, paths: list[str]) -> dict[str, str]:
+        repo = self._git()
+        out = {}
+        for path in paths:
+            try:
+                out[path] = repo.git.show(f"{revision}:{path}")
+            except GitCommandError:
+                continue  # not in that revision
+        return out
+
+    def find_revert(self, improvement_id: str) -> str | None:
+        found = self._git().git.log(f"origin/{self.branch}", "--format=%H", "-n", "1",
+                                    f"--grep=^{REVERT_TRAILER}: {improvement_id}$").strip()
+        return found or None
+
+    def revert_improvement(self, improvement_id: str, merge_commit: str, reason: str,
+                           co_author: str) -> tuple[str, bool]:
+        """Revert the improvement's merge on the target branch and push (retrying a rejected
+        push); (revert commit, reused). A second call finds the first revert."""
+        self.sync()
+        existing = self.find_revert(improvement_id)
+        if existing:
+            return existing, True
+        repo = self._git()
+        message = (f"Revert improvement {improvement_id}: {reason.splitlines()[0][:150]}\n\n"
+                   f"This reverts merge commit {merge_commit}.\n\n"
+                   f"{REVERT_TRAILER}: {improvement_id}\nCo-Authored-By: {co_author}\n")
+        for attempt in range(1, self.push_attempts + 1):
+            self._run(lambda: repo.git.checkout("-B", self.branch, f"origin/{self.branch}", "--force"))
+            if not self.is_ancestor(merge_commit, "HEAD"):
+                raise GitOpsConflict(f"{merge_commit[:12]} is not on {self.branch}; nothing to revert")
+            parents = len(repo.commit(merge_commit).parents)
+            try:
+                repo.git.revert(*(["-m", "1"] if parents > 1 else []), "--no-commit", merge_commit)
+            except GitCommandError as exc:
+                repo.git.revert("--abort")
+                raise GitOpsConflict(redact(f"reverting {merge_commit[:12]} conflicts: "
+                                            f"{exc.stderr.strip()[:300]}", self.secret)) from None
+            self._run(lambda: repo.git.commit("-m", message, f"--author={self.author.name} "
+                                              f"<{self.author.email}>"))
+            sha = repo.head.commit.hexsha
+            with repo.git.custom_environment(**self._env()):
+                try:
+                    self._run(lambda: repo.git.push("origin", f"{self.branch}:refs/heads/{self.branch}"))
+                    return sha, False
+                except GitOpsError as exc:
+                    if not _REJECTED.search(str(exc)) or attempt == self.push_attempts:
+                        raise
+                    self._run(lambda: repo.git.fetch("origin", "--prune"))
+            existing = self.find_revert(improvement_id)
+            if existing:
+                return existing, True
+            time.sleep(random.uniform(0.05, 0.3) * attempt)
         raise GitOpsError("unreachable")
 
     def close(self) -> None:

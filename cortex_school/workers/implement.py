@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
@@ -45,6 +45,8 @@ class Implementer:
     schemas: SchemaChecker
     policy: PolicySettings
     co_author: str
+    # Why ArgoCD would never apply files for these namespaces (None: no cluster to ask).
+    sync_check: Callable[[list[str]], list[str]] | None = None
 
 
 def manifest_path(manifest: dict[str, Any], fallback_namespace: str) -> str:
@@ -175,6 +177,10 @@ def run_implement(store: RedisStore, improvement_id: str, *, implementer: Implem
             "policy_violations": json.dumps([v.model_dump() for v in violations], ensure_ascii=False),
         }), None
 
+    if implementer.sync_check is not None:
+        unsynced = implementer.sync_check(plan.namespaces)
+        if unsynced:
+            return _to_review(store, loaded, "not committed: " + "; ".join(unsynced), actor), None
     files = to_files(manifests, plan.namespaces[0])
     message = commit_message(loaded, plan, manifests, implementer.co_author)
     try:

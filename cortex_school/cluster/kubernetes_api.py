@@ -1,0 +1,116 @@
+"""The real cluster through the official ``kubernetes`` client."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cortex_school.cluster import AppState, ClusterError, PodState
+
+ARGO_GROUP, ARGO_VERSION, ARGO_PLURAL = "argoproj.io", "v1alpha1", "applications"
+
+
+def has_kube_config(kubeconfig: str | None) -> bool:
+    import os
+    from pathlib import Path
+
+    if os.environ.get("KUBERNETES_SERVICE_HOST"):
+        return True
+    path = Path(kubeconfig or os.environ.get("KUBECONFIG") or Path.home() / ".kube" / "config")
+    return path.is_file()
+
+
+class KubernetesCluster:
+    name = "kubernetes"
+
+    def __init__(self, *, argocd_namespace: str = "argocd", api_client: Any = None,
+                 kubeconfig: str | None = None, context: str | None = None) -> None:
+        from kubernetes import client, config
+
+        if api_client is None:
+            try:
+                config.load_incluster_config()
+            except config.ConfigException:
+                config.load_kube_config(config_file=kubeconfig, context=context)
+            api_client = client.ApiClient()
+        self.argocd_namespace = argocd_namespace
+        self.core = client.CoreV1Api(api_client)
+        self.apps = client.AppsV1Api(api_client)
+        self.custom = client.CustomObjectsApi(api_client)
+        self._api_exception = client.ApiException
+
+    def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """Call the API; 404 is None, anything else a ClusterError."""
+        try:
+            return fn(*args, **kwargs)
+        except self._api_exception as exc:
+            if exc.status == 404:
+                return None
+            raise ClusterError(f"Kubernetes API {exc.status}: {exc.reason}") from None
+        except Exception as exc:  # urllib3 connection errors and the like
+            raise ClusterError(f"Kubernetes API unreachable: {type(exc).__name__}: {str(exc)[:200]}") from None
+
+    def application(self, app: str) -> AppState | None:
+        obj = self._call(self.custom.get_namespaced_custom_object, ARGO_GROUP, ARGO_VERSION,
+                         self.argocd_namespace, ARGO_PLURAL, app)
+        if obj is None:
+            return None
+        spec = obj.get("spec") or {}
+        source = spec.get("source") or (spec.get("sources") or [{}])[0]
+        status = obj.get("status") or {}
+        sync = status.get("sync") or {}
+        return AppState(
+            name=app, sync_status=sync.get("status", "Unknown"), revision=sync.get("revision"),
+            health=(status.get("health") or {}).get("status", "Unknown"),
+            path=source.get("path", ""), recurse=bool((source.get("directory") or {}).get("recurse")),
+            repo_url=source.get("repoURL", ""),
+        )
+
+    def hard_refresh(self, app: str) -> None:
+        # The client sends a dict body to patch_* as application/merge-patch+json.
+        body = {"metadata": {"annotations": {"argocd.argoproj.io/refresh": "hard"}}}
+        if self._call(self.custom.patch_namespaced_custom_object, ARGO_GROUP, ARGO_VERSION,
+                      self.argocd_namespace, ARGO_PLURAL, app, body) is None:
+            raise ClusterError(f"ArgoCD Application {self.argocd_namespace}/{app} not found")
+
+    def pods(self, namespace: str, selector: dict[str, str]) -> list[PodState]:
+        label_selector = ",".join(f"{k}={v}" for k, v in sorted(selector.items()))
+        listed = self._call(self.core.list_namespaced_pod, namespace, label_selector=label_selector)
+        out = []
+        for pod in (listed.items if listed else []):
+            statuses = pod.status.container_statuses or []
+            waiting = next((s.state.waiting.reason for s in statuses
+                            if s.state and s.state.waiting and s.state.waiting.reason), None)
+            terminated = next((s.last_state.terminated.reason for s in statuses
+                               if s.last_state and s.last_state.terminated), None)
+            out.append(PodState(
+                name=pod.metadata.name, phase=pod.status.phase or "Unknown",
+                ready=bool(statuses) and all(s.ready for s in statuses),
+                waiting_reason=waiting, terminated_reason=terminated,
+                restarts=sum(s.restart_count or 0 for s in statuses),
+                labels=dict(pod.metadata.labels or {}),
+            ))
+        return out
+
+    def logs(self, namespace: str, pod: str, since_seconds: int) -> str:
+        text = self._call(self.core.read_namespaced_pod_log, pod, namespace,
+                          since_seconds=since_seconds, tail_lines=2000)
+        return text or ""
+
+    def workload(self, kind: str, namespace: str, name: str) -> tuple[int, int] | None:
+        read = {"Deployment": self.apps.read_namespaced_deployment,
+                "StatefulSet": self.apps.read_namespaced_stateful_set}.get(kind)
+        if read is None:
+            return None
+        obj = self._call(read, name, namespace)
+        if obj is None:
+            return None
+        desired = obj.spec.replicas if obj.spec.replicas is not None else 1
+        return desired, obj.status.ready_replicas or 0
+
+    def endpoints(self, namespace: str, service: str) -> int | None:
+        if self._call(self.core.read_namespaced_service, service, namespace) is None:
+            return None
+        ep = self._call(self.core.read_namespaced_endpoints, service, namespace)
+        if ep is None:
+            return 0
+        return sum(len(s.addresses or []) for s in (ep.subsets or []))
