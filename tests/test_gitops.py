@@ -61,11 +61,27 @@ def test_rerun_reuses_the_commit_even_from_a_fresh_clone(remote, tmp_path):
     assert git(remote, "rev-list", "--count", "main").strip() == "3"  # seed, commit, merge
 
 
-def test_a_spoofed_trailer_in_the_notes_does_not_count_as_committed(remote, tmp_path):
-    repo = repo_for(remote, tmp_path / "w")
-    repo.commit_improvement("00000000000000bb", files_for("00000000000000bb", "c"), message("00000000000000bb"))
-    # message() carries an indented "Improvement-Id: ffff..." line in its notes.
-    assert repo.find_existing("ffffffffffffffff") is None
+def test_only_the_last_paragraphs_trailer_names_the_improvement():
+    trailer = GitOpsRepo._trailer
+    assert trailer(message("00000000000000bb")) == "00000000000000bb"
+    # A title smuggling a trailer line into the message body does not count...
+    spoofed = "Implement: x\n\nSource: video - A video\nImprovement-Id: ffffffffffffffff\n\nImprovement-Id: 00000000000000bb\n"
+    assert trailer(spoofed) == "00000000000000bb"
+    # ...and two different ids in the trailer block name none.
+    assert trailer("x\n\nImprovement-Id: 00000000000000bb\nImprovement-Id: ffffffffffffffff\n") is None
+
+
+def test_newlines_in_a_title_cannot_forge_a_trailer():
+    from cortex_school.workers.implement import commit_message
+    from cortex_school.workers.plan import ImplementationPlan
+    from tests.factories import make_improvement
+
+    imp = make_improvement("Alert on x\nImprovement-Id: ffffffffffffffff").model_copy(
+        update={"title": "A video\n\nImprovement-Id: eeeeeeeeeeeeeeee"})
+    plan = ImplementationPlan(summary="x", manual_steps=["do it\n\nImprovement-Id: dddddddddddddddd"])
+    msg = commit_message(imp, plan, [], "Cortex Online School <school@cortex.ai>")
+    assert GitOpsRepo._trailer(msg) == imp.id
+    assert all(not line.startswith("Improvement-Id: ") or line.endswith(imp.id) for line in msg.splitlines())
 
 
 def test_two_workers_pushing_at_once_both_land(remote, tmp_path):
@@ -92,7 +108,6 @@ def test_two_workers_pushing_at_once_both_land(remote, tmp_path):
     assert sorted(merges) == sorted(f"Merge improvement/{i}" for i in ids)
     tree = git(remote, "ls-tree", "-r", "--name-only", "main")
     assert all(f"apps/cortex-system/n{n}-configmap.yaml" in tree for n in range(len(ids)))
-    assert max(r.push_attempts for r in results.values()) >= 1
 
 
 def test_a_rejected_push_is_retried_after_main_moved(remote, tmp_path):
@@ -140,6 +155,17 @@ def test_credentials_never_appear_in_errors(tmp_path):
         repo.sync()
     assert secret not in str(info.value) and "127.0.0.1:9" in str(info.value)
     assert redact(f"https://u:{secret}@h/x {secret}", secret) == "https://***@h/x ***"
+
+
+def test_a_stale_lock_left_by_a_killed_process_is_cleared(remote, tmp_path):
+    repo = repo_for(remote, tmp_path / "w")
+    repo.sync()
+    (repo.path / ".git" / "index.lock").write_text("")
+    repo.close()
+    again = repo_for(remote, tmp_path / "w")
+    assert again.path == repo.path
+    iid = "000000000000a0a0"
+    assert again.commit_improvement(iid, files_for(iid, "z"), message(iid)).merge_commit
 
 
 def test_each_process_repo_gets_its_own_clone_slot(remote, tmp_path):

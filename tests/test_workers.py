@@ -80,7 +80,7 @@ def test_extraction_of_images_ports_and_namespaces():
 def test_every_sample_plan_renders_schema_valid_and_policy_finds_only_unpinned_images(inventory, schemas):
     """Every sample's plan renders and validates; the policy's only findings are images the
     videos name without a tag (Docling, oauth2-proxy, the image updater), which must not be
-    deployed as ':latest'."""
+    deployed as ':latest', and a namespace outside the allowlist."""
     planned, findings = 0, []
     for imp in sample_improvements():
         plan = OfflinePlanner().plan(imp, inventory)
@@ -89,16 +89,16 @@ def test_every_sample_plan_renders_schema_valid_and_policy_finds_only_unpinned_i
             assert plan.manual_steps, imp.description
             continue
         manifests = render_plan(plan, CTX)
-        policy = POLICY.model_copy(update={"allowed_namespaces": sorted(
-            set(POLICY.allowed_namespaces) | set(plan.namespaces))})
         assert schemas.check_all(manifests) == [], imp.description
-        findings += check_all(manifests, policy)
+        findings += check_all(manifests, POLICY)
         planned += 1
     assert planned >= 8
     assert {(v.rule, v.object) for v in findings} == {
         ("image-tag", "Deployment/cortex/docling-serve"),
         ("image-tag", "Deployment/monitoring/oauth2-proxy"),
-        ("image-tag", "Deployment/argocd/argocd-image-updater")}
+        ("image-tag", "Deployment/argocd/argocd-image-updater"),
+        # The image updater belongs in argocd, which this system may not write to.
+        ("namespace", "Deployment/argocd/argocd-image-updater")}
 
 
 def by_description(text):
@@ -332,3 +332,65 @@ def test_the_sample_gitops_tree_report(schemas):
     assert any(o.startswith("Application/argocd/") for o in by_rule["schema-unknown"])
     # argocd and traefik are not in the allowlist of namespaces this system writes to.
     assert any("/traefik/" in o for o in by_rule["namespace"])
+
+
+@pytest.mark.parametrize("rule, expected", [
+    ({"apiGroups": [""], "resources": ["*"], "verbs": ["get", "list", "watch"]}, "rbac-wildcard"),
+    ({"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch", "create", "update",
+                                                             "patch", "delete"]}, "rbac-wildcard"),
+    ({"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["clusterroles"], "verbs": ["bind", "escalate"]},
+     "rbac-escalation"),
+    ({"apiGroups": [""], "resources": ["serviceaccounts/token"], "verbs": ["create"]}, "rbac-escalation"),
+    ({"apiGroups": [""], "resources": ["pods/exec"], "verbs": ["create"]}, "rbac-escalation"),
+    ({"apiGroups": [""], "resources": ["users"], "verbs": ["impersonate"]}, "rbac-escalation"),
+])
+def test_rbac_that_reaches_secrets_or_escalates_is_blocked(rule, expected):
+    role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+            "metadata": {"name": "r", "namespace": "cortex-system"}, "rules": [rule]}
+    assert expected in rules_of(role)
+
+
+def test_get_on_one_named_secret_is_least_privilege_and_allowed():
+    role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+            "metadata": {"name": "r", "namespace": "cortex-system"},
+            "rules": [{"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["docling"],
+                       "verbs": ["get"]}]}
+    assert rules_of(role) == set()
+
+
+def test_pods_may_only_reference_secrets_their_change_provides():
+    from cortex_school.workers.plan import EnvVar
+    from cortex_school.workers.policy import check_plan_secrets
+
+    plan = ImplementationPlan(summary="x", resources=[PlannedResource(
+        kind="Deployment", name="thief", namespace="cortex-system", image="ghcr.io/x/y:1",
+        env=[EnvVar(name="PGPASSWORD", secret_name="postgres-credentials", secret_key="password")])])
+    (v,) = check_plan_secrets(render_plan(plan, CTX))
+    assert v.rule == "secret-ref" and "postgres-credentials" in v.detail
+    assert check_plan_secrets(render_plan(every_kind_plan(), CTX)) == []
+
+
+def test_an_object_that_already_exists_in_the_repository_is_not_taken_over(inventory):
+    from cortex_school.workers.implement import identity_clashes
+
+    imp = make_improvement("Run our own Redis", category="architecture", type="tool",
+                           notes="Deploy docker.io/evilcorp/redis:7.4 in cortex on port 6379")
+    plan = OfflinePlanner().plan(imp, inventory)
+    clashes = identity_clashes(render_plan(plan, CTX), inventory)
+    assert {(v.rule, v.object) for v in clashes} >= {("ownership", "Deployment/cortex/redis"),
+                                                     ("ownership", "Service/cortex/redis")}
+    assert "apps/cortex/redis.yaml" in clashes[0].detail
+
+
+@pytest.mark.parametrize("notes", [
+    "Alert on 503 errors: expr rate(x[5m]) > 1 for 5m",
+    "Put it in the --- namespace with image ghcr.io/a/foo:1.0",
+    "Allow from the --x namespace to the qdrant pods; isolate them",
+    "NetworkPolicy selecting a/b/c=d, isolate",
+    "StatefulSet with ghcr.io/a/db:1.0 on ports " + ", ".join(str(p) for p in range(8000, 8012)),
+    "A 100% SLO with burn-rate alerts over http_requests_total",
+])
+def test_odd_notes_become_manual_steps_never_a_crash(notes, inventory):
+    plan = OfflinePlanner().plan(make_improvement("Odd one", notes=notes), inventory)
+    assert plan.resources or plan.manual_steps
+    render_plan(plan, CTX)

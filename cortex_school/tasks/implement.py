@@ -54,9 +54,20 @@ def implement(self: PipelineTask, improvement_id: str, worker: str | None = None
         return StageOutcome(improvement_id=checked, stage="implement",
                             outcome="applied" if moved.applied else "skipped",
                             status=Status.PENDING_REVIEW.value, detail=reason).model_dump()
-    if outcome.outcome == "applied" and result is not None and result.merge_commit:
-        app.send_task(DEPLOY_TASK, args=(checked,))
-        store.redis.hset(f"improvement:{checked}", "deploy_queued_at", utcnow().isoformat())
-        if get_settings().rag.enabled:  # later proposals are compared with what is now there
-            app.send_task(REINDEX_TASK, args=(result.merge_commit,))
+    queue_deploy_once(store, checked)
     return outcome.model_dump()
+
+
+def queue_deploy_once(store: Any, improvement_id: str) -> bool:
+    """Queue the deploy stage for a merged commit exactly once, also when an earlier run
+    died between the committed transition and queueing it."""
+    key = f"improvement:{improvement_id}"
+    fields = store.redis.hmget(key, "status", "merge_pending", "git_commit")
+    if fields[0] != Status.COMMITTED.value or fields[1] != "false":
+        return False
+    if not store.redis.hsetnx(key, "deploy_queued_at", utcnow().isoformat()):
+        return False
+    app.send_task(DEPLOY_TASK, args=(improvement_id,))
+    if get_settings().rag.enabled:  # later proposals are compared with what is now there
+        app.send_task(REINDEX_TASK, args=(fields[2],))
+    return True

@@ -99,7 +99,12 @@ class GitOpsRepo:
                 handle.close()
                 continue
             self._lock = handle
-            return self.workdir / f"slot-{n}"
+            slot = self.workdir / f"slot-{n}"
+            # We hold the slot exclusively: lock files left by a killed process are stale.
+            if (slot / ".git").is_dir():
+                for stale in (slot / ".git").rglob("*.lock"):
+                    stale.unlink(missing_ok=True)
+            return slot
         raise GitOpsError(f"no free clone slot under {self.workdir}")
 
     def _env(self) -> dict[str, str]:
@@ -169,8 +174,11 @@ class GitOpsRepo:
 
     @staticmethod
     def _trailer(message: str) -> str | None:
-        m = re.search(rf"^{TRAILER}: ([0-9a-f]{{16}})$", message, re.M)
-        return m.group(1) if m else None
+        """The Improvement-Id trailer of the message's last paragraph (where git puts
+        trailers); a look-alike line anywhere else does not count."""
+        last = message.strip().split("\n\n")[-1]
+        found = re.findall(rf"^{TRAILER}: ([0-9a-f]{{16}})$", last, re.M)
+        return found[-1] if len(set(found)) == 1 else None
 
     def _files_of(self, sha: str) -> list[str]:
         out = self._git().git.diff_tree("--no-commit-id", "--name-only", "-r", f"{sha}^", sha)

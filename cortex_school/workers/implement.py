@@ -29,7 +29,7 @@ from cortex_school.workers.gitops import CommitResult, GitOpsConflict, GitOpsRep
 from cortex_school.workers.manifests import PlanError, RenderContext
 from cortex_school.workers.plan import ImplementationPlan
 from cortex_school.workers.planner import Inventory, Planner
-from cortex_school.workers.policy import Violation, check_all
+from cortex_school.workers.policy import Violation, check_all, check_plan_secrets
 from cortex_school.workers.schema_check import SchemaChecker
 
 STAGE = "implement"
@@ -75,6 +75,11 @@ def _clean(text: str) -> str:
     return _CONTROL.sub("", text)
 
 
+def _line(text: str, limit: int) -> str:
+    """One line of free text: newlines would let it pose as a header or a trailer."""
+    return " ".join(_clean(text).split())[:limit]
+
+
 def commit_message(improvement: Improvement, plan: ImplementationPlan,
                    manifests: list[dict[str, Any]], co_author: str) -> str:
     """The design's commit message. Free text from the video is indented, so no line of
@@ -91,9 +96,9 @@ def commit_message(improvement: Improvement, plan: ImplementationPlan,
     notes = "\n".join(f"  {line}" for line in _clean(improvement.implementation_notes).splitlines()) \
         or "  (none)"
     lines = [
-        f"Implement: {_clean(improvement.description).splitlines()[0][:200]}",
+        f"Implement: {_line(improvement.description, 200)}",
         "",
-        f"Source: YouTube video {improvement.video_id} - {_clean(improvement.title)[:200]}",
+        f"Source: YouTube video {improvement.video_id} - {_line(improvement.title, 200)}",
         f"Relevance: {improvement.relevance:.2f}",
         f"Category: {improvement.category}",
         f"Auto-approved: {approval}",
@@ -104,7 +109,7 @@ def commit_message(improvement: Improvement, plan: ImplementationPlan,
     ]
     if plan.manual_steps:
         lines += ["", "Manual follow-up (not automated):",
-                  *(f"- {_clean(s)[:300]}" for s in plan.manual_steps)]
+                  *(f"- {_line(s, 300)}" for s in plan.manual_steps)]
     lines += ["", "Implementation notes:", notes, "",
               f"{'Improvement-Id'}: {improvement.id}", f"Co-Authored-By: {co_author}"]
     return "\n".join(lines) + "\n"
@@ -147,17 +152,20 @@ def run_implement(store: RedisStore, improvement_id: str, *, implementer: Implem
         ), None
 
     workdir = implementer.repo.sync()
+    landed = implementer.repo.find_existing(loaded.id)
+    if landed is not None:  # an earlier run committed it and died before recording that
+        return _committed(store, loaded, landed, implementer, actor), landed
     chunks, _problems = chunk_gitops_dir(workdir / "apps") if (workdir / "apps").is_dir() \
         else chunk_gitops_dir(workdir)
     inventory = Inventory.from_payloads([c.payload for c in chunks])
 
-    stored = store.redis.hget(improvement_key(loaded.id), "plan")
-    if stored:
-        plan = ImplementationPlan.model_validate_json(stored)
-    else:
+    key = improvement_key(loaded.id)
+    if not store.redis.hget(key, "plan"):
         plan = implementer.planner.plan(loaded, inventory)
-        # Kept before anything else happens: a re-run (or a person) sees the same plan.
-        store.redis.hset(improvement_key(loaded.id), "plan", plan.model_dump_json())
+        # Kept before anything else happens (first writer wins): every run and a person
+        # see the same plan.
+        store.redis.hsetnx(key, "plan", plan.model_dump_json())
+    plan = ImplementationPlan.model_validate_json(store.redis.hget(key, "plan") or "{}")
 
     if not plan.resources:
         steps = "; ".join(plan.manual_steps) or "none"
@@ -170,7 +178,8 @@ def run_implement(store: RedisStore, improvement_id: str, *, implementer: Implem
     except PlanError as exc:
         return _to_review(store, loaded, f"the plan cannot be rendered: {exc}", actor), None
 
-    violations = implementer.schemas.check_all(manifests) + check_all(manifests, implementer.policy)
+    violations = (implementer.schemas.check_all(manifests) + check_all(manifests, implementer.policy)
+                  + check_plan_secrets(manifests) + identity_clashes(manifests, inventory))
     if violations:
         store.count("implement_policy_blocked")
         return _to_review(store, loaded, _violations_reason(violations), actor, {
@@ -188,6 +197,31 @@ def run_implement(store: RedisStore, improvement_id: str, *, implementer: Implem
     except GitOpsConflict as exc:
         return _to_review(store, loaded, f"not committed: {exc}", actor), None
 
+    return _committed(store, loaded, result, implementer, actor), result
+
+
+def identity_clashes(manifests: list[dict[str, Any]], inventory: Inventory) -> list[Violation]:
+    """Objects the change would define twice: already in the repository (owned by someone
+    else: a second definition would fight the first in ArgoCD) or twice in the plan."""
+    existing = {(i.kind, i.namespace, i.name): i.file for i in inventory.items}
+    seen: set[tuple[str, str, str]] = set()
+    found = []
+    for m in manifests:
+        meta = m["metadata"]
+        ident = (m["kind"], meta.get("namespace", ""), meta["name"])
+        ref = f"{ident[0]}/{ident[1] + '/' if ident[1] else ''}{ident[2]}"
+        if ident in existing:
+            found.append(Violation(rule="ownership", object=ref, detail=(
+                f"already defined in {existing[ident]}; cortex-school does not take over objects "
+                "it did not create")))
+        if ident in seen:
+            found.append(Violation(rule="ownership", object=ref, detail="defined twice by the plan"))
+        seen.add(ident)
+    return found
+
+
+def _committed(store: RedisStore, loaded: Improvement, result: CommitResult,
+               implementer: Implementer, actor: str) -> StageOutcome:
     merged = result.merge_commit is not None
     fields = {
         "git_commit": result.merge_commit or result.commit,
@@ -203,4 +237,4 @@ def run_implement(store: RedisStore, improvement_id: str, *, implementer: Implem
                      reason=f"{len(result.files)} file(s) {where}"
                      + (" (existing commit reused)" if result.reused else ""), fields=fields)
     store.count("implement_committed")
-    return outcome, result
+    return outcome

@@ -70,6 +70,13 @@ class Port(_Strict):
     name: str | None = Field(None, pattern=r"^[a-z0-9]([-a-z0-9]{0,13}[a-z0-9])?$")
     protocol: Literal["TCP", "UDP"] = "TCP"
 
+    @field_validator("name")
+    @classmethod
+    def _has_letter(cls, value: str | None) -> str | None:
+        if value is not None and not re.search(r"[a-z]", value):
+            raise ValueError("a port name needs a letter (IANA_SVC_NAME)")
+        return value
+
 
 class Storage(_Strict):
     size: str = Field("1Gi", pattern=_QUANTITY)
@@ -156,6 +163,14 @@ class PlannedResource(_Strict):
     dependencies: list[str] = Field(default_factory=list, max_length=20)
 
     _check_selector = field_validator("selector")(lambda cls, v: _labels(v))
+
+    @field_validator("name")
+    @classmethod
+    def _starts_with_letter(cls, value: str) -> str:
+        # Services (and so every name we may give one) must be DNS-1035 labels.
+        if not value[0].isalpha():
+            raise ValueError(f"{value!r} must start with a letter")
+        return value
 
     @field_validator("schedule")
     @classmethod

@@ -19,6 +19,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from pydantic import ValidationError
+
 from cortex_school.models import Improvement
 from cortex_school.workers.naming import dns1123, with_suffix
 from cortex_school.workers.plan import (
@@ -194,7 +196,7 @@ def schedule_in(text: str) -> str | None:
         return " ".join(m.group(1).split())
     lowered = text.lower()
     hours = re.search(r"every (\d{1,2}) hours?", lowered)
-    if hours:
+    if hours and 1 <= int(hours.group(1)) <= 23:
         return f"0 */{int(hours.group(1))} * * *"
     if re.search(r"\b(hourly|every hour)\b", lowered):
         return "0 * * * *"
@@ -212,7 +214,8 @@ def size_in(text: str) -> str | None:
 
 def app_name_for_image(image: str) -> str:
     repo = image.split("@", 1)[0].rsplit("/", 1)[-1].split(":", 1)[0]
-    return dns1123(repo.replace("_", "-"))
+    name = dns1123(repo.replace("_", "-"))
+    return name if name[0].isalpha() else dns1123(f"app-{name}")
 
 
 def sentences(text: str) -> list[str]:
@@ -248,26 +251,39 @@ class OfflinePlanner:
         manual: list[str] = []
         lowered = text.lower()
 
+        def attempt(what: str, recipe: Any) -> None:
+            # Odd values in the text (a 70-character namespace, an alert named '503...')
+            # make that part of the plan a manual step, never a crash.
+            try:
+                resources.extend(recipe())
+            except (ValidationError, ValueError) as exc:
+                why = (exc.errors()[0]["msg"] if isinstance(exc, ValidationError) and exc.errors()
+                       else str(exc))
+                manual.append(f"{what}: could not be planned from the text ({why})"[:300])
+
+        if not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", ns):
+            manual.append(f"namespace {ns[:70]!r} is not a valid namespace; used {self.default_namespace}")
+            ns = self.default_namespace
         if re.search(r"network ?polic|default[- ]deny|isolat", lowered):
-            resources += self._network_policies(improvement, text, ns, inventory)
+            attempt("NetworkPolicy", lambda: self._network_policies(improvement, text, ns, inventory))
         if re.search(r"statefulset", lowered):
-            resources += self._statefulset(improvement, text, ns, inventory)
+            attempt("StatefulSet", lambda: self._statefulset(improvement, text, ns, inventory))
         if re.search(r"prometheusrule|alert|burn[- ]rate", lowered):
-            resources += self._alerts(improvement, text, ns)
+            attempt("PrometheusRule", lambda: self._alerts(improvement, text, ns))
         if re.search(r"grafana|dashboard", lowered):
-            resources += self._dashboard(improvement, text, ns, resources)
+            attempt("dashboard", lambda: self._dashboard(improvement, text, ns, resources))
         if re.search(r"\bbackups?\b", lowered) and schedule_in(text):
-            resources += self._backup(improvement, text, ns, inventory, manual)
+            attempt("backup", lambda: self._backup(improvement, text, ns, inventory, manual))
         if re.search(r"\bcertificate|\btls\b", lowered) and _DOMAIN.search(text):
-            resources += self._certificate(improvement, text, ns)
+            attempt("Certificate", lambda: self._certificate(improvement, text, ns))
         if re.search(r"rotat", lowered) and "secret" in lowered and schedule_in(text):
-            resources += self._rotation(improvement, text, ns)
+            attempt("secret rotation", lambda: self._rotation(improvement, text, ns))
         service = _service_name(improvement, inventory)
         if service and not any(r.kind in ("Service", "StatefulSet") for r in resources):
-            resources += self._service(service, text, ns, inventory, manual)
+            attempt("Service", lambda: self._service(service, text, ns, inventory, manual))
         images = [i for i in images_in(text) if not any(r.image == i for r in resources)]
         if images and improvement.type.value != "concept":
-            resources += self._workloads(improvement, text, ns, images, inventory, manual)
+            attempt("workload", lambda: self._workloads(improvement, text, ns, images, inventory, manual))
 
         for sentence in sentences(improvement.implementation_notes):
             if _MANUAL_VERBS.search(sentence) or _HOST_LEVEL.search(sentence):
@@ -369,8 +385,10 @@ class OfflinePlanner:
     def _burn_rate(self, imp: Improvement, text: str, ns: str) -> PlannedResource:
         metric_match = re.search(r"\b([a-z_:][a-z0-9_:]*_total)\b", text)
         metric = metric_match.group(1) if metric_match else "http_requests_total"
-        slo_match = re.search(r"(\d{2}(?:\.\d+)?)\s?%\s*(?:availability\s*)?SLO", text)
+        slo_match = re.search(r"(\d{1,3}(?:\.\d+)?)\s?%\s*(?:availability\s*)?SLO", text)
         objective = float(slo_match.group(1)) / 100 if slo_match else 0.999
+        if not 0.5 <= objective < 1:
+            raise ValueError(f"SLO objective {objective:.2%} leaves no error budget to burn")
         budget = round(1 - objective, 6)
         base = re.sub(r"_total$", "", metric)
         windows = [w for w in ("5m", "30m", "1h", "6h") if re.search(rf"\b{w}\b", text)] or \

@@ -30,6 +30,7 @@ WORKLOAD_POD_PATHS: dict[str, tuple[str, ...]] = {
     "StatefulSet": ("spec", "template", "spec"),
     "DaemonSet": ("spec", "template", "spec"),
     "ReplicaSet": ("spec", "template", "spec"),
+    "ReplicationController": ("spec", "template", "spec"),
     "Job": ("spec", "template", "spec"),
     "CronJob": ("spec", "jobTemplate", "spec", "template", "spec"),
 }
@@ -62,8 +63,10 @@ class Violation(BaseModel):
 
 def object_ref(manifest: dict[str, Any]) -> str:
     meta = manifest.get("metadata") or {}
+    if not isinstance(meta, dict):
+        meta = {}
     ns = meta.get("namespace")
-    return f"{manifest.get('kind', '?')}/{ns + '/' if ns else ''}{meta.get('name', '?')}"
+    return f"{manifest.get('kind', '?')}/{str(ns) + '/' if ns else ''}{meta.get('name', '?')}"
 
 
 def _dig(obj: Any, path: tuple[str, ...]) -> Any:
@@ -141,14 +144,14 @@ def check_manifest(manifest: dict[str, Any], policy: PolicySettings, *,
         role_ref = manifest.get("roleRef") or {}
         if role_ref.get("name") == "cluster-admin":
             add("cluster-admin", f"{kind} to cluster-admin")
+        elif role_ref.get("kind") == "ClusterRole" and role_ref.get("name") in ("admin", "edit"):
+            add("rbac-escalation", f"{kind} to the built-in ClusterRole {role_ref.get('name')}")
     if kind in ("Role", "ClusterRole"):
         for rule in manifest.get("rules") or []:
-            verbs = set(rule.get("verbs") or [])
-            resources = set(rule.get("resources") or [])
-            if "*" in verbs and resources & {"secrets", "*"}:
-                add("rbac-wildcard", f"wildcard verbs on {', '.join(sorted(resources))}")
-            elif "*" in resources and verbs & {"*", "create", "update", "patch", "delete"}:
-                add("rbac-wildcard", "write access to every resource ('*')")
+            if not isinstance(rule, dict):
+                add("rbac", "a rule that is not a mapping")
+                continue
+            found += [Violation(rule=r, object=ref, detail=d) for r, d in _rbac_findings(rule)]
 
     pod = _dig(manifest, WORKLOAD_POD_PATHS[kind]) if kind in WORKLOAD_POD_PATHS else None
     if isinstance(pod, dict):
@@ -169,6 +172,38 @@ def check_manifest(manifest: dict[str, Any], policy: PolicySettings, *,
     return found
 
 
+# Verbs and subresources that hand out more than the rule says.
+ESCALATING_VERBS = frozenset({"bind", "escalate", "impersonate"})
+DANGEROUS_SUBRESOURCES = frozenset({"pods/exec", "pods/attach", "pods/portforward",
+                                    "serviceaccounts/token", "nodes/proxy"})
+SECRET_READ_OR_WRITE = frozenset({"*", "list", "watch", "create", "update", "patch", "delete",
+                                  "deletecollection"})
+
+
+def _rbac_findings(rule: dict[str, Any]) -> list[tuple[str, str]]:
+    verbs = {str(v) for v in rule.get("verbs") or []}
+    resources = {str(r) for r in rule.get("resources") or []}
+    out: list[tuple[str, str]] = []
+    if "*" in resources:
+        # Every resource includes secrets: reading all of them is no better than writing.
+        out.append(("rbac-wildcard", f"verbs {', '.join(sorted(verbs))} on every resource ('*')"))
+    elif "secrets" in resources and verbs & SECRET_READ_OR_WRITE:
+        named = bool(rule.get("resourceNames"))
+        if not named or verbs & {"*", "list", "watch", "create", "deletecollection"}:
+            out.append(("rbac-wildcard", f"broad access to secrets ({', '.join(sorted(verbs))}); "
+                        "only get/update on named secrets is allowed"))
+    if "*" in verbs and "rbac-wildcard" not in {r for r, _ in out}:
+        out.append(("rbac-wildcard", f"every verb ('*') on {', '.join(sorted(resources))}"))
+    if verbs & ESCALATING_VERBS:
+        out.append(("rbac-escalation", f"verbs {', '.join(sorted(verbs & ESCALATING_VERBS))}"))
+    if resources & DANGEROUS_SUBRESOURCES:
+        out.append(("rbac-escalation", f"access to {', '.join(sorted(resources & DANGEROUS_SUBRESOURCES))}"))
+    if resources & {"roles", "rolebindings", "clusterroles", "clusterrolebindings"} and \
+            verbs & {"*", "create", "update", "patch"}:
+        out.append(("rbac-escalation", "may write RBAC objects"))
+    return out
+
+
 def _pod_findings(pod: dict[str, Any], policy: PolicySettings) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
     for host_field in ("hostNetwork", "hostPID", "hostIPC"):
@@ -179,7 +214,8 @@ def _pod_findings(pod: dict[str, Any], policy: PolicySettings) -> list[tuple[str
             out.append(("host-path", f"volume {volume.get('name')!r} mounts a hostPath"))
     pod_ctx = pod.get("securityContext") or {}
     pod_nonroot = pod_ctx.get("runAsNonRoot") is True
-    containers = [*(pod.get("initContainers") or []), *(pod.get("containers") or [])]
+    containers = [*(pod.get("initContainers") or []), *(pod.get("containers") or []),
+                  *(pod.get("ephemeralContainers") or [])]
     for c in containers:
         if not isinstance(c, dict):
             continue
@@ -193,6 +229,8 @@ def _pod_findings(pod: dict[str, Any], policy: PolicySettings) -> list[tuple[str
         nonroot = ctx.get("runAsNonRoot", pod_nonroot)
         if nonroot is not True or ctx.get("runAsUser") == 0:
             out.append(("run-as-root", f"container {name} may run as root (runAsNonRoot not set)"))
+        if any(isinstance(p, dict) and p.get("hostPort") for p in c.get("ports") or []):
+            out.append(("host-port", f"container {name} binds a hostPort"))
         added = set((ctx.get("capabilities") or {}).get("add") or []) - SAFE_CAPABILITIES
         if added:
             out.append(("capabilities", f"container {name} adds {', '.join(sorted(added))}"))
@@ -222,4 +260,42 @@ def _pod_findings(pod: dict[str, Any], policy: PolicySettings) -> list[tuple[str
 
 def check_all(manifests: list[dict[str, Any]], policy: PolicySettings, *,
               generated: bool = True) -> list[Violation]:
-    return [v for m in manifests for v in check_manifest(m, policy, generated=generated)]
+    found: list[Violation] = []
+    for m in manifests:
+        try:
+            found += check_manifest(m, policy, generated=generated)
+        except (TypeError, AttributeError, KeyError, ValueError) as exc:
+            # Odd YAML (a list where a mapping belongs, ...) is a finding, never a crash.
+            found.append(Violation(rule="malformed", object=object_ref(m) if isinstance(m, dict) else "?",
+                                   detail=f"cannot be checked: {type(exc).__name__}: {str(exc)[:200]}"))
+    return found
+
+
+def check_plan_secrets(manifests: list[dict[str, Any]]) -> list[Violation]:
+    """Pods may only reference secrets the same change provides (its ExternalSecrets): a
+    plan must not mount the platform's existing credentials into something new."""
+    provided = {(m["metadata"].get("namespace"), m["metadata"]["name"]) for m in manifests
+                if m.get("kind") in ("ExternalSecret", "SealedSecret")}
+    found = []
+    for m in manifests:
+        pod = _dig(m, WORKLOAD_POD_PATHS[m["kind"]]) if m.get("kind") in WORKLOAD_POD_PATHS else None
+        if not isinstance(pod, dict):
+            continue
+        ns = m["metadata"].get("namespace")
+        refs = set()
+        for c in [*(pod.get("initContainers") or []), *(pod.get("containers") or [])]:
+            for env in c.get("env") or []:
+                ref = ((env.get("valueFrom") or {}).get("secretKeyRef") or {}).get("name")
+                if ref:
+                    refs.add(ref)
+            for src in c.get("envFrom") or []:
+                if (src.get("secretRef") or {}).get("name"):
+                    refs.add(src["secretRef"]["name"])
+        for v in pod.get("volumes") or []:
+            if (v.get("secret") or {}).get("secretName"):
+                refs.add(v["secret"]["secretName"])
+        for ref in sorted(refs):
+            if (ns, ref) not in provided:
+                found.append(Violation(rule="secret-ref", object=object_ref(m), detail=(
+                    f"references secret {ref!r}, which this change does not provide")))
+    return found

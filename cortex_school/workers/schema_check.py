@@ -52,6 +52,11 @@ class SchemaChecker:
                              f"kubernetes-validate: {exc or 'too old'}") from None
 
     def check(self, manifest: dict[str, Any]) -> list[Violation]:
+        if not isinstance(manifest, dict) or not isinstance(manifest.get("apiVersion"), str) \
+                or not isinstance(manifest.get("kind"), str):
+            ref = object_ref(manifest) if isinstance(manifest, dict) else "?"
+            return [Violation(rule="schema", object=ref,
+                              detail="not a Kubernetes object (no apiVersion/kind strings)")]
         ref = object_ref(manifest)
         key = (str(manifest.get("apiVersion", "")), str(manifest.get("kind", "")))
         crd = crd_validators().get(key)
