@@ -248,6 +248,47 @@ def implement(improvement_id: str) -> None:
     _enqueue_implementation(store, improvement.id)
 
 
+@app.command()
+def rollback(
+    improvement_id: str,
+    reason: str = typer.Option("manual rollback", help="Why (recorded, logged, notified)."),
+    by: str = typer.Option(getpass.getuser(), help="Who asks for it."),
+) -> None:
+    """Roll back a committed, deployed or verified improvement: git revert, push, ArgoCD
+    refresh, wait, check the system, record and notify."""
+    from cortex_school.celery import app as celery_app
+
+    store = _store()
+    improvement = store.get(ensure_valid_id(improvement_id))
+    if improvement is None:
+        err.print(f"[red]no improvement {escape(improvement_id)}[/]")
+        raise typer.Exit(1)
+    if improvement.status not in (Status.COMMITTED, Status.DEPLOYED, Status.VERIFIED):
+        err.print(f"[red]{improvement_id} is {improvement.status.value}: nothing to roll back[/]")
+        raise typer.Exit(1)
+    why = f"manual rollback by {by}: {reason}"
+    # The verify loop also honours the flag, so a rollback races nothing.
+    store.redis.hset(f"improvement:{improvement.id}", "rollback_requested", why[:500])
+    celery_app.send_task("cortex_school.tasks.deploy.rollback", args=(improvement.id,),
+                         kwargs={"reason": why})
+    console.print(f"{improvement.id}: rollback queued ({escape(why)})")
+
+
+@app.command()
+def deploy(improvement_id: str) -> None:
+    """Queue the deploy stage for a committed improvement (e.g. after merging a branch-only
+    commit by hand)."""
+    from cortex_school.celery import app as celery_app
+
+    store = _store()
+    improvement = store.get(ensure_valid_id(improvement_id))
+    if improvement is None or improvement.status is not Status.COMMITTED:
+        err.print(f"[red]{escape(improvement_id)} is not committed[/]")
+        raise typer.Exit(1)
+    celery_app.send_task("cortex_school.tasks.deploy.deploy", args=(improvement.id,))
+    console.print(f"{improvement.id}: deploy queued")
+
+
 @policy_app.command("check")
 def policy_check(
     directory: str,

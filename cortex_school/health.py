@@ -118,11 +118,18 @@ def check_pods(cluster: ClusterTarget, t: Targets) -> CheckResult:
 
 
 def check_readiness(cluster: ClusterTarget, t: Targets) -> CheckResult:
+    """Ready replicas == desired for Deployments/StatefulSets, and every Service the
+    improvement created has ready endpoints (a Service selecting nothing serves nothing)."""
     scaled = [w for w in t.workloads if w.kind in ("Deployment", "StatefulSet")]
-    if not scaled:
+    if not scaled and not t.services:
         return CheckResult(check="readiness", outcome="not_applicable",
-                           reason="no Deployment or StatefulSet created")
+                           reason="no Deployment, StatefulSet or Service created")
     problems = []
+    for ns, svc in t.services:
+        ready = cluster.endpoints(ns, svc)
+        if not ready:
+            problems.append(f"Service {ns}/{svc} has no ready endpoints"
+                            if ready == 0 else f"Service {ns}/{svc} not found")
     for w in scaled:
         state = cluster.workload(w.kind, w.namespace, w.name)
         if state is None:
@@ -132,7 +139,8 @@ def check_readiness(cluster: ClusterTarget, t: Targets) -> CheckResult:
     if problems:
         return CheckResult(check="readiness", outcome="failed", reason="; ".join(problems))
     return CheckResult(check="readiness", outcome="passed",
-                       reason=f"{len(scaled)} workload(s) with all replicas ready")
+                       reason=f"{len(scaled)} workload(s) with all replicas ready, "
+                       f"{len(t.services)} Service(s) with ready endpoints")
 
 
 def check_metrics(metrics: MetricsSource, t: Targets, baseline: dict[str, float], *,

@@ -466,7 +466,7 @@ class OfflinePlanner:
                 env=[EnvVar(name=k, secret_name=secret, secret_key=k)
                      for k in ("PGUSER", "PGPASSWORD", "PGDATABASE")],
                 storage=Storage(size=size_in(text) or "20Gi"),
-                dependencies=[target.name], purpose=imp.description[:200]),
+                dependencies=[f"{target.namespace}/{target.name}"], purpose=imp.description[:200]),
         ]
 
     def _certificate(self, imp: Improvement, text: str, ns: str) -> list[PlannedResource]:
@@ -508,7 +508,7 @@ class OfflinePlanner:
         return [PlannedResource(kind="Service", name=dns1123(name), namespace=ns,
                                 ports=[Port(number=p, name=f"p{p}") for p in ports],
                                 selector=selector or {"app.kubernetes.io/name": dns1123(name)},
-                                dependencies=[backend.name] if backend else [],
+                                dependencies=[f"{backend.namespace}/{backend.name}"] if backend else [],
                                 purpose=f"stable ClusterIP for {backend.name if backend else name}")]
 
     def _workloads(self, imp: Improvement, text: str, ns: str, images: list[str],
@@ -530,7 +530,7 @@ class OfflinePlanner:
                     host = f"{target.name}.{target.namespace}.svc.cluster.local"
                     env.append(EnvVar(name=exporter[0],
                                       value=exporter[1].format(host=host, port=target.ports[0])))
-                    deps.append(target.name)
+                    deps.append(f"{target.namespace}/{target.name}")
                 if "sidecar" in lowered:
                     manual.append(f"{app} runs as its own Deployment, not as a sidecar: the "
                                   "target pod's manifest is not owned by cortex-school")
