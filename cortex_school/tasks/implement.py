@@ -21,6 +21,7 @@ DEPLOY_TASK = "cortex_school.tasks.deploy.deploy"
 REINDEX_TASK = "cortex_school.tasks.index.reindex_gitops"
 # Git transport failures (network, a remote that is down) are retried this often.
 GIT_RETRIES = 4
+LOCK_SECONDS = 300  # the task's hard time limit
 
 
 @app.task(bind=True, base=PipelineTask, name="cortex_school.tasks.implement.implement")
@@ -37,6 +38,24 @@ def implement(self: PipelineTask, improvement_id: str, worker: str | None = None
     assigned = worker or worker_for(improvement)
     if assigned not in WORKERS:
         raise InvalidTaskInput(f"unknown worker {assigned!r}")
+    # One run per improvement at a time (a re-queue or `celery call` while one is running
+    # waits its turn); the lock expires with the task's hard time limit.
+    lock = store.redis.lock(f"improvement:{checked}:implementing", timeout=LOCK_SECONDS,
+                            blocking=False)
+    if not lock.acquire():
+        raise self.retry(countdown=10, max_retries=None,
+                         kwargs={"worker": assigned, "failures": failures})
+    try:
+        return _implement(self, store, checked, improvement, assigned, failures)
+    finally:
+        try:
+            lock.release()
+        except Exception:  # noqa: BLE001 - expired meanwhile: nothing to release
+            pass
+
+
+def _implement(self: PipelineTask, store: Any, checked: str, improvement: Any, assigned: str,
+               failures: int) -> dict[str, Any]:
     try:
         outcome, result = run_implement(
             store, checked, implementer=get_implementer(improvement.expert or "architecture"),

@@ -179,7 +179,11 @@ def run_implement(store: RedisStore, improvement_id: str, *, implementer: Implem
         return _to_review(store, loaded, f"the plan cannot be rendered: {exc}", actor), None
 
     violations = (implementer.schemas.check_all(manifests) + check_all(manifests, implementer.policy)
-                  + check_plan_secrets(manifests) + identity_clashes(manifests, inventory))
+                  + check_plan_secrets(manifests) + identity_clashes(manifests, inventory)
+                  + [Violation(rule="namespace", object=f"{r.kind}/{r.name}",
+                               detail=f"would be written under apps/{r.namespace}/, outside the allowlist")
+                     for r in plan.resources if r.namespace not in implementer.policy.allowed_namespaces
+                     and r.kind == "StorageClass"])
     if violations:
         store.count("implement_policy_blocked")
         return _to_review(store, loaded, _violations_reason(violations), actor, {
