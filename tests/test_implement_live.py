@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -251,3 +252,17 @@ def test_a_plan_a_model_was_talked_into_is_stopped_by_the_policy(store, tmp_path
     rules = {v["rule"] for v in json.loads(store.raw_fields(imp.id)["policy_violations"])}
     assert rules >= {"namespace", "secret-value"}
     assert git(remote, "rev-parse", "main").strip() == before
+
+
+def test_a_second_run_waits_while_one_holds_the_improvements_lock(worker, store, remote):
+    from cortex_school.pipeline import implement_signature
+
+    imp = approved(store, alert_improvement("lockvideo01"))
+    lock = store.redis.lock(f"improvement:{imp.id}:implementing", timeout=60)
+    assert lock.acquire(blocking=False)
+    implement_signature(imp).apply_async()
+    time.sleep(2)
+    assert store.get(imp.id).status is Status.APPROVED  # it waited, changed nothing
+    lock.release()
+    wait_until_idle(store, {imp.id}, timeout=60, resting=RESTING_BEFORE_DEPLOY)
+    assert store.get(imp.id).status is Status.COMMITTED
