@@ -257,7 +257,8 @@ def test_a_plan_a_model_was_talked_into_is_stopped_by_the_policy(store, tmp_path
 def test_a_second_run_waits_while_one_holds_the_improvements_lock(worker, store, remote):
     from cortex_school.pipeline import implement_signature
 
-    imp = approved(store, alert_improvement("lockvideo01"))
+    imp = approved(store, alert_improvement("lockvideo01").model_copy(
+        update={"description": "Alert when Qdrant has been down for ten minutes"}))
     lock = store.redis.lock(f"improvement:{imp.id}:implementing", timeout=60)
     assert lock.acquire(blocking=False)
     implement_signature(imp).apply_async()
