@@ -249,6 +249,35 @@ def implement(improvement_id: str) -> None:
 
 
 @app.command()
+def metrics(
+    port: int = typer.Option(9808, help="Port to serve /metrics on."),
+    addr: str = typer.Option("0.0.0.0", help="Address to bind."),
+) -> None:
+    """Serve the Prometheus metrics (read from Redis) until interrupted."""
+    import time as _time
+
+    from celeryconfig import ALL_QUEUES
+
+    from cortex_school.metrics import serve
+
+    serve(_store(), ALL_QUEUES, port, addr)
+    console.print(f"serving /metrics on {addr}:{port}")
+    while True:
+        _time.sleep(3600)
+
+
+@app.command()
+def flower(
+    port: int = typer.Option(5555, help="Port for Flower's web UI and API."),
+    address: str = typer.Option("127.0.0.1", help="Address to bind."),
+) -> None:
+    """Flower on this Redis: workers, queues, and tasks (their args carry improvement ids)."""
+    argv = [sys.executable, "-m", "celery", "-A", "cortex_school", "flower",
+            f"--port={port}", f"--address={address}"]
+    os.execvp(argv[0], argv)
+
+
+@app.command()
 def rollback(
     improvement_id: str,
     reason: str = typer.Option("manual rollback", help="Why (recorded, logged, notified)."),

@@ -29,6 +29,20 @@ from cortex_school.store import RedisStore, improvement_key
 from cortex_school.workers.gitops import GitOpsConflict, GitOpsRepo
 
 ALERTS_KEY = "improvements:alerts"
+ROLLBACK_DURATION_BUCKETS: tuple[float, ...] = (5, 15, 30, 60, 120, 300, 600, 1200, 3600)
+
+
+def rollback_reason_class(reason: str) -> str:
+    """A small, fixed label set for cortex_rollbacks_total{reason}."""
+    lowered = reason.lower()
+    if lowered.startswith("manual rollback"):
+        return "manual"
+    if "did not sync" in lowered:
+        return "sync_timeout"
+    for check in ("pods", "readiness", "metrics", "logs", "dependencies"):
+        if f"{check}:" in lowered:
+            return f"health_{check}"
+    return "other"
 GUARD = "rollback-guard"
 
 
@@ -180,6 +194,8 @@ def run_verify(store: RedisStore, improvement_id: str, d: Deployer, *, actor: st
     store.redis.hset(improvement_key(improvement_id), mapping={
         "health_report": report.model_dump_json(), "health_checked_at": now.isoformat()})
     store.count(f"health_checks:{'pass' if report.healthy else 'fail'}")
+    for r in report.results:
+        store.count(f"health_check:{r.check}:{r.outcome}")
     if not report.healthy:
         return _step(improvement_id, "verify", "failed", fields["status"],
                      "health check failed: " + "; ".join(f"{r.check}: {r.reason}" for r in report.failures))
@@ -304,6 +320,9 @@ def run_rollback(store: RedisStore, improvement_id: str, d: Deployer, *, reason:
         return _step(improvement_id, "rollback", "skipped", result.previous, "already handled")
     store.log_rollback(improvement_id, reason, at=now)
     store.count("rollbacks")
+    store.count(f"rollbacks_by_reason:{rollback_reason_class(reason)}")
+    store.observe("rollback_duration", max(0.0, (now - started).total_seconds()),
+                  ROLLBACK_DURATION_BUCKETS)
     _alert(store, d, improvement_id,
            f"Cortex Online School: rollback performed\nImprovement: {title}\n"
            f"Source: {fields.get('video_id')}\nRelevance: {fields.get('relevance')}\n"

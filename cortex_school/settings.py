@@ -353,6 +353,10 @@ class RagSettings(BaseSettings):
 class Settings(BaseSettings):
     model_config = _ENV
     log_level: str = Field("INFO", validation_alias="LOG_LEVEL")
+    metrics_port: int | None = Field(
+        None, ge=1, le=65535, validation_alias="METRICS_PORT",
+        description="A worker serves /metrics on this port (its main process); unset: it does not.",
+    )
     data_dir: Path = Field(Path(".cortex-data"), validation_alias="CORTEX_DATA_DIR")
     redis: RedisSettings = Field(default_factory=RedisSettings)
     approval: ApprovalSettings = Field(default_factory=ApprovalSettings)

@@ -100,6 +100,7 @@ def run_route(store: RedisStore, improvement_id: str, *, actor: str) -> StageOut
     if isinstance(loaded, StageOutcome):
         return loaded
     routing = route(loaded.category, loaded.description, loaded.implementation_notes)
+    store.count(f"routed:{routing.expert}")
     return _apply(
         store, loaded, "route", Status.CATEGORIZED, actor=actor,
         reason=f"routed to {routing.expert} expert: {routing.reason}",
@@ -174,10 +175,16 @@ def run_consult(
     )
 
 
+LLM_LATENCY_BUCKETS: tuple[float, ...] = (0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120)
+
+
 def _account(store: RedisStore, assessment: Assessment) -> None:
     """Calls, tokens and latency per expert and model (exported by the metrics issue)."""
     if assessment.usage is None:
         return
+    store.count(f"backend:{assessment.backend}:requests", assessment.usage.requests)
+    store.observe(f"llm_latency:{assessment.backend}", assessment.usage.latency_ms / 1000,
+                  LLM_LATENCY_BUCKETS)
     prefix = f"expert:{assessment.expert}:{assessment.model}"
     store.count(f"{prefix}:calls")
     store.count(f"{prefix}:requests", assessment.usage.requests)
@@ -277,6 +284,7 @@ def run_approve(
     if isinstance(loaded, StageOutcome):
         return loaded
     decision = decide(loaded, ctx)
+    store.count(f"gate:{'approved' if decision.approved else 'review'}")
     return _apply_decision(store, loaded, decision, actor=actor)
 
 

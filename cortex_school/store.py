@@ -48,6 +48,8 @@ from cortex_school.models import (
 from cortex_school.states import PRIORITY_KEYS, STAGE_KEYS, sources_for
 
 FLAGS_KEY = "improvements:flags"
+# Seconds: buckets of the per-stage latency histograms (time spent in a status).
+STAGE_LATENCY_BUCKETS: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
 REJECTED_KEY = "improvements:rejected"
 ROLLBACK_LOG_KEY = "improvements:rollback_log"
 STATS_KEY = "improvements:stats"
@@ -103,6 +105,11 @@ redis.call('SADD', KEYS[5], ARGV[1])
 redis.call('SADD', KEYS[6], ARGV[1])
 redis.call('SADD', KEYS[7], ARGV[1])
 redis.call('RPUSH', KEYS[2], ARGV[4])
+redis.call('HSET', KEYS[1], 'status_since', ARGV[3])
+redis.call('HINCRBY', 'improvements:metrics:transitions', 'raw', 1)
+local minute = 'improvements:metrics:minute:' .. tostring(math.floor(tonumber(ARGV[3]) / 60))
+redis.call('HINCRBY', minute, 'raw', 1)
+redis.call('EXPIRE', minute, 900)
 return 1
 """
 
@@ -151,7 +158,25 @@ redis.call('SREM', 'improvements:status:' .. current, id)
 for k, v in pairs(cjson.decode(ARGV[4])) do
   redis.call('HSET', KEYS[1], k, v)
 end
-redis.call('HSET', KEYS[1], 'status', target, 'updated_at', ARGV[6])
+-- Metrics: time spent in the status being left (a histogram per stage), transitions into
+-- each status (a counter), and per-minute transitions (for the processing rate).
+local now = tonumber(ARGV[5])
+local since = tonumber(redis.call('HGET', KEYS[1], 'status_since') or '')
+if since then
+  local dt = now - since
+  if dt < 0 then dt = 0 end
+  local hist = 'improvements:metrics:latency:' .. current
+  for _, le in ipairs(cjson.decode(ARGV[12])) do
+    if dt <= le then redis.call('HINCRBY', hist, tostring(le), 1) end
+  end
+  redis.call('HINCRBY', hist, '+Inf', 1)
+  redis.call('HINCRBYFLOAT', hist, 'sum', dt)
+end
+redis.call('HINCRBY', 'improvements:metrics:transitions', target, 1)
+local minute = 'improvements:metrics:minute:' .. tostring(math.floor(now / 60))
+redis.call('HINCRBY', minute, target, 1)
+redis.call('EXPIRE', minute, 900)
+redis.call('HSET', KEYS[1], 'status', target, 'updated_at', ARGV[6], 'status_since', ARGV[5])
 for _, k in ipairs(stage_keys[target] or {}) do
   local key = expand(k)
   if priority_keys[k] then
@@ -261,6 +286,7 @@ class RedisStore:
                 json.dumps({s.value: list(keys) for s, keys in STAGE_KEYS.items()}),
                 json.dumps(sorted(PRIORITY_KEYS)),
                 priority,
+                json.dumps(list(STAGE_LATENCY_BUCKETS)),
             ],
         )
         return TransitionResult(outcome=outcome, previous=previous or None)
@@ -290,6 +316,18 @@ class RedisStore:
             self.redis.hincrby(STATS_KEY, field, amount)
         else:
             self.redis.hincrbyfloat(STATS_KEY, field, amount)
+
+    def observe(self, name: str, value: float, buckets: tuple[float, ...]) -> None:
+        """One observation of a histogram kept in Redis (``improvements:metrics:hist:<name>``),
+        so every worker process adds to the same one."""
+        key = f"improvements:metrics:hist:{name}"
+        pipe = self.redis.pipeline(transaction=False)
+        for le in buckets:
+            if value <= le:
+                pipe.hincrby(key, str(le), 1)
+        pipe.hincrby(key, "+Inf", 1)
+        pipe.hincrbyfloat(key, "sum", value)
+        pipe.execute()
 
     def stats(self) -> dict[str, float]:
         return {k: float(v) for k, v in self.redis.hgetall(STATS_KEY).items()}

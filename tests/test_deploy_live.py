@@ -27,6 +27,17 @@ pytestmark = pytest.mark.live
 SEED = Path(__file__).resolve().parent.parent / "examples" / "platform" / "gitops"
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+METRICS_PORT = _free_port()
+
+
 def git(remote: Path, *args: str) -> str:
     return subprocess.run(["git", "--git-dir", str(remote), *args], capture_output=True, text=True,
                           check=True).stdout
@@ -46,7 +57,8 @@ def worker(tmp_path_factory, settings, remote):
     env = {"GITOPS_REMOTE": str(remote), "GITOPS_WORKDIR": str(tmp_path_factory.mktemp("clones")),
            "ALLOWED_NAMESPACES": "cortex-system,cortex,monitoring", "RAG_ENABLED": "false",
            "CLUSTER_TARGET": "simulated", "SIMULATED_FAULTS": "flaky-api=crashloop",
-           "HEALTH_CHECK_DURATION": "3", "HEALTH_CHECK_INTERVAL": "1", "DEPLOY_POLL_INTERVAL": "0.5"}
+           "HEALTH_CHECK_DURATION": "3", "HEALTH_CHECK_INTERVAL": "1", "DEPLOY_POLL_INTERVAL": "0.5",
+           "METRICS_PORT": str(METRICS_PORT)}
     name = f"pytest-deploy-{os.getpid()}@localhost"
     log_path = tmp_path_factory.mktemp("worker") / "worker.log"
     with open(log_path, "wb") as log:
@@ -98,3 +110,54 @@ def test_one_is_verified_one_is_rolled_back_and_a_person_rolls_back_the_other(wo
     assert fields["status"] == Status.FAILED.value
     assert fields["failure_reason"] == "manual rollback by carol: replaced by v2"
     assert "apps/cortex-system/steady-api-deployment.yaml" not in git(remote, "ls-tree", "-r", "--name-only", "main")
+
+
+def scrape() -> dict[tuple[str, tuple], float]:
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(f"http://127.0.0.1:{METRICS_PORT}/metrics", timeout=5).text
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text) for sample in family.samples}
+
+
+def test_the_workers_metrics_endpoint_moves_with_the_pipeline(worker, store):
+    from cortex_school.metrics import DESIGN_METRICS
+
+    before = scrape()
+    assert before[("cortex_school_improvements_total", (("stage", "raw"),))] == 0
+    good = submit(store, "Run the metrics API service",
+                  "Deploy ghcr.io/cortex/metrics-api:2.0.1 in cortex-system on port 8090.", "metricslv1")
+    bad = submit(store, "Run the flaky API service again",
+                 "Deploy ghcr.io/cortex/flaky-api:0.9.1 in cortex-system on port 8091.", "metricslv2")
+    quiet = make_improvement("Consider eBPF tracing some day", video_id="metricslv3",
+                             category="monitoring", relevance=0.4)
+    store.create(quiet, actor="test", reason="test")
+    enqueue(quiet)
+    wait_until_idle(store, {good.id, bad.id, quiet.id}, timeout=120)
+    m = scrape()
+    names = {name for name, _ in m}
+    for design_name in DESIGN_METRICS:
+        assert any(n == design_name or n.startswith(design_name + "_") for n in names), design_name
+
+    def value(name, **labels):
+        return m.get((name, tuple(sorted(labels.items()))), 0.0)
+
+    assert value("cortex_school_improvements_total", stage="raw") == 3
+    assert value("cortex_school_improvements_total", stage="approved") == 2
+    assert value("cortex_school_improvements_total", stage="pending_review") == 1
+    assert value("cortex_school_improvements_total", stage="verified") == 1
+    assert value("cortex_school_improvements_total", stage="failed") == 1
+    assert value("cortex_school_improvements_in_stage", stage="verified") == 1
+    assert value("cortex_moe_routing_total", expert="architecture") == 2
+    assert value("cortex_moe_routing_total", expert="monitoring") == 1
+    assert value("cortex_school_auto_approval_rate") == pytest.approx(2 / 3)
+    assert value("cortex_worker_git_commits_total") == 2
+    assert value("cortex_worker_implementations_total", type="architecture", outcome="committed") == 2
+    assert value("cortex_rollbacks_total", reason="health_pods") == 1
+    assert value("cortex_rollback_duration_seconds_count") == 1
+    assert value("cortex_health_checks_total", check="pods", result="failed") >= 1
+    assert value("cortex_health_checks_total", check="pods", result="passed") >= 1
+    assert value("cortex_school_stage_latency_seconds_count", stage="deployed") == 2
+    assert value("cortex_school_processing_rate", stage="raw") > 0
+    assert ("cortex_queue_depth", (("queue", "implement.security"),)) in m

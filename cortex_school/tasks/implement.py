@@ -61,6 +61,8 @@ def _implement(self: PipelineTask, store: Any, checked: str, improvement: Any, a
             store, checked, implementer=get_implementer(improvement.expert or "architecture"),
             worker=assigned, actor=self.actor())
     except (GitOpsError, ExpertUnavailable) as exc:
+        if isinstance(exc, GitOpsError) and "push" in str(exc):
+            store.count("git_push_failures")
         if failures >= GIT_RETRIES:
             raise  # on_failure sends it to a person with the (redacted) reason
         raise self.retry(countdown=backoff_seconds(failures, 5.0, 120.0), max_retries=None,

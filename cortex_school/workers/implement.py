@@ -186,6 +186,7 @@ def run_implement(store: RedisStore, improvement_id: str, *, implementer: Implem
                      and r.kind == "StorageClass"])
     if violations:
         store.count("implement_policy_blocked")
+        store.count(f"implementations:{worker}:blocked")
         return _to_review(store, loaded, _violations_reason(violations), actor, {
             "policy_violations": json.dumps([v.model_dump() for v in violations], ensure_ascii=False),
         }), None
@@ -199,7 +200,13 @@ def run_implement(store: RedisStore, improvement_id: str, *, implementer: Implem
     try:
         result = implementer.repo.commit_improvement(loaded.id, files, message)
     except GitOpsConflict as exc:
+        store.count(f"implementations:{worker}:conflict")
         return _to_review(store, loaded, f"not committed: {exc}", actor), None
+    if not result.reused:
+        store.count("git_commits")
+        store.count(f"implementations:{worker}:committed")
+    if result.push_attempts > 1:
+        store.count("git_push_failures", result.push_attempts - 1)  # rejected, then retried
 
     return _committed(store, loaded, result, implementer, actor), result
 
