@@ -19,6 +19,7 @@ tools:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get install -y --no-install-recommends prometheus >/dev/null || \
 	  echo "prometheus not installed: its tests will be skipped"; }
+	@PYTHON=$(BIN)/python scripts/fetch-helm.sh >/dev/null || echo "helm not fetched: chart tests will be skipped"
 
 setup: $(STAMP) tools
 
