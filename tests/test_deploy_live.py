@@ -161,3 +161,44 @@ def test_the_workers_metrics_endpoint_moves_with_the_pipeline(worker, store):
     assert value("cortex_school_stage_latency_seconds_count", stage="deployed") == 2
     assert value("cortex_school_processing_rate", stage="raw") > 0
     assert ("cortex_queue_depth", (("queue", "implement.security"),)) in m
+
+
+def test_flower_shows_the_worker_and_tasks_with_improvement_ids(worker, store, tmp_path):
+    import httpx
+
+    port = _free_port()
+    env = {**os.environ, "FLOWER_UNAUTHENTICATED_API": "true"}
+    flower = subprocess.Popen([sys.executable, "-m", "celery", "-A", "cortex_school", "flower",
+                               f"--port={port}", "--address=127.0.0.1", "--persistent=False"],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        workers = {}
+        while time.monotonic() < deadline:
+            try:
+                workers = httpx.get(f"http://127.0.0.1:{port}/api/workers", timeout=10).json()
+                if worker in workers:
+                    break
+            except (httpx.HTTPError, ValueError):
+                pass
+            time.sleep(0.5)
+        assert worker in workers, workers.keys()
+        assert "implement.security" in {q["name"] for q in workers[worker]["active_queues"]}
+        imp = submit(store, "Run the flower-visible API",
+                     "Deploy ghcr.io/cortex/visible-api:1.0.0 in cortex-system on port 8095.", "flowerlv01")
+        wait_until_idle(store, {imp.id}, timeout=120)
+        deadline = time.monotonic() + 30
+        seen = []
+        while time.monotonic() < deadline:
+            tasks = httpx.get(f"http://127.0.0.1:{port}/api/tasks", timeout=10).json()
+            seen = [t for t in tasks.values() if imp.id in (t.get("args") or "")]
+            if {t["name"] for t in seen} >= {"cortex_school.tasks.route.route",
+                                             "cortex_school.tasks.implement.implement"}:
+                break
+            time.sleep(0.5)
+        assert {t["name"] for t in seen} >= {"cortex_school.tasks.route.route",
+                                             "cortex_school.tasks.implement.implement",
+                                             "cortex_school.tasks.deploy.verify"}
+    finally:
+        flower.terminate()
+        flower.wait(10)
