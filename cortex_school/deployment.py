@@ -203,10 +203,13 @@ def run_verify(store: RedisStore, improvement_id: str, d: Deployer, *, actor: st
         return _step(improvement_id, "verify", "waiting", fields["status"],
                      f"healthy so far ({int((now - deployed_at).total_seconds())}s of "
                      f"{d.services.health_check_duration}s): {report.summary()}")
+    from cortex_school.leases import release
+
     result = store.transition(
         improvement_id, Status.VERIFIED, actor=actor,
         reason=f"healthy for {d.services.health_check_duration}s: {report.summary()}"[:2000],
         fields={"health_checks_passed": "true", "verified_at": now.isoformat()})
+    release(store, improvement_id)
     return _step(improvement_id, "verify", "done" if result.applied else "skipped",
                  Status.VERIFIED.value if result.applied else result.previous, report.summary())
 
@@ -318,6 +321,9 @@ def run_rollback(store: RedisStore, improvement_id: str, d: Deployer, *, reason:
                                       "rollback_healthy": "true" if healthy else "false"})
     if not result.applied:
         return _step(improvement_id, "rollback", "skipped", result.previous, "already handled")
+    from cortex_school.leases import release
+
+    release(store, improvement_id)
     store.log_rollback(improvement_id, reason, at=now)
     store.count("rollbacks")
     store.count(f"rollbacks_by_reason:{rollback_reason_class(reason)}")

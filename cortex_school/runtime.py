@@ -173,9 +173,14 @@ def get_implementer(expert: str) -> "Implementer":
         sync_check = lambda namespaces: sync_target_problems(cluster, namespaces, settings.deploy)  # noqa: E731
     except ClusterError:
         sync_check = None  # no cluster configured: the deploy stage reports it
+    from cortex_school.leases import acquire
+
+    store = get_store()
+    lease = (lambda iid, nss: acquire(store, iid, nss)) if settings.one_change_per_namespace else None
     return Implementer(planner=get_planner(expert), repo=get_gitops_repo(),
                        schemas=get_schema_checker(), policy=settings.policy,
-                       co_author=settings.gitops.commit_author, sync_check=sync_check)
+                       co_author=settings.gitops.commit_author, sync_check=sync_check,
+                       lease=lease)
 
 
 @lru_cache(maxsize=1)

@@ -353,6 +353,26 @@ class RagSettings(BaseSettings):
 class Settings(BaseSettings):
     model_config = _ENV
     log_level: str = Field("INFO", validation_alias="LOG_LEVEL")
+    broker_visibility_timeout: int = Field(
+        900, gt=0, validation_alias="BROKER_VISIBILITY_TIMEOUT",
+        description="Seconds before a message a dead worker held is delivered again; above the "
+        "longest task time limit.",
+    )
+    max_deliveries: int = Field(
+        3, ge=1, validation_alias="TASK_MAX_DELIVERIES",
+        description="Starts of one task message without finishing (its worker died each time) "
+        "before it is dead-lettered instead of run again.",
+    )
+    one_change_per_namespace: bool = Field(
+        True, validation_alias="ONE_CHANGE_PER_NAMESPACE",
+        description="At most one improvement between commit and verified/failed per namespace, "
+        "so each failure maps to exactly one change.",
+    )
+    stuck_after_seconds: int = Field(
+        900, gt=0, validation_alias="STUCK_AFTER",
+        description="An improvement in a busy stage this long (deployed: plus the health window) "
+        "is stuck: the sweeper re-enqueues it, then hands it to a person.",
+    )
     metrics_port: int | None = Field(
         None, ge=1, le=65535, validation_alias="METRICS_PORT",
         description="A worker serves /metrics on this port (its main process); unset: it does not.",

@@ -38,7 +38,7 @@ class StageOutcome(BaseModel):
 
     improvement_id: str
     stage: str
-    outcome: Literal["applied", "skipped", "missing"]
+    outcome: Literal["applied", "skipped", "missing", "waiting"]
     status: str | None
     detail: str
 

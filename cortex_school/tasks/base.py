@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import json
+
 import redis
 from celery import Task
 
-from cortex_school.models import Rejection, Status
-from cortex_school.runtime import get_store
+from cortex_school.models import Rejection, Status, utcnow
+from cortex_school.runtime import get_settings, get_store
 from cortex_school.store import ensure_valid_id
 
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
@@ -23,6 +25,9 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     ConnectionError,
     TimeoutError,
 )
+
+
+DEAD_LETTER_KEY = "improvements:dead_letter"
 
 
 class InvalidTaskInput(ValueError):
@@ -35,6 +40,40 @@ class PipelineTask(Task):  # type: ignore[misc]
     retry_backoff_max = 120
     retry_jitter = True
     max_retries = 6
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Count starts of this message (per retry); one that never finishes because its
+        worker dies every time is dead-lettered after TASK_MAX_DELIVERIES instead of looping."""
+        task_id = getattr(self.request, "id", None)
+        if task_id is None:  # called directly, not from a message
+            return super().__call__(*args, **kwargs)
+        redis_client = get_store().redis
+        key = f"improvements:deliveries:{task_id}:{self.request.retries}"
+        starts = redis_client.incr(key)
+        redis_client.expire(key, 86400)
+        cap = get_settings().max_deliveries
+        if starts > cap:
+            return self._dead_letter(args, starts - 1)
+        try:
+            return super().__call__(*args, **kwargs)
+        finally:
+            redis_client.delete(key)
+
+    def _dead_letter(self, args: Any, deliveries: int) -> dict[str, Any]:
+        store = get_store()
+        improvement_id = str(args[0]) if args else ""
+        reason = (f"dead-lettered: {self.name} was delivered {deliveries} times and its worker "
+                  "died every time; not run again")
+        store.redis.lpush(DEAD_LETTER_KEY, json.dumps({
+            "task": self.name, "task_id": self.request.id, "args": [str(a)[:100] for a in args],
+            "deliveries": deliveries, "at": utcnow().isoformat()}))
+        store.count("dead_lettered")
+        if store.exists(improvement_id):
+            store.redis.hset(f"improvement:{improvement_id}", "dead_lettered", reason)
+            store.transition(improvement_id, Status.PENDING_REVIEW, actor=self.actor(),
+                             reason=reason, fields={"review_reason": reason})
+        return {"improvement_id": improvement_id, "stage": self.name.rsplit(".", 1)[-1],
+                "outcome": "dead_lettered", "detail": reason}
 
     def actor(self) -> str:
         stage = self.name.rsplit(".", 1)[-1]
@@ -58,6 +97,9 @@ class PipelineTask(Task):  # type: ignore[misc]
         if not store.exists(improvement_id):
             return
         store.redis.hset(f"improvement:{improvement_id}", "last_error", reason)
+        from cortex_school.leases import release
+
+        release(store, improvement_id)
         store.transition(
             improvement_id, Status.PENDING_REVIEW, actor=self.actor(), reason=reason,
             fields={"review_reason": reason},

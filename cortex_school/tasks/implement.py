@@ -22,6 +22,7 @@ REINDEX_TASK = "cortex_school.tasks.index.reindex_gitops"
 # Git transport failures (network, a remote that is down) are retried this often.
 GIT_RETRIES = 4
 LOCK_SECONDS = 300  # the task's hard time limit
+LEASE_WAIT_SECONDS = 5.0
 
 
 @app.task(bind=True, base=PipelineTask, name="cortex_school.tasks.implement.implement")
@@ -75,6 +76,9 @@ def _implement(self: PipelineTask, store: Any, checked: str, improvement: Any, a
         return StageOutcome(improvement_id=checked, stage="implement",
                             outcome="applied" if moved.applied else "skipped",
                             status=Status.PENDING_REVIEW.value, detail=reason).model_dump()
+    if outcome.outcome == "waiting":  # another change holds the namespace
+        raise self.retry(countdown=LEASE_WAIT_SECONDS, max_retries=None,
+                         kwargs={"worker": assigned, "failures": 0})
     queue_deploy_once(store, checked)
     return outcome.model_dump()
 

@@ -47,6 +47,8 @@ class Implementer:
     co_author: str
     # Why ArgoCD would never apply files for these namespaces (None: no cluster to ask).
     sync_check: Callable[[list[str]], list[str]] | None = None
+    # One change in flight per namespace: returns the improvement that holds one of them.
+    lease: Callable[[str, list[str]], str | None] | None = None
 
 
 def manifest_path(manifest: dict[str, Any], fallback_namespace: str) -> str:
@@ -117,6 +119,9 @@ def commit_message(improvement: Improvement, plan: ImplementationPlan,
 
 def _to_review(store: RedisStore, improvement: Improvement, reason: str, actor: str,
                extra: dict[str, str] | None = None) -> StageOutcome:
+    from cortex_school.leases import release
+
+    release(store, improvement.id)
     return _apply(store, improvement, STAGE, Status.PENDING_REVIEW, actor=actor,
                   reason=reason[:2000], fields={"review_reason": reason[:2000], **(extra or {})})
 
@@ -195,6 +200,13 @@ def run_implement(store: RedisStore, improvement_id: str, *, implementer: Implem
         unsynced = implementer.sync_check(plan.namespaces)
         if unsynced:
             return _to_review(store, loaded, "not committed: " + "; ".join(unsynced), actor), None
+    if implementer.lease is not None and implementer.repo.mode == "merge":
+        holder = implementer.lease(loaded.id, plan.namespaces)
+        if holder is not None:
+            return StageOutcome(
+                improvement_id=loaded.id, stage=STAGE, outcome="waiting", status=loaded.status.value,
+                detail=f"waiting: {holder} is in flight in {', '.join(plan.namespaces)} "
+                       "(one change per namespace)"), None
     files = to_files(manifests, plan.namespaces[0])
     message = commit_message(loaded, plan, manifests, implementer.co_author)
     try:
