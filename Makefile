@@ -33,7 +33,7 @@ test: setup redis
 	$(BIN)/python -m pytest -q
 
 test-fast: setup redis
-	$(BIN)/python -m pytest -q -m "not live"
+	$(BIN)/python -m pytest -q -m "not live and not slow"
 
 clean:
 	rm -rf $(VENV) .cortex-data .pytest_cache

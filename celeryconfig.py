@@ -50,6 +50,7 @@ imports = (
     "cortex_school.tasks.implement",
     "cortex_school.tasks.index",
     "cortex_school.tasks.deploy",
+    "cortex_school.tasks.sweep",
 )
 
 STAGE_QUEUES: tuple[str, ...] = ("route", "aggregate", "validate", "approve")
@@ -73,6 +74,7 @@ STATIC_ROUTES: dict[str, dict[str, str]] = {
     "cortex_school.tasks.validate.validate": {"queue": "validate"},
     "cortex_school.tasks.approve.approve": {"queue": "approve"},
     "cortex_school.tasks.deploy.deploy": {"queue": "deploy"},
+    "cortex_school.tasks.sweep.sweep_stuck": {"queue": "route"},
     "cortex_school.tasks.deploy.verify": {"queue": "verify"},
     "cortex_school.tasks.deploy.rollback": {"queue": "rollback"},
     # On validate: its workers already hold the embedding model.
@@ -107,4 +109,9 @@ task_annotations = {
     "cortex_school.tasks.deploy.deploy": {"soft_time_limit": 120, "time_limit": 180},
     "cortex_school.tasks.deploy.verify": {"soft_time_limit": 120, "time_limit": 180},
     "cortex_school.tasks.deploy.rollback": {"soft_time_limit": 240, "time_limit": 300},
+}
+
+# `celery -A cortex_school beat`: the stuck-improvement sweep.
+beat_schedule = {
+    "sweep-stuck-improvements": {"task": "cortex_school.tasks.sweep.sweep_stuck", "schedule": 60.0},
 }

@@ -122,6 +122,30 @@ def status() -> None:
     flags = {k: v for k, v in store.flags().items() if v}
     if flags:
         console.print(f"[yellow]override flags set: {', '.join(flags)}[/]")
+    from cortex_school.sweeper import find_stuck
+
+    settings = get_settings()
+    stuck = find_stuck(store, stuck_after=settings.stuck_after_seconds,
+                       health_window=settings.services.health_check_duration)
+    if stuck:
+        table = Table(title=f"stuck: {len(stuck)} improvement(s) longer than their stage allows")
+        for col in ("id", "status", "for", "sweeps so far"):
+            table.add_column(col)
+        for s in stuck[:50]:
+            table.add_row(s.improvement_id, s.status.value, f"{int(s.age_seconds)}s",
+                          store.redis.hget(f"improvement:{s.improvement_id}", "stuck_resumes") or "0")
+        console.print(table)
+    dead = store.redis.llen("improvements:dead_letter")
+    if dead:
+        console.print(f"[red]{dead} dead-lettered task(s) in improvements:dead_letter[/]")
+
+
+@app.command()
+def sweep() -> None:
+    """Find stuck improvements now and re-enqueue them (what the beat task does every minute)."""
+    from cortex_school.tasks.sweep import sweep_stuck
+
+    console.print(sweep_stuck.run())
 
 
 def decisions_table(improvements: list[Improvement], title: str) -> Table:

@@ -1,0 +1,81 @@
+"""Finding improvements stuck in a busy stage, and getting them moving again.
+
+A message can be lost outside our control (a Redis restart without persistence, a purge,
+a bug): the improvement then sits in a busy status with nothing queued for it. The
+sweeper (a Celery beat task, also ``cortex-school sweep``) finds improvements that have
+been in a busy stage longer than STUCK_AFTER (a deployed one: plus the health window),
+records why, and re-enqueues the stage that moves them on (safe: every stage acts only
+on its input status). After ``max_resumes`` tries it hands them to a person (or, once
+deployed, rolls them back), so nothing loops forever.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Callable
+
+from cortex_school.models import Improvement, Status, TimelineEntry, utcnow
+from cortex_school.store import RedisStore, improvement_key, timeline_key
+
+BUSY: tuple[Status, ...] = (Status.RAW, Status.CATEGORIZED, Status.ASSESSED, Status.VALIDATED,
+                            Status.APPROVED, Status.IMPLEMENTING, Status.COMMITTED, Status.DEPLOYED)
+SWEEPER = "stuck-sweeper"
+
+
+@dataclass(frozen=True)
+class Stuck:
+    improvement_id: str
+    status: Status
+    age_seconds: float
+
+
+def find_stuck(store: RedisStore, *, stuck_after: float, health_window: float,
+               now: datetime | None = None) -> list[Stuck]:
+    now_ts = (now or utcnow()).timestamp()
+    found: list[Stuck] = []
+    for status in BUSY:
+        ids = sorted(store.ids_with_status(status))
+        if not ids:
+            continue
+        pipe = store.redis.pipeline(transaction=False)
+        for i in ids:
+            pipe.hmget(improvement_key(i), "status_since", "merge_pending", "last_swept_at")
+        limit = stuck_after + (health_window if status is Status.DEPLOYED else 0)
+        for i, (since, merge_pending, swept) in zip(ids, pipe.execute()):
+            if status is Status.COMMITTED and merge_pending == "true":
+                continue  # waiting for a person to merge the branch, by design
+            since_ts = float(since) if since else 0.0
+            if swept and float(swept) > since_ts:
+                since_ts = float(swept)  # resumed recently: give it a full window again
+            age = now_ts - since_ts
+            if age > limit:
+                found.append(Stuck(i, status, now_ts - float(since or 0.0)))
+    return found
+
+
+def sweep(store: RedisStore, stuck: list[Stuck], *, resume: Callable[[Improvement], None],
+          give_up: Callable[[Improvement, str], None], max_resumes: int = 3,
+          now: datetime | None = None) -> dict[str, str]:
+    """Resume or give up on each stuck improvement; returns id → what was done."""
+    now = now or utcnow()
+    done: dict[str, str] = {}
+    for s in stuck:
+        improvement = store.get(s.improvement_id)
+        if improvement is None or improvement.status is not s.status:
+            continue  # it moved meanwhile
+        key = improvement_key(s.improvement_id)
+        resumes = store.redis.hincrby(key, "stuck_resumes", 1)
+        reason = f"stuck in {s.status.value} for {int(s.age_seconds)}s"
+        store.redis.hset(key, mapping={"stuck_reason": reason, "last_swept_at": str(now.timestamp())})
+        store.count("stuck_found")
+        if resumes > max_resumes:
+            give_up(improvement, f"{reason}; {max_resumes} resumes did not help")
+            done[s.improvement_id] = "handed over"
+        else:
+            store.redis.rpush(timeline_key(s.improvement_id), TimelineEntry(
+                at=now, from_status=s.status.value, to_status=s.status.value, actor=SWEEPER,
+                reason=f"{reason}: re-enqueued (resume {resumes}/{max_resumes})").model_dump_json())
+            resume(improvement)
+            done[s.improvement_id] = f"resumed {resumes}/{max_resumes}"
+    return done
