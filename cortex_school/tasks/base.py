@@ -28,6 +28,10 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 
 
 DEAD_LETTER_KEY = "improvements:dead_letter"
+# For retries that wait (throttling, a held lock or lease, ArgoCD, the health window): our own
+# bounds apply (failure counters, timeouts). Celery reads max_retries=None as "the default",
+# which would silently stop a wait after six rounds.
+UNBOUNDED = 1_000_000
 
 
 class InvalidTaskInput(ValueError):

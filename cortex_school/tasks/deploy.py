@@ -10,7 +10,7 @@ from cortex_school.celery import app
 from cortex_school.cluster import ClusterError
 from cortex_school.deployment import Step, run_deploy, run_rollback, run_verify
 from cortex_school.runtime import get_deployer, get_settings, get_store
-from cortex_school.tasks.base import PipelineTask
+from cortex_school.tasks.base import UNBOUNDED, PipelineTask
 from cortex_school.workers.gitops import GitOpsError
 
 VERIFY = "cortex_school.tasks.deploy.verify"
@@ -23,13 +23,13 @@ def _unreachable(task: PipelineTask, exc: Exception, kwargs: dict[str, Any]) -> 
     failures = kwargs.get("failures", 0)
     if failures >= UNREACHABLE_RETRIES:
         raise exc  # on_failure records it and sends the improvement to a person
-    raise task.retry(countdown=min(300, 5 * 2 ** failures), max_retries=None,
+    raise task.retry(countdown=min(300, 5 * 2 ** failures), max_retries=UNBOUNDED,
                      kwargs={**kwargs, "failures": failures + 1}, exc=exc)
 
 
 def _follow(task: PipelineTask, step: Step, interval: float, kwargs: dict[str, Any]) -> dict[str, Any]:
     if step.outcome == "waiting":
-        raise task.retry(countdown=interval, max_retries=None, kwargs={**kwargs, "failures": 0})
+        raise task.retry(countdown=interval, max_retries=UNBOUNDED, kwargs={**kwargs, "failures": 0})
     if step.outcome == "failed":
         app.send_task(ROLLBACK, args=(step.improvement_id,), kwargs={"reason": step.detail})
     return step.model_dump()
@@ -78,6 +78,6 @@ def rollback(self: PipelineTask, improvement_id: str, reason: str = "manual roll
     except (ClusterError, GitOpsError) as exc:
         _unreachable(self, exc, {"reason": reason, "failures": failures})
     if step.outcome == "waiting":
-        raise self.retry(countdown=settings.deploy.poll_interval_seconds, max_retries=None,
+        raise self.retry(countdown=settings.deploy.poll_interval_seconds, max_retries=UNBOUNDED,
                          kwargs={"reason": reason, "failures": 0})
     return step.model_dump()

@@ -13,7 +13,7 @@ from cortex_school.router import panel
 from cortex_school.runtime import get_cache, get_expert, get_limiter, get_store
 from cortex_school.settings import EXPERTS, get_settings
 from cortex_school.stages import StageOutcome, record_expert_failure, run_aggregate, run_consult
-from cortex_school.tasks.base import InvalidTaskInput, PipelineTask
+from cortex_school.tasks.base import UNBOUNDED, InvalidTaskInput, PipelineTask
 
 
 def backoff_seconds(failures: int, base: float, cap: float) -> float:
@@ -48,7 +48,7 @@ def evaluate(
             cache=get_cache(), limiter=get_limiter(name),
         )
     except Throttled as exc:
-        raise self.retry(countdown=exc.retry_after + random.uniform(0, 1), max_retries=None)
+        raise self.retry(countdown=exc.retry_after + random.uniform(0, 1), max_retries=UNBOUNDED)
     except ExpertUnavailable as exc:
         cfg = get_settings().experts
         if failures >= cfg.max_transient_retries:
@@ -61,7 +61,7 @@ def evaluate(
             failures, cfg.retry_backoff_seconds, cfg.retry_backoff_max_seconds
         )
         raise self.retry(
-            countdown=countdown, max_retries=None,
+            countdown=countdown, max_retries=UNBOUNDED,
             kwargs={"expert": name, "failures": failures + 1},
         )
     return outcome.model_dump()

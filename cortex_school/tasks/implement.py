@@ -11,7 +11,7 @@ from cortex_school.experts.llm import ExpertUnavailable
 from cortex_school.models import Status, utcnow
 from cortex_school.runtime import get_implementer, get_settings, get_store
 from cortex_school.stages import StageOutcome
-from cortex_school.tasks.base import InvalidTaskInput, PipelineTask
+from cortex_school.tasks.base import UNBOUNDED, InvalidTaskInput, PipelineTask
 from cortex_school.tasks.evaluate import backoff_seconds
 from cortex_school.workers import WORKERS, worker_for
 from cortex_school.workers.gitops import GitOpsError
@@ -44,7 +44,7 @@ def implement(self: PipelineTask, improvement_id: str, worker: str | None = None
     lock = store.redis.lock(f"improvement:{checked}:implementing", timeout=LOCK_SECONDS,
                             blocking=False)
     if not lock.acquire():
-        raise self.retry(countdown=10, max_retries=None,
+        raise self.retry(countdown=10, max_retries=UNBOUNDED,
                          kwargs={"worker": assigned, "failures": failures})
     try:
         return _implement(self, store, checked, improvement, assigned, failures)
@@ -66,7 +66,7 @@ def _implement(self: PipelineTask, store: Any, checked: str, improvement: Any, a
             store.count("git_push_failures")
         if failures >= GIT_RETRIES:
             raise  # on_failure sends it to a person with the (redacted) reason
-        raise self.retry(countdown=backoff_seconds(failures, 5.0, 120.0), max_retries=None,
+        raise self.retry(countdown=backoff_seconds(failures, 5.0, 120.0), max_retries=UNBOUNDED,
                          kwargs={"worker": assigned, "failures": failures + 1}, exc=exc)
     except ExpertFailure as exc:
         # The expert's plan never validated: a person plans it; never committed on a guess.
@@ -77,7 +77,7 @@ def _implement(self: PipelineTask, store: Any, checked: str, improvement: Any, a
                             outcome="applied" if moved.applied else "skipped",
                             status=Status.PENDING_REVIEW.value, detail=reason).model_dump()
     if outcome.outcome == "waiting":  # another change holds the namespace
-        raise self.retry(countdown=LEASE_WAIT_SECONDS, max_retries=None,
+        raise self.retry(countdown=LEASE_WAIT_SECONDS, max_retries=UNBOUNDED,
                          kwargs={"worker": assigned, "failures": 0})
     queue_deploy_once(store, checked)
     return outcome.model_dump()
