@@ -76,6 +76,7 @@ def env(tmp_path):
                     "BROKER_VISIBILITY_TIMEOUT": "5", "ONE_CHANGE_PER_NAMESPACE": "false"}
 
 
+@pytest.mark.timeout(900)
 def test_a_worker_killed_mid_stage_loses_nothing_and_repeats_nothing(store, env, tmp_path):
     remote, worker_env = env
     app.control.purge()
@@ -140,7 +141,13 @@ def test_a_task_whose_worker_dies_every_time_is_dead_lettered(store, tmp_path):
         store.create(imp, actor="test", reason="test")
         enqueue(imp)
         kills = 0
+
+        def starts() -> int:
+            return sum(int(store.redis.get(k) or 0)
+                       for k in store.redis.scan_iter(match="improvements:deliveries:*"))
+
         for round_ in range(4):
+            before = starts()
             name = f"dl-{round_}-{os.getpid()}@localhost"
             proc = start_worker(queues=PIPELINE_QUEUES, concurrency=1, name=name, env=worker_env,
                                 log=open(tmp_path / f"{round_}.log", "wb"))
@@ -151,9 +158,8 @@ def test_a_task_whose_worker_dies_every_time_is_dead_lettered(store, tmp_path):
                     fields = store.raw_fields(imp.id)
                     if fields.get("dead_lettered") or fields.get("status") == "pending_review":
                         break
-                    if any(True for _ in store.redis.scan_iter(match="improvements:deliveries:*")) \
-                            and llm.for_text("[slow]"):
-                        time.sleep(0.5)  # the evaluation is running: its worker dies now
+                    if starts() > before and llm.for_text("[slow]"):
+                        time.sleep(0.5)  # this delivery's evaluation is running: its worker dies now
                         break
                     time.sleep(0.1)
                 if store.raw_fields(imp.id).get("dead_lettered"):
@@ -165,7 +171,9 @@ def test_a_task_whose_worker_dies_every_time_is_dead_lettered(store, tmp_path):
                     stop_worker(proc)
         fields = store.raw_fields(imp.id)
     print(f"\ndead-lettered after {kills} worker deaths: {fields.get('dead_lettered')}")
-    assert kills == 2
+    # Two deliveries ran and died; a third kill may hit a worker that had not yet taken the
+    # message (redelivery waits for the visibility timeout), which changes nothing.
+    assert kills in (2, 3)
     assert fields["status"] == Status.PENDING_REVIEW.value
     assert "delivered 2 times and its worker died every time" in fields["dead_lettered"]
     record = json.loads(store.redis.lindex("improvements:dead_letter", 0))

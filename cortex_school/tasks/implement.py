@@ -40,19 +40,26 @@ def implement(self: PipelineTask, improvement_id: str, worker: str | None = None
     if assigned not in WORKERS:
         raise InvalidTaskInput(f"unknown worker {assigned!r}")
     # One run per improvement at a time (a re-queue or `celery call` while one is running
-    # waits its turn); the lock expires with the task's hard time limit.
-    lock = store.redis.lock(f"improvement:{checked}:implementing", timeout=LOCK_SECONDS,
-                            blocking=False)
-    if not lock.acquire():
+    # waits its turn). The lock holds the message's task id: a redelivery of the same
+    # message after its worker died takes it over at once; otherwise it expires with the
+    # task's hard time limit.
+    lock_key = f"improvement:{checked}:implementing"
+    token = self.request.id or "direct"
+    if not (store.redis.set(lock_key, token, nx=True, ex=LOCK_SECONDS)
+            or store.redis.get(lock_key) == token):
         raise self.retry(countdown=10, max_retries=UNBOUNDED,
                          kwargs={"worker": assigned, "failures": failures})
     try:
         return _implement(self, store, checked, improvement, assigned, failures)
     finally:
-        try:
-            lock.release()
-        except Exception:  # noqa: BLE001 - expired meanwhile: nothing to release
-            pass
+        _release_if_ours(store, lock_key, token)
+
+
+_RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+
+
+def _release_if_ours(store: Any, key: str, token: str) -> None:
+    store.redis.eval(_RELEASE, 1, key, token)
 
 
 def _implement(self: PipelineTask, store: Any, checked: str, improvement: Any, assigned: str,
