@@ -202,3 +202,23 @@ def test_flower_shows_the_worker_and_tasks_with_improvement_ids(worker, store, t
     finally:
         flower.terminate()
         flower.wait(10)
+
+
+def test_two_changes_for_one_namespace_are_serialised(worker, store, remote):
+    """One change in flight per namespace: the second commits only after the first is
+    verified or rolled back, so each failure maps to exactly one change."""
+    first = submit(store, "Run the first queue API", "Deploy ghcr.io/cortex/queue-a:1.0.0 in "
+                   "cortex-system on port 8101.", "serialise01")
+    second = submit(store, "Run the second queue API", "Deploy ghcr.io/cortex/queue-b:1.0.0 in "
+                    "cortex-system on port 8102.", "serialise02")
+    statuses = wait_until_idle(store, {first.id, second.id}, timeout=120)
+    assert set(statuses.values()) == {"verified"}
+
+    def at(imp_id, status):
+        return next(e.at for e in store.timeline(imp_id) if e.to_status == status)
+
+    earlier, later = sorted([first.id, second.id], key=lambda i: at(i, "committed"))
+    assert at(later, "committed") >= at(earlier, "verified")
+    assert any("one change per namespace" in (e.reason or "") for e in store.timeline(later)) or \
+        store.raw_fields(later).get("leased_namespaces") == "cortex-system"
+    assert store.redis.get("improvements:namespace_lease:cortex-system") in (None, later)
