@@ -33,7 +33,11 @@ task_acks_late = True
 task_reject_on_worker_lost = True
 worker_prefetch_multiplier = 1
 # Redelivery of unacknowledged messages: above the longest hard time limit.
-broker_transport_options = {"visibility_timeout": _settings.broker_visibility_timeout}
+broker_transport_options = {
+    "visibility_timeout": _settings.broker_visibility_timeout,
+    "unacked_restore_interval": _settings.broker_restore_interval,
+    "unacked_restore_throttle": _settings.broker_restore_throttle,
+}
 result_backend_transport_options = {"retry_policy": {"timeout": 5.0}}
 broker_connection_retry_on_startup = True
 

@@ -358,6 +358,15 @@ class Settings(BaseSettings):
         description="Seconds before a message a dead worker held is delivered again; above the "
         "longest task time limit.",
     )
+    broker_restore_interval: int = Field(
+        10, gt=0, validation_alias="BROKER_RESTORE_INTERVAL",
+        description="Seconds between a worker's sweeps for messages whose worker died "
+        "(kombu's unacked_restore_interval).",
+    )
+    broker_restore_throttle: int = Field(
+        10, gt=0, validation_alias="BROKER_RESTORE_THROTTLE",
+        description="Only every Nth sweep scans Redis; the period is interval × throttle.",
+    )
     max_deliveries: int = Field(
         3, ge=1, validation_alias="TASK_MAX_DELIVERIES",
         description="Starts of one task message without finishing (its worker died each time) "
