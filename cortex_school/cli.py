@@ -133,7 +133,8 @@ def status() -> None:
             table.add_column(col)
         for s in stuck[:50]:
             table.add_row(s.improvement_id, s.status.value, f"{int(s.age_seconds)}s",
-                          store.redis.hget(f"improvement:{s.improvement_id}", "stuck_resumes") or "0")
+                          store.redis.hget(f"improvement:{s.improvement_id}",
+                                           f"stuck_resumes:{s.status.value}") or "0")
         console.print(table)
     dead = store.redis.llen("improvements:dead_letter")
     if dead:

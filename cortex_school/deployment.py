@@ -91,8 +91,16 @@ def sync_target_problems(cluster: ClusterTarget, namespaces: list[str], cfg: Dep
 
 
 def _manifests(d: Deployer, fields: dict[str, str]) -> list[dict[str, Any]]:
+    """The improvement's committed manifests, from a clone synced now (each worker process
+    has its own clone; one that missed the merge must not judge an empty change healthy)."""
+    from cortex_school.workers.gitops import GitOpsError
+
     files = json.loads(fields.get("git_files") or "[]")
+    d.repo.sync()
     texts = d.repo.read_files(fields["git_commit"], files)
+    if len(texts) != len(files):
+        raise GitOpsError(f"{len(files) - len(texts)} of the improvement's files are not readable "
+                          f"at {fields['git_commit'][:12]}")
     return [doc for text in texts.values() for doc in yaml.safe_load_all(text) if isinstance(doc, dict)]
 
 
@@ -120,6 +128,9 @@ def run_deploy(store: RedisStore, improvement_id: str, d: Deployer, *, actor: st
     if fields.get("merge_pending") == "true":
         return _step(improvement_id, "deploy", "skipped", fields["status"],
                      f"branch {fields.get('git_branch')} is waiting for a person to merge it")
+    if fields.get("rollback_commit") or fields.get("rollback_requested"):
+        return _step(improvement_id, "deploy", "failed", fields["status"],
+                     fields.get("failure_reason") or fields.get("rollback_requested") or "rollback under way")
     commit = fields["git_commit"]
     namespaces = _namespaces(json.loads(fields.get("git_files") or "[]"))
     apps = [d.app_for(ns) for ns in namespaces]
@@ -152,6 +163,9 @@ def run_deploy(store: RedisStore, improvement_id: str, d: Deployer, *, actor: st
             state.revision == commit or d.repo.is_ancestor(commit, state.revision))
         if not (contains and state.sync_status == "Synced"):
             waiting.append(f"{app}: {state.sync_status} at {str(state.revision)[:12]}")
+        elif state.health == "Progressing":
+            # Synced but still rolling out: health checks now would judge pods mid-start.
+            waiting.append(f"{app}: Synced, health Progressing")
         revision = state.revision
     if waiting:
         if now - requested > timedelta(seconds=d.cfg.sync_timeout_seconds):
@@ -180,9 +194,10 @@ def run_verify(store: RedisStore, improvement_id: str, d: Deployer, *, actor: st
     if fields["status"] != Status.DEPLOYED.value:
         return _step(improvement_id, "verify", "skipped", fields["status"],
                      f"nothing to do: status is {fields['status']}, this stage acts on deployed")
-    if fields.get("rollback_requested"):
+    if fields.get("rollback_requested") or fields.get("rollback_commit"):
         return _step(improvement_id, "verify", "failed", fields["status"],
-                     f"manual rollback requested: {fields['rollback_requested']}")
+                     fields.get("failure_reason")
+                     or f"manual rollback requested: {fields.get('rollback_requested')}")
     deployed_at = _parse(fields.get("deployed_at")) or now
     targets = Targets.from_manifests(_manifests(d, fields), _dependencies(fields))
     baseline = json.loads(fields.get("health_baseline") or "{}")
@@ -266,6 +281,13 @@ def run_rollback(store: RedisStore, improvement_id: str, d: Deployer, *, reason:
         return _step(improvement_id, "rollback", "done" if result.applied else "skipped",
                      Status.FAILED.value, "flagged, not reverted")
 
+    if fields.get("merge_pending") == "true":
+        result = store.transition(improvement_id, Status.FAILED, actor=actor,
+                                  reason=f"{reason} (branch never merged: nothing to revert)"[:2000],
+                                  fields={"failure_reason": reason[:2000], "failed_at": now.isoformat(),
+                                          "rollback_status": "branch not merged; nothing reverted"})
+        return _step(improvement_id, "rollback", "done" if result.applied else "skipped",
+                     Status.FAILED.value, "branch never merged: nothing to revert")
     merge = fields.get("git_commit", "")
     apps = json.loads(fields.get("argocd_apps") or "[]") or [
         d.app_for(ns) for ns in _namespaces(json.loads(fields.get("git_files") or "[]"))]

@@ -180,7 +180,7 @@ def check_logs(cluster: ClusterTarget, t: Targets, since_seconds: int) -> CheckR
     found = []
     for w in t.workloads:
         for pod in cluster.pods(w.namespace, w.selector):
-            text = cluster.logs(w.namespace, pod.name, since_seconds)
+            text = cluster.logs(w.namespace, pod.name, since_seconds, pod.containers)
             for label, pattern in LOG_PATTERNS:
                 hits = len(pattern.findall(text))
                 if hits:

@@ -18,7 +18,7 @@ ALLOWED_TRANSITIONS: dict[Status, frozenset[Status]] = {
     S.VALIDATED: frozenset({S.APPROVED, S.PENDING_REVIEW}),
     S.PENDING_REVIEW: frozenset({S.APPROVED, S.REJECTED, S.ACKNOWLEDGED}),
     # A person may still withdraw an approval before implementation starts.
-    S.APPROVED: frozenset({S.IMPLEMENTING, S.REJECTED}),
+    S.APPROVED: frozenset({S.IMPLEMENTING, S.REJECTED, S.PENDING_REVIEW}),
     S.IMPLEMENTING: frozenset({S.COMMITTED, S.PENDING_REVIEW, S.FAILED}),
     S.COMMITTED: frozenset({S.DEPLOYED, S.FAILED}),
     S.DEPLOYED: frozenset({S.VERIFIED, S.FAILED}),

@@ -65,7 +65,8 @@ def sweep(store: RedisStore, stuck: list[Stuck], *, resume: Callable[[Improvemen
         if improvement is None or improvement.status is not s.status:
             continue  # it moved meanwhile
         key = improvement_key(s.improvement_id)
-        resumes = store.redis.hincrby(key, "stuck_resumes", 1)
+        # Counted per stage: resumes that helped earlier in its life do not count here.
+        resumes = store.redis.hincrby(key, f"stuck_resumes:{s.status.value}", 1)
         reason = f"stuck in {s.status.value} for {int(s.age_seconds)}s"
         store.redis.hset(key, mapping={"stuck_reason": reason, "last_swept_at": str(now.timestamp())})
         store.count("stuck_found")

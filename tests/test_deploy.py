@@ -276,3 +276,18 @@ def test_the_real_cluster_answers_for_argocd_and_pods():
     app = cluster.application(os.environ.get("CORTEX_TEST_APP", "cortex-system-apps"))
     assert app is not None and app.sync_status in ("Synced", "OutOfSync", "Unknown")
     assert isinstance(cluster.pods("kube-system", {}), list)
+
+
+def test_synced_but_still_progressing_is_waited_for_not_judged(store, world, kube):
+    _, _, deployer = world
+    imp, result = committed_exporter(store, world, video="deployvid07")
+    for app in ("cortex-system-apps", "monitoring-apps"):
+        kube.sync_to(app, result.merge_commit)
+    kube.apps["cortex-system-apps"].health = "Progressing"
+    t0 = utcnow()
+    run_deploy(store, imp.id, deployer, actor="t@h", now=t0)
+    step = run_deploy(store, imp.id, deployer, actor="t@h", now=t0 + timedelta(seconds=10))
+    assert step.outcome == "waiting" and "Progressing" in step.detail
+    kube.apps["cortex-system-apps"].health = "Healthy"
+    assert run_deploy(store, imp.id, deployer, actor="t@h",
+                      now=t0 + timedelta(seconds=20)).outcome == "done"

@@ -282,5 +282,5 @@ def test_the_sweep_task_resumes_an_improvement_whose_messages_were_lost(store, t
     finally:
         stop_worker(proc)
     assert statuses[imp.id] == Status.PENDING_REVIEW.value  # moved on: relevance 0.5 → review
-    assert store.raw_fields(imp.id)["stuck_resumes"] == "1"
+    assert store.raw_fields(imp.id)["stuck_resumes:raw"] == "1"
     assert any(e.actor == "stuck-sweeper" for e in store.timeline(imp.id))

@@ -34,6 +34,7 @@ class PodState:
     terminated_reason: str | None = None  # last termination, e.g. OOMKilled
     restarts: int = 0
     labels: dict[str, str] = field(default_factory=dict)
+    containers: tuple[str, ...] = ()
 
 
 class ClusterError(Exception):
@@ -49,7 +50,8 @@ class ClusterTarget(Protocol):
 
     def pods(self, namespace: str, selector: dict[str, str]) -> list[PodState]: ...
 
-    def logs(self, namespace: str, pod: str, since_seconds: int) -> str: ...
+    def logs(self, namespace: str, pod: str, since_seconds: int,
+             containers: tuple[str, ...] = ()) -> str: ...
 
     def workload(self, kind: str, namespace: str, name: str) -> tuple[int, int] | None:
         """(desired, ready) replicas; None when it does not exist."""

@@ -88,13 +88,28 @@ class KubernetesCluster:
                 waiting_reason=waiting, terminated_reason=terminated,
                 restarts=sum(s.restart_count or 0 for s in statuses),
                 labels=dict(pod.metadata.labels or {}),
+                containers=tuple(s.name for s in statuses),
             ))
         return out
 
-    def logs(self, namespace: str, pod: str, since_seconds: int) -> str:
-        text = self._call(self.core.read_namespaced_pod_log, pod, namespace,
-                          since_seconds=since_seconds, tail_lines=2000)
-        return text or ""
+    def logs(self, namespace: str, pod: str, since_seconds: int,
+             containers: tuple[str, ...] = ()) -> str:
+        """Every container's recent log (the API wants one container at a time when a pod
+        has several); raw text, so JSON log lines stay JSON."""
+        texts = []
+        for container in containers or (None,):
+            try:
+                response = self.core.read_namespaced_pod_log(
+                    pod, namespace, container=container, since_seconds=since_seconds,
+                    tail_lines=2000, _preload_content=False)
+                texts.append(response.data.decode("utf-8", "replace"))
+            except self._api_exception as exc:
+                if exc.status in (400, 404):  # not started yet, or gone: no log to read
+                    continue
+                raise ClusterError(f"Kubernetes API {exc.status}: {exc.reason}") from None
+            except Exception as exc:  # noqa: BLE001 - connection trouble
+                raise ClusterError(f"Kubernetes API unreachable: {type(exc).__name__}") from None
+        return "\n".join(texts)
 
     def workload(self, kind: str, namespace: str, name: str) -> tuple[int, int] | None:
         read = {"Deployment": self.apps.read_namespaced_deployment,

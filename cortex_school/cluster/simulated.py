@@ -154,7 +154,8 @@ class SimulatedCluster:
         return [p for w in self._workloads(namespace) for p in self._pods_of(w)
                 if all(p.labels.get(k) == v for k, v in selector.items())]
 
-    def logs(self, namespace: str, pod: str, since_seconds: int) -> str:
+    def logs(self, namespace: str, pod: str, since_seconds: int,
+             containers: tuple[str, ...] = ()) -> str:
         for w in self._workloads(namespace):
             if pod.startswith(w["metadata"]["name"]):
                 fault = self._fault_of(w)

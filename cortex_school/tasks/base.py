@@ -103,8 +103,25 @@ class PipelineTask(Task):  # type: ignore[misc]
         store.redis.hset(f"improvement:{improvement_id}", "last_error", reason)
         from cortex_school.leases import release
 
-        release(store, improvement_id)
-        store.transition(
+        status = store.redis.hget(f"improvement:{improvement_id}", "status")
+        if status in (Status.COMMITTED.value, Status.DEPLOYED.value, Status.VERIFIED.value):
+            # Something is (or may be) in the cluster: a person cannot take it over from
+            # here, so take it back out; if the rollback itself is what failed, say so loudly.
+            if self.name.endswith(".rollback"):
+                store.redis.lpush("improvements:alerts", json.dumps({
+                    "improvement_id": improvement_id, "level": "critical",
+                    "text": f"rollback failed: {reason}", "at": utcnow().isoformat()}))
+                store.transition(improvement_id, Status.FAILED, actor=self.actor(), reason=reason,
+                                 fields={"failure_reason": reason, "rollback_status": f"failed: {reason}"[:500]})
+            else:
+                from cortex_school.celery import app as celery_app
+
+                celery_app.send_task("cortex_school.tasks.deploy.rollback", args=(improvement_id,),
+                                     kwargs={"reason": reason})
+            return
+        result = store.transition(
             improvement_id, Status.PENDING_REVIEW, actor=self.actor(), reason=reason,
             fields={"review_reason": reason},
         )
+        if result.applied:
+            release(store, improvement_id)

@@ -17,7 +17,12 @@ def resume(improvement: Improvement) -> None:
     from cortex_school.pipeline import enqueue, implement_signature
 
     status = improvement.status
-    if status in (Status.APPROVED, Status.IMPLEMENTING):
+    fields = get_store().raw_fields(improvement.id)
+    if status in (Status.COMMITTED, Status.DEPLOYED, Status.VERIFIED) and (
+            fields.get("rollback_commit") or fields.get("rollback_requested")):
+        app.send_task("cortex_school.tasks.deploy.rollback", args=(improvement.id,),
+                      kwargs={"reason": fields.get("failure_reason") or "rollback under way"})
+    elif status in (Status.APPROVED, Status.IMPLEMENTING):
         implement_signature(improvement).apply_async()
     elif status is Status.COMMITTED:
         app.send_task("cortex_school.tasks.deploy.deploy", args=(improvement.id,))

@@ -203,6 +203,8 @@ def run_implement(store: RedisStore, improvement_id: str, *, implementer: Implem
     if implementer.lease is not None and implementer.repo.mode == "merge":
         holder = implementer.lease(loaded.id, plan.namespaces)
         if holder is not None:
+            # Waiting its turn is progress, not a stall: the stuck sweep leaves it alone.
+            store.redis.hset(key, "last_swept_at", str(utcnow().timestamp()))
             return StageOutcome(
                 improvement_id=loaded.id, stage=STAGE, outcome="waiting", status=loaded.status.value,
                 detail=f"waiting: {holder} is in flight in {', '.join(plan.namespaces)} "
