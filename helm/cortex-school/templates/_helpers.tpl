@@ -47,6 +47,8 @@ capabilities:
   value: {{ .Values.redis.db | quote }}
 - name: ALLOWED_NAMESPACES
   value: {{ join "," .Values.allowedNamespaces | quote }}
+- name: ARGOCD_NAMESPACE
+  value: {{ .Values.argocdNamespace | quote }}
 - name: CORTEX_DATA_DIR
   value: /data
 - name: HOME
