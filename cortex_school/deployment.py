@@ -113,24 +113,39 @@ def _step(iid: str, stage: str, outcome: str, status: str | None, detail: str) -
     return Step(improvement_id=iid, stage=stage, outcome=outcome, status=status, detail=detail)  # type: ignore[arg-type]
 
 
+def _fields_at(store: RedisStore, improvement_id: str, stage: str,
+               expected: Status) -> dict[str, str] | Step:
+    """The improvement's fields if it is at ``expected``; otherwise the step that says why not."""
+    fields = store.raw_fields(improvement_id)
+    if not fields:
+        return _step(improvement_id, stage, "missing", None, "no such improvement")
+    if fields["status"] != expected.value:
+        return _step(improvement_id, stage, "skipped", fields["status"],
+                     f"nothing to do: status is {fields['status']}, this stage acts on {expected.value}")
+    return fields
+
+
+def rollback_under_way(fields: dict[str, str]) -> str | None:
+    """Why the improvement is being rolled back (revert made or a person asked), else None."""
+    if not (fields.get("rollback_commit") or fields.get("rollback_requested")):
+        return None
+    return fields.get("failure_reason") or fields.get("rollback_requested") or "rollback under way"
+
+
 # -- deploy ------------------------------------------------------------------------------
 
 def run_deploy(store: RedisStore, improvement_id: str, d: Deployer, *, actor: str,
                now: datetime | None = None) -> Step:
     now = now or utcnow()
     key = improvement_key(improvement_id)
-    fields = store.raw_fields(improvement_id)
-    if not fields:
-        return _step(improvement_id, "deploy", "missing", None, "no such improvement")
-    if fields["status"] != Status.COMMITTED.value:
-        return _step(improvement_id, "deploy", "skipped", fields["status"],
-                     f"nothing to do: status is {fields['status']}, this stage acts on committed")
+    fields = _fields_at(store, improvement_id, "deploy", Status.COMMITTED)
+    if isinstance(fields, Step):
+        return fields
     if fields.get("merge_pending") == "true":
         return _step(improvement_id, "deploy", "skipped", fields["status"],
                      f"branch {fields.get('git_branch')} is waiting for a person to merge it")
-    if fields.get("rollback_commit") or fields.get("rollback_requested"):
-        return _step(improvement_id, "deploy", "failed", fields["status"],
-                     fields.get("failure_reason") or fields.get("rollback_requested") or "rollback under way")
+    if reason := rollback_under_way(fields):
+        return _step(improvement_id, "deploy", "failed", fields["status"], reason)
     commit = fields["git_commit"]
     namespaces = _namespaces(json.loads(fields.get("git_files") or "[]"))
     apps = [d.app_for(ns) for ns in namespaces]
@@ -188,16 +203,11 @@ def run_deploy(store: RedisStore, improvement_id: str, d: Deployer, *, actor: st
 def run_verify(store: RedisStore, improvement_id: str, d: Deployer, *, actor: str,
                now: datetime | None = None) -> Step:
     now = now or utcnow()
-    fields = store.raw_fields(improvement_id)
-    if not fields:
-        return _step(improvement_id, "verify", "missing", None, "no such improvement")
-    if fields["status"] != Status.DEPLOYED.value:
-        return _step(improvement_id, "verify", "skipped", fields["status"],
-                     f"nothing to do: status is {fields['status']}, this stage acts on deployed")
-    if fields.get("rollback_requested") or fields.get("rollback_commit"):
-        return _step(improvement_id, "verify", "failed", fields["status"],
-                     fields.get("failure_reason")
-                     or f"manual rollback requested: {fields.get('rollback_requested')}")
+    fields = _fields_at(store, improvement_id, "verify", Status.DEPLOYED)
+    if isinstance(fields, Step):
+        return fields
+    if reason := rollback_under_way(fields):
+        return _step(improvement_id, "verify", "failed", fields["status"], reason)
     deployed_at = _parse(fields.get("deployed_at")) or now
     targets = Targets.from_manifests(_manifests(d, fields), _dependencies(fields))
     baseline = json.loads(fields.get("health_baseline") or "{}")

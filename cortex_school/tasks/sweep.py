@@ -16,12 +16,13 @@ def resume(improvement: Improvement) -> None:
     """Re-enqueue the stage that moves ``improvement`` on from where it sits."""
     from cortex_school.pipeline import enqueue, implement_signature
 
+    from cortex_school.deployment import rollback_under_way
+
     status = improvement.status
-    fields = get_store().raw_fields(improvement.id)
-    if status in (Status.COMMITTED, Status.DEPLOYED, Status.VERIFIED) and (
-            fields.get("rollback_commit") or fields.get("rollback_requested")):
+    rolling_back = rollback_under_way(get_store().raw_fields(improvement.id))
+    if status in (Status.COMMITTED, Status.DEPLOYED, Status.VERIFIED) and rolling_back:
         app.send_task("cortex_school.tasks.deploy.rollback", args=(improvement.id,),
-                      kwargs={"reason": fields.get("failure_reason") or "rollback under way"})
+                      kwargs={"reason": rolling_back})
     elif status in (Status.APPROVED, Status.IMPLEMENTING):
         implement_signature(improvement).apply_async()
     elif status is Status.COMMITTED:
