@@ -84,23 +84,45 @@ def ingest(
     paths: list[str] = typer.Argument(..., help="Files, directories of *.json, or - for stdin."),
     no_enqueue: bool = typer.Option(False, help="Store only; do not start the pipeline."),
 ) -> None:
-    """Validate and store proposals, then start their pipeline."""
+    """Validate and store proposals, then start their pipeline.
+
+    Exit status 1 when a document could not be parsed at all (too large, not UTF-8, too
+    deeply nested, malformed) or its ingestion failed; every other source is still ingested.
+    """
     settings = get_settings()
     store = _store()
     enqueue = (lambda _imp: None) if no_enqueue else _enqueue
     totals = [0, 0]
-    for source, raw, problem in iter_sources(paths):
+    refused: list[str] = []  # sources refused as a whole
+    for source, raw, problem in iter_sources(paths, max_bytes=settings.ingest.max_file_bytes):
         if raw is None:
             rejection = Rejection(source=source, location="path", reason=problem or "unreadable")
             store.record_rejection(rejection)
             console.print(f"[bold]{escape(source)}[/]: [red]✗ {escape(rejection.reason)}[/]")
             totals[1] += 1
             continue
-        report = ingest_document(store, raw, source, caps=settings.ingest, enqueue=enqueue)
+        try:
+            report = ingest_document(store, raw, source, caps=settings.ingest, enqueue=enqueue)
+        except redis.ConnectionError as exc:
+            err.print(f"[red]{escape(source)}: Redis is not reachable: {escape(str(exc))}[/]")
+            raise typer.Exit(2) from None
+        except Exception as exc:  # a bug must not stop the other files
+            reason = f"ingestion failed: {type(exc).__name__}: {str(exc)[:300]}"
+            store.record_rejection(Rejection(source=source, location="document", reason=reason))
+            console.print(f"[bold]{escape(source)}[/]: [red]✗ {escape(reason)}[/]")
+            totals[1] += 1
+            refused.append(source)
+            continue
         print_report(report)
         totals[0] += report.accepted
         totals[1] += len(report.rejections)
+        if report.unreadable is not None:
+            refused.append(source)
     console.print(f"[bold]{totals[0]} proposal(s) accepted, {totals[1]} rejection(s) recorded[/]")
+    if refused:
+        err.print(f"[red]{len(refused)} document(s) refused as a whole: "
+                  f"{escape(', '.join(refused[:20]))}[/]")
+        raise typer.Exit(1)
 
 
 def funnel_table(store: RedisStore) -> Table:
@@ -139,6 +161,12 @@ def status() -> None:
     dead = store.redis.llen("improvements:dead_letter")
     if dead:
         console.print(f"[red]{dead} dead-lettered task(s) in improvements:dead_letter[/]")
+    from cortex_school.bridge import dead_letter_list
+
+    bridge_dead = dead_letter_list(settings.ingest.bridge_list)
+    dead = store.redis.llen(bridge_dead)
+    if dead:
+        console.print(f"[red]{dead} dead-lettered document(s) in {escape(bridge_dead)}[/]")
 
 
 @app.command()
@@ -345,33 +373,54 @@ def deploy(improvement_id: str) -> None:
 
 @policy_app.command("check")
 def policy_check(
-    directory: str,
+    paths: list[str] = typer.Argument(..., help="Manifest files or directories (.yaml, .yml, .json)."),
+    audit: bool = typer.Option(False, "--audit", help="The lenient report for an existing "
+                               "repository: Pod Security (restricted), RBAC, exposure, secrets; "
+                               "without the rules only generated changes must meet."),
+    output: str = typer.Option("table", "--format", help="table or json."),
+    repo: str = typer.Option(None, help="A GitOps checkout: objects, Secrets and recorded "
+                             "series that already exist there (ownership, shadowing)."),
     kubernetes_version: str = typer.Option(None, help="Default: KUBERNETES_VERSION."),
 ) -> None:
-    """Run the schema and policy checks over a directory of manifests and report."""
-    import yaml
+    """Check manifests with exactly the gate a generated change must pass (all files together
+    are one change). Exit 0 only when clean, 1 on any finding, 2 on unreadable input."""
+    import json as json_module
 
-    from cortex_school.workers.policy import check_all
+    from cortex_school.workers.manifest_files import read_manifests, repo_context
+    from cortex_school.workers.policy import GateContext, Violation, check_change, health_series
     from cortex_school.workers.schema_check import SchemaChecker
 
+    if output not in ("table", "json"):
+        err.print("[red]--format is table or json[/]")
+        raise typer.Exit(2)
     settings = get_settings()
-    root = _existing_dir(directory)
+    missing = [p for p in paths if not Path(p).exists()]
+    found = read_manifests([Path(p) for p in paths if Path(p).exists()])
+    unreadable = [*((p, "no such file or directory") for p in missing), *found.unreadable]
+    gate = GateContext.default(settings.policy, audit=audit, health_series=health_series(
+        (settings.deploy.error_rate_query, settings.deploy.latency_query)))
+    if repo:
+        gate = repo_context(Path(repo), gate)
     checker = SchemaChecker(kubernetes_version or settings.policy.kubernetes_version)
-    manifests, unreadable = [], 0
-    for path in sorted(p for p in root.rglob("*") if p.suffix in (".yaml", ".yml")):
-        try:
-            manifests += [d for d in yaml.safe_load_all(path.read_text()) if isinstance(d, dict)]
-        except yaml.YAMLError as exc:
-            unreadable += 1
-            err.print(f"[red]{escape(str(path))}: not valid YAML: {escape(str(exc)[:200])}[/]")
-    findings = checker.check_all(manifests) + check_all(manifests, settings.policy, generated=False)
-    table = Table(title=f"{len(findings)} finding(s) in {len(manifests)} object(s) under {directory}")
-    for column in ("object", "rule", "detail"):
-        table.add_column(column)
-    for v in findings:
-        table.add_row(escape(v.object), v.rule, escape(v.detail))
-    console.print(table)
-    raise typer.Exit(1 if findings or unreadable else 0)
+    findings = [Violation(rule="malformed", object=src, detail=what) for src, what in found.not_objects]
+    findings += checker.check_all(found.objects) + check_change(found.objects, gate)
+    if output == "json":
+        typer.echo(json_module.dumps({
+            "mode": "audit" if audit else "gate", "objects": len(found.objects),
+            "findings": [v.model_dump() for v in findings],
+            "unreadable": [{"file": f, "reason": r} for f, r in unreadable],
+        }, ensure_ascii=False, indent=1))
+    else:
+        for f, r in unreadable:
+            err.print(f"[red]{escape(f)}: {escape(r)}[/]")
+        table = Table(title=f"{len(findings)} finding(s) in {len(found.objects)} object(s) "
+                      f"({'audit' if audit else 'gate'})")
+        for column in ("object", "path", "rule", "action", "detail"):
+            table.add_column(column)
+        for v in findings:
+            table.add_row(escape(v.object), escape(v.path), v.rule, v.action, escape(v.detail))
+        console.print(table)
+    raise typer.Exit(2 if unreadable else 1 if findings else 0)
 
 
 @review_app.command("approve")
@@ -517,11 +566,22 @@ def bridge(
     once: bool = typer.Option(False, help="Stop when the list is empty."),
     block_seconds: float = typer.Option(5.0, help="BLMOVE timeout per poll."),
 ) -> None:
-    """Consume the video service's Redis list (youtube:improvements) reliably."""
-    from cortex_school.bridge import run_bridge
+    """Consume the video service's Redis list (youtube:improvements) reliably.
+
+    A document that cannot be stored goes to <list>:dead_letter with the reason; exit
+    status 1 when any did.
+    """
+    from cortex_school.bridge import dead_letter_list, run_bridge
 
     settings = get_settings()
     store = _store()
+    dead: list[dict] = []
+
+    def on_dead_letter(record: dict) -> None:
+        dead.append(record)
+        console.print(f"[red]✗ dead-lettered ({record['length']} characters, "
+                      f"{escape(record['error'])}): {escape(record['reason'])}[/]", soft_wrap=True)
+
     handled = run_bridge(
         store.redis,
         source_list=settings.ingest.bridge_list,
@@ -530,8 +590,13 @@ def bridge(
         block_seconds=block_seconds,
         once=once,
         on_report=print_report,
+        on_dead_letter=on_dead_letter,
     )
     console.print(f"{handled} document(s) handled")
+    if dead:
+        err.print(f"[red]{len(dead)} document(s) moved to "
+                  f"{escape(dead_letter_list(settings.ingest.bridge_list))}[/]")
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -5,6 +5,11 @@ header is checked first (a bad header rejects every proposal in it, each with th
 reason); then each proposal on its own, so valid proposals in a file with a bad
 one still go through. Every refusal becomes a :class:`Rejection` naming the
 source and the field.
+
+No document can make ingestion raise: its size (MAX_FILE_BYTES) is checked before
+it is decoded, its nesting depth (MAX_JSON_DEPTH) in one linear scan before it is
+parsed, and any parser error (including RecursionError and MemoryError) is a
+rejection of the whole document, noted in :attr:`ParseResult.unreadable`.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import json
 import re
 import sys
 from dataclasses import dataclass, field
+from itertools import accumulate
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -34,12 +40,26 @@ LIST_KINDS: tuple[str, ...] = ("passive", "active")
 # C0/C1 controls (but tab, newline, carriage return) and bidi overrides that can
 # disguise text in terminals and reviews.
 _HOSTILE_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+# A JSON string, or the rest of the text after an unterminated quote: one left-to-right
+# pass, never re-scanned (an unterminated quote swallows the rest instead of backtracking).
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"?', re.DOTALL)
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+_DEPTH_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """Why a document was refused before anything in it was looked at."""
+
+    kind: str  # too_large, not_utf8, too_deep, malformed_json, or the parser's exception type
+    reason: str
 
 
 @dataclass
 class ParseResult:
     improvements: list[Improvement] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
+    unreadable: Unreadable | None = None
 
 
 @dataclass
@@ -49,6 +69,7 @@ class IngestReport:
     existing: list[str] = field(default_factory=list)
     resumed: list[str] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
+    unreadable: Unreadable | None = None
 
     @property
     def accepted(self) -> int:
@@ -89,6 +110,52 @@ def _text_problems(prefix: str, values: dict[str, Any], caps: dict[str, int]) ->
     return problems
 
 
+def max_json_depth(text: str) -> int:
+    """How deep arrays and objects nest in ``text``, in linear time and without parsing.
+
+    Brackets inside strings do not count. Meant for valid JSON; for malformed text the
+    answer is only an estimate (the parser refuses such text anyway).
+    """
+    brackets = _NOT_BRACKET.sub("", _JSON_STRING.sub("", text))
+    return max(accumulate(map(_DEPTH_STEP.__getitem__, brackets)), default=0)
+
+
+def _byte_size_over(raw: bytes | str, cap: int) -> bool:
+    if len(raw) > cap:  # a str has at least as many UTF-8 bytes as characters
+        return True
+    return isinstance(raw, str) and len(raw.encode("utf-8", "surrogatepass")) > cap
+
+
+def _load_json(raw: bytes | str, caps: IngestSettings) -> tuple[Any, Unreadable | None]:
+    """The parsed document, or why it cannot be parsed; never raises."""
+    if _byte_size_over(raw, caps.max_file_bytes):
+        cap = caps.max_file_bytes
+        return None, Unreadable("too_large", f"document is over {cap} bytes; the cap is {cap}")
+    try:
+        text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+    except UnicodeDecodeError as exc:
+        return None, Unreadable("not_utf8", f"not UTF-8: {exc.reason} at byte {exc.start}")
+    try:
+        depth = max_json_depth(text)
+    except MemoryError:
+        return None, Unreadable("MemoryError", "out of memory while scanning the document")
+    if depth > caps.max_json_depth:
+        return None, Unreadable(
+            "too_deep",
+            f"arrays/objects nest {depth} levels deep; the cap is {caps.max_json_depth}",
+        )
+    try:
+        return json.loads(text, parse_constant=_refuse_constant), None
+    except RecursionError:
+        return None, Unreadable("RecursionError", "nested too deeply for the JSON parser")
+    except ValueError as exc:  # JSONDecodeError, refused NaN/Infinity, ...
+        return None, Unreadable("malformed_json", f"malformed JSON: {exc}")
+    except Exception as exc:  # MemoryError and whatever else a parser may raise
+        return None, Unreadable(
+            type(exc).__name__, f"the JSON parser failed: {type(exc).__name__}: {str(exc)[:300]}"
+        )
+
+
 def parse_document(raw: bytes | str, source: str, caps: IngestSettings) -> ParseResult:
     """Validate one ingestion document; never raises for bad input."""
     result = ParseResult()
@@ -98,17 +165,12 @@ def parse_document(raw: bytes | str, source: str, caps: IngestSettings) -> Parse
             Rejection(source=source, location=location, reason=reason, excerpt=_excerpt(excerpt))
         )
 
-    if len(raw) > caps.max_file_bytes:
-        reject("document", f"document is {len(raw)} bytes; the cap is {caps.max_file_bytes}")
-        return result
-    try:
-        text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
-        doc = json.loads(text, parse_constant=_refuse_constant)
-    except UnicodeDecodeError as exc:
-        reject("document", f"not UTF-8: {exc.reason} at byte {exc.start}")
-        return result
-    except (json.JSONDecodeError, ValueError) as exc:
-        reject("document", f"malformed JSON: {exc}")
+    doc, unreadable = _load_json(raw, caps)
+    if unreadable is not None:
+        head = raw[:200]
+        reject("document", unreadable.reason,
+               head.decode("utf-8", "replace") if isinstance(head, bytes) else head)
+        result.unreadable = unreadable
         return result
     if not isinstance(doc, dict):
         reject("document", f"expected a JSON object (one video), got {type(doc).__name__}", doc)
@@ -227,7 +289,7 @@ def ingest_document(
     every stage is idempotent and recovers work whose messages were lost.
     """
     parsed = parse_document(raw, source, caps)
-    report = IngestReport(source=source, rejections=parsed.rejections)
+    report = IngestReport(source=source, rejections=parsed.rejections, unreadable=parsed.unreadable)
     for rejection in parsed.rejections:
         store.record_rejection(rejection)
     for improvement in parsed.improvements:
@@ -243,20 +305,43 @@ def ingest_document(
     return report
 
 
-def iter_sources(paths: Iterable[str]) -> Iterable[tuple[str, bytes | None, str | None]]:
-    """(source name, bytes or None, error) for files, directories (*.json) and '-' (stdin)."""
+def _read(stream: Any, max_bytes: int | None) -> bytes:
+    """All of ``stream``, or its first ``max_bytes + 1`` bytes: enough to know it is over the cap."""
+    return stream.read() if max_bytes is None else stream.read(max_bytes + 1)
+
+
+def iter_sources(
+    paths: Iterable[str], max_bytes: int | None = None
+) -> Iterable[tuple[str, bytes | None, str | None]]:
+    """(source name, bytes or None, error) for files, directories (*.json) and '-' (stdin).
+
+    With ``max_bytes`` no source is read past ``max_bytes + 1`` bytes, so a huge file or
+    stream costs no memory before :func:`parse_document` refuses it as over the cap. A
+    file that cannot be read is an error of its own; the other sources still follow.
+    """
     for raw_path in paths:
         if raw_path == "-":
-            yield "<stdin>", sys.stdin.buffer.read(), None
+            yield "<stdin>", _read(sys.stdin.buffer, max_bytes), None
             continue
         path = Path(raw_path)
-        if path.is_dir():
-            files = sorted(p for p in path.iterdir() if p.suffix == ".json" and p.is_file())
-            if not files:
-                yield str(path), None, "directory holds no *.json files"
-            for file in files:
-                yield str(file), file.read_bytes(), None
-        elif path.is_file():
-            yield str(path), path.read_bytes(), None
-        else:
-            yield str(path), None, "no such file or directory"
+        try:
+            if path.is_dir():
+                files = sorted(p for p in path.iterdir() if p.suffix == ".json" and p.is_file())
+            elif path.is_file():
+                files = [path]
+            else:
+                yield str(path), None, "no such file or directory"
+                continue
+        except OSError as exc:
+            yield str(path), None, f"unreadable: {exc.strerror or exc}"
+            continue
+        if not files:
+            yield str(path), None, "directory holds no *.json files"
+        for file in files:
+            try:
+                with file.open("rb") as stream:
+                    data = _read(stream, max_bytes)
+            except OSError as exc:
+                yield str(file), None, f"unreadable: {exc.strerror or exc}"
+                continue
+            yield str(file), data, None

@@ -177,10 +177,16 @@ def get_implementer(expert: str) -> "Implementer":
 
     store = get_store()
     lease = (lambda iid, nss: acquire(store, iid, nss)) if settings.one_change_per_namespace else None
+    try:
+        live = get_cluster()
+    except ClusterError:
+        live = None
     return Implementer(planner=get_planner(expert), repo=get_gitops_repo(),
                        schemas=get_schema_checker(), policy=settings.policy,
                        co_author=settings.gitops.commit_author, sync_check=sync_check,
-                       lease=lease)
+                       lease=lease, cluster=live,
+                       health_queries=(settings.deploy.error_rate_query,
+                                       settings.deploy.latency_query))
 
 
 @lru_cache(maxsize=1)

@@ -3,6 +3,13 @@
 Every value comes from the environment names the design uses (``REDIS_HOST``,
 ``AUTO_APPROVE_THRESHOLD``, ...), grouped by concern. Task bodies never read
 ``os.environ``; they call :func:`get_settings`.
+
+Only those names are read: each field's ``validation_alias`` is its one environment
+variable. A field's Python name (``host``, ``port``, ``db``, ``mode``, ``token``...)
+is never looked up in the environment, and a field without an alias (the groups
+``redis``, ``policy``, ...) is not read from it at all, so generic variables such as
+HOST, PORT, DB or MODE configure nothing. Python code may still construct settings by
+field name (``RedisSettings(host=...)``, ``PolicySettings(allowed_namespaces=[...])``).
 """
 
 from __future__ import annotations
@@ -13,7 +20,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 EXPERTS: tuple[str, ...] = (
     "architecture",
@@ -34,10 +48,50 @@ DEFAULT_EXPERT_MODELS: dict[str, str] = {
     "monitoring": "claude-haiku-4",
 }
 
+# populate_by_name lets Python code pass field names (RedisSettings(host=...)). In
+# pydantic-settings it also makes every source accept the field name as an input key,
+# and the environment source then looks each field up under its bare name too (after
+# the alias; case-insensitively): HOST, PORT, DB, MODE... So the environment is read by
+# _AliasOnlyEnvSource below instead, which knows only the aliases.
 _ENV = SettingsConfigDict(extra="ignore", populate_by_name=True)
 
 
-class RedisSettings(BaseSettings):
+class _AliasOnlyEnvSource(EnvSettingsSource):
+    """The environment, read only under each field's ``validation_alias``.
+
+    A field without a string alias is never read from the environment (the nested
+    groups of :class:`Settings`: a variable named REDIS or POLICY is not theirs).
+    """
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        alias = field.validation_alias
+        if not isinstance(alias, str):
+            return None, field_name, False
+        value = self.env_vars.get(alias if self.case_sensitive else alias.lower())
+        return value, alias, False
+
+
+class _Settings(BaseSettings):
+    """Base of every settings group: values from init arguments, then the aliased environment.
+
+    No .env file and no secrets directory: nothing else is read.
+    """
+
+    model_config = _ENV
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, _AliasOnlyEnvSource(settings_cls)
+
+
+class RedisSettings(_Settings):
     """Where state, broker and results live (one Redis, one database number)."""
 
     model_config = _ENV
@@ -58,7 +112,7 @@ class RedisSettings(BaseSettings):
         return f"redis://{auth}{self.host}:{self.port}/{self.db}"
 
 
-class ApprovalSettings(BaseSettings):
+class ApprovalSettings(_Settings):
     """The auto-approval gate's thresholds (relevance is 0..1)."""
 
     model_config = _ENV
@@ -80,7 +134,7 @@ class ApprovalSettings(BaseSettings):
     )
 
 
-class ExpertSettings(BaseSettings):
+class ExpertSettings(_Settings):
     """Which model each expert uses, and where an LLM lives (none: offline expert)."""
 
     model_config = _ENV
@@ -172,7 +226,7 @@ class ExpertSettings(BaseSettings):
         return {**DEFAULT_EXPERT_MODELS, **parsed}
 
 
-class ServiceSettings(BaseSettings):
+class ServiceSettings(_Settings):
     """Endpoints of the platform around the pipeline (used by later stages)."""
 
     model_config = _ENV
@@ -188,7 +242,7 @@ class ServiceSettings(BaseSettings):
     )
 
 
-class GitOpsSettings(BaseSettings):
+class GitOpsSettings(_Settings):
     """The GitOps repository implementation workers commit to, and how."""
 
     model_config = _ENV
@@ -240,7 +294,13 @@ class GitOpsSettings(BaseSettings):
         return self.token or self.github_token
 
 
-class PolicySettings(BaseSettings):
+# The common public registries; ALLOWED_REGISTRIES overrides the list.
+DEFAULT_REGISTRIES: tuple[str, ...] = (
+    "docker.io", "ghcr.io", "quay.io", "registry.k8s.io", "gcr.io", "public.ecr.aws",
+)
+
+
+class PolicySettings(_Settings):
     """What generated manifests may contain (checked before anything is committed)."""
 
     model_config = _ENV
@@ -249,9 +309,46 @@ class PolicySettings(BaseSettings):
         description="Comma-separated namespaces manifests may target.",
     )
     allowed_registries: Annotated[list[str], NoDecode] = Field(
-        default_factory=list, validation_alias="ALLOWED_REGISTRIES",
-        description="Comma-separated image registries (docker.io, quay.io, ghcr.io/org); "
-        "empty: any registry.",
+        default_factory=lambda: list(DEFAULT_REGISTRIES), validation_alias="ALLOWED_REGISTRIES",
+        description="Comma-separated image registries (docker.io, quay.io, ghcr.io/org) "
+        "generated pods may pull from; an image from any other registry is refused.",
+    )
+    system_namespace: str = Field(
+        "cortex-system", validation_alias="SYSTEM_NAMESPACE",
+        description="Namespace Cortex School itself runs in (its objects are off limits).",
+    )
+    system_name: str = Field(
+        "cortex-school", validation_alias="SYSTEM_NAME",
+        description="Name (and name prefix) of the system's own objects, and the value of "
+        "their app.kubernetes.io/name label (the chart's cortex.name).",
+    )
+    system_secrets: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["cortex-git", "cortex-anthropic", "cortex-slack-webhook",
+                                 "cortex-redis"],
+        validation_alias="SYSTEM_SECRETS",
+        description="Comma-separated names of the system's own Secrets (the chart's "
+        "secrets.*.name): never referenced, shadowed or fetched by a generated change.",
+    )
+    allowed_ingress_classes: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["traefik"], validation_alias="ALLOWED_INGRESS_CLASSES",
+        description="Comma-separated IngressClass names generated Ingresses may use.",
+    )
+    allowed_host_suffixes: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: [".cortex.local"], validation_alias="ALLOWED_HOST_SUFFIXES",
+        description="Comma-separated DNS suffixes generated Ingress hosts and Certificate "
+        "names must end with.",
+    )
+    allowed_cert_issuers: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["cortex-ca"], validation_alias="ALLOWED_CERT_ISSUERS",
+        description="Comma-separated cert-manager (Cluster)Issuers generated Certificates may use.",
+    )
+    max_objects: int = Field(
+        40, gt=0, le=500, validation_alias="MAX_GENERATED_OBJECTS",
+        description="Most objects one change may generate.",
+    )
+    max_field_bytes: int = Field(
+        65536, gt=0, validation_alias="MAX_FIELD_BYTES",
+        description="Largest single string (bytes) a plan or a generated object may carry.",
     )
     kubernetes_version: str = Field(
         "1.31.0", validation_alias="KUBERNETES_VERSION",
@@ -262,7 +359,9 @@ class PolicySettings(BaseSettings):
         description="ClusterSecretStore that generated ExternalSecrets reference.",
     )
 
-    @field_validator("allowed_namespaces", "allowed_registries", mode="before")
+    @field_validator("allowed_namespaces", "allowed_registries", "system_secrets",
+                     "allowed_ingress_classes", "allowed_host_suffixes", "allowed_cert_issuers",
+                     mode="before")
     @classmethod
     def _split(cls, value: Any) -> list[str]:
         if isinstance(value, str):
@@ -270,7 +369,7 @@ class PolicySettings(BaseSettings):
         return list(value)
 
 
-class DeploySettings(BaseSettings):
+class DeploySettings(_Settings):
     """Deploy (ArgoCD sync), health verification and rollback."""
 
     model_config = _ENV
@@ -309,8 +408,8 @@ class DeploySettings(BaseSettings):
     )
 
 
-class IngestSettings(BaseSettings):
-    """Caps on what ingestion accepts (characters)."""
+class IngestSettings(_Settings):
+    """Caps on what ingestion accepts (characters, bytes, nesting depth)."""
 
     model_config = _ENV
     max_title_chars: int = Field(500, gt=0, validation_alias="MAX_TITLE_CHARS")
@@ -320,10 +419,15 @@ class IngestSettings(BaseSettings):
         2_000_000, gt=0, validation_alias="MAX_FILE_BYTES",
         description="Larger ingestion files are rejected unread.",
     )
+    max_json_depth: int = Field(
+        32, gt=0, validation_alias="MAX_JSON_DEPTH",
+        description="Deepest nesting of arrays/objects a document may have (the format needs "
+        "four); deeper documents are rejected before they are parsed.",
+    )
     bridge_list: str = Field("youtube:improvements", validation_alias="BRIDGE_LIST")
 
 
-class RagSettings(BaseSettings):
+class RagSettings(_Settings):
     """RAG validation: embeddings, the vector index and the four checks."""
 
     model_config = _ENV
@@ -350,7 +454,7 @@ class RagSettings(BaseSettings):
                                description="Threads per worker process for embedding.")
 
 
-class Settings(BaseSettings):
+class Settings(_Settings):
     model_config = _ENV
     log_level: str = Field("INFO", validation_alias="LOG_LEVEL")
     broker_visibility_timeout: int = Field(

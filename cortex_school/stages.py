@@ -18,6 +18,7 @@ from cortex_school.approval import GATE_ACTOR, GateContext, decide, priority
 from cortex_school.experts.base import Expert, ExpertFailure
 from cortex_school.experts.cache import EvaluationCache, cache_key
 from cortex_school.experts.limits import ExpertLimiter
+from cortex_school.experts.offline import guard
 from cortex_school.experts.panel import combine
 from cortex_school.models import (
     Assessment,
@@ -147,7 +148,12 @@ def run_consult(
     key = cache_key(loaded, expert.name, expert.model) if expert.remote and cache else None
     hit = cache.get(key) if cache and key else None
     if hit is not None:
-        assessment = hit.model_copy(update={"cached": True, "evaluated_at": utcnow()})
+        # A cached answer is replayed, but the rules still read this improvement's text
+        # (title included): they may raise its risk or block it, never lower either.
+        assessment = guard(
+            loaded, hit.model_copy(update={"cached": True, "evaluated_at": utcnow()}),
+            expert=expert.name,
+        )
         store.count("expert_cache_hits")
         store.count(f"expert_cache_hits:{expert.name}")
     else:
@@ -196,19 +202,32 @@ def _account(store: RedisStore, assessment: Assessment) -> None:
 def run_aggregate(
     store: RedisStore, improvement_id: str, *, experts: Sequence[str], actor: str
 ) -> StageOutcome:
-    """Combine the panel's answers into one assessment (categorized → assessed)."""
+    """Combine the panel's answers into one assessment (categorized → assessed).
+
+    The panel is the routed expert plus ``experts``; it waits until every one of them
+    has answered. The combination then covers every assessment stored for the
+    improvement, the panel's and any other consulted expert's, never fewer: naming a
+    smaller panel cannot drop an expert's block or risk.
+    """
     loaded = _at(store, improvement_id, "aggregate", Status.CATEGORIZED)
     if isinstance(loaded, StageOutcome):
         return loaded
     answers = store.assessments(loaded.id)
-    missing = [e for e in experts if e not in answers]
+    panel = list(dict.fromkeys([*([loaded.expert] if loaded.expert else []), *experts]))
+    missing = [e for e in panel if e not in answers]
     if missing:
         return StageOutcome(
             improvement_id=loaded.id, stage="aggregate", outcome="skipped",
             status=loaded.status.value, detail=f"waiting for: {', '.join(missing)}",
         )
-    combined = combine([answers[e] for e in experts], primary=loaded.expert or experts[0])
-    panel_text = f"panel of {len(experts)} ({', '.join(experts)}): " if len(experts) > 1 else ""
+    if not panel:
+        return StageOutcome(
+            improvement_id=loaded.id, stage="aggregate", outcome="skipped",
+            status=loaded.status.value, detail="no expert to aggregate",
+        )
+    names = panel + sorted(e for e in answers if e not in panel)
+    combined = combine([answers[e] for e in names], primary=loaded.expert or names[0])
+    panel_text = f"panel of {len(names)} ({', '.join(names)}): " if len(names) > 1 else ""
     return _apply(
         store, loaded, "aggregate", Status.ASSESSED, actor=actor,
         reason=(
@@ -283,7 +302,7 @@ def run_approve(
     loaded = _at(store, improvement_id, "approve", Status.VALIDATED)
     if isinstance(loaded, StageOutcome):
         return loaded
-    decision = decide(loaded, ctx)
+    decision = decide(loaded, ctx, assessments=store.assessments(loaded.id))
     store.count(f"gate:{'approved' if decision.approved else 'review'}")
     return _apply_decision(store, loaded, decision, actor=actor)
 

@@ -4,8 +4,9 @@ chat-completions API, scripted by markers in the proposal text.
 Markers (anywhere in the description): ``[invalid-once]`` first answer breaks the
 schema, ``[invalid-always]``, ``[429-once]``, ``[500-always]``, ``[401]``, ``[slow]``
 (answers after ``slow_seconds``), ``[block]`` (the model blocks), ``[no-tool]`` (a text
-answer without the tool call, once). Otherwise the model approves with low risk, as a
-model talked into leniency would.
+answer without the tool call, once), ``[obey:KEY]`` (asked for a plan, the model returns
+``fake.obey[KEY]`` word for word: a model that does what the proposal says). Otherwise
+the model approves with low risk, as a model talked into leniency would.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ class FakeLLM:
         self.requests: list[dict[str, Any]] = []
         self.seen: Counter[str] = Counter()
         self.slow_seconds = slow_seconds
+        self.obey: dict[str, dict[str, Any]] = {}
         self.lock = threading.Lock()
         fake = self
 
@@ -119,7 +121,10 @@ class FakeLLM:
             return 200, _text_reply(openai_style, body, "I think it is fine."), {}
         if tool_name == "submit_implementation_plan":
             plan = dict(PLAN)
-            if "[plan-kube-system]" in proposal:
+            obeyed = re.search(r"\[obey:([\w.-]+)\]", proposal)
+            if obeyed and obeyed.group(1) in self.obey:
+                plan = self.obey[obeyed.group(1)]
+            elif "[plan-kube-system]" in proposal:
                 plan = SMUGGLING_PLAN
             elif "[plan-invalid-once]" in proposal and n == 1:
                 plan = {**PLAN, "resources": [{**PLAN["resources"][0], "privileged": True}]}

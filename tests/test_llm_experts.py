@@ -54,7 +54,9 @@ def test_valid_answer_becomes_a_guarded_assessment_with_usage(expert, llm):
 
 def test_the_security_expert_never_gets_below_its_baseline_risk(llm):
     assessment = claude(llm, "security").evaluate(imp("Rotate TLS certificates monthly [floor]"))
-    assert assessment.risk is Risk.HIGH  # model said low; the security guardrail floor is high
+    # The model said low; the security expert's floor is medium (its category's 0.95 tier is
+    # the approval gate's; "high" is kept for what a change's content earns).
+    assert assessment.risk is Risk.MEDIUM
     assert "guardrail" in assessment.rationale
 
 

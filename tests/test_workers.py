@@ -77,10 +77,11 @@ def test_extraction_of_images_ports_and_namespaces():
 
 # -- plans for the shipped samples -------------------------------------------------
 
-def test_every_sample_plan_renders_schema_valid_and_policy_finds_only_unpinned_images(inventory, schemas):
-    """Every sample's plan renders and validates; the policy's only findings are images the
-    videos name without a tag (Docling, oauth2-proxy, the image updater), which must not be
-    deployed as ':latest', and a namespace outside the allowlist."""
+def test_every_sample_plan_renders_schema_valid_and_the_gate_finds_only_what_is_wrong(inventory, schemas):
+    """GIVEN the shipped samples' plans WHEN gated THEN the only findings are images the videos
+    name without a tag (Docling, oauth2-proxy, the image updater), a namespace outside the
+    allowlist, a certificate for someone else's domain (linkerd.io) and a Service selecting
+    pods the change does not run (postgres-primary)."""
     planned, findings = 0, []
     for imp in sample_improvements():
         plan = OfflinePlanner().plan(imp, inventory)
@@ -94,11 +95,13 @@ def test_every_sample_plan_renders_schema_valid_and_policy_finds_only_unpinned_i
         planned += 1
     assert planned >= 8
     assert {(v.rule, v.object) for v in findings} == {
-        ("image-tag", "Deployment/cortex/docling-serve"),
-        ("image-tag", "Deployment/monitoring/oauth2-proxy"),
-        ("image-tag", "Deployment/argocd/argocd-image-updater"),
+        ("image-pin", "Deployment/cortex/docling-serve"),
+        ("image-pin", "Deployment/monitoring/oauth2-proxy"),
+        ("image-pin", "Deployment/argocd/argocd-image-updater"),
         # The image updater belongs in argocd, which this system may not write to.
-        ("namespace", "Deployment/argocd/argocd-image-updater")}
+        ("namespace", "Deployment/argocd/argocd-image-updater"),
+        ("certificate", "Certificate/cortex-system/linkerd-io-tls"),
+        ("selector", "Service/cortex-system/postgres-primary")}
 
 
 def by_description(text):
@@ -193,7 +196,8 @@ def every_kind_plan() -> ImplementationPlan:
         PlannedResource(kind="Role", name="reader", namespace=ns,
                         rbac_rules=[RbacRule(resources=["pods"], verbs=["get", "list"])]),
         PlannedResource(kind="RoleBinding", name="reader", namespace=ns, subject="reader"),
-        PlannedResource(kind="NetworkPolicy", name="deny", namespace=ns, deny_all=True),
+        PlannedResource(kind="NetworkPolicy", name="deny", namespace=ns, deny_all=True,
+                        selector={"app.kubernetes.io/name": "qdrant"}),
         PlannedResource(kind="NetworkPolicy", name="allow", namespace=ns, selector={"app": "qdrant"},
                         allow_from=[Peer(namespace="cortex")], ports=[Port(number=6333)]),
         PlannedResource(kind="Certificate", name="docling-tls", namespace=ns, dns_names=["docling.cortex.local"]),
@@ -217,7 +221,10 @@ def test_every_kind_renders_schema_valid_policy_clean_and_traceable(schemas):
     assert {r.kind for r in plan.resources} == set(KIND_OWNERS) == set(RENDERERS)
     manifests = render_plan(plan, CTX)
     assert schemas.check_all(manifests) == []
-    assert check_all(manifests, PolicySettings()) == []
+    # Clean but for the StorageClass, which is cluster-wide: always a person's call.
+    findings = check_all(manifests, PolicySettings())
+    assert findings and {(v.rule, v.action, v.object) for v in findings} == {
+        ("storage-class", "review", "StorageClass/cortex-cold")}
     for m in manifests:
         assert m["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "cortex-school"
         assert m["metadata"]["annotations"]["cortex-school.io/improvement-id"] == CTX.improvement_id
@@ -285,25 +292,34 @@ def rules_of(manifest, policy=POLICY, generated=False):
     return {v.rule for v in check_manifest(manifest, policy, generated=generated)}
 
 
+def paths_of(manifest, policy=POLICY, generated=False):
+    return {v.path.rsplit(".", 1)[-1] for v in check_manifest(manifest, policy, generated=generated)}
+
+
 def test_policy_blocks_privileged_host_and_root_pods():
+    """GIVEN a privileged host-namespace pod WHEN audited THEN each restricted control is named."""
     m = deployment(securityContext={"privileged": True})
     m["spec"]["template"]["spec"].update(hostNetwork=True, hostPID=True,
                                          volumes=[{"name": "root", "hostPath": {"path": "/"}}])
-    assert rules_of(m) >= {"privileged", "host-namespace", "host-path", "run-as-root",
-                           "privilege-escalation", "resources"}
+    assert rules_of(m) == {"pod-security"}
+    assert paths_of(m) >= {"privileged", "hostNetwork", "hostPID", "volumes[0]", "runAsNonRoot",
+                           "allowPrivilegeEscalation", "type", "drop"}
+    assert "resources" in rules_of(m, generated=True)
 
 
 def test_policy_blocks_cluster_admin_wildcards_secret_data_and_foreign_namespaces():
     crb = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
            "metadata": {"name": "x"}, "roleRef": {"kind": "ClusterRole", "name": "cluster-admin"}}
-    assert rules_of(crb) >= {"cluster-admin", "cluster-scoped"}
+    assert rules_of(crb) >= {"rbac-binding"}
+    assert rules_of(crb, generated=True) >= {"kind"}
     role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
             "metadata": {"name": "x", "namespace": "cortex-system"},
             "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["*"]}]}
-    assert "rbac-wildcard" in rules_of(role)
+    assert "rbac" in rules_of(role)
     secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s", "namespace": "kube-system"},
               "stringData": {"k": "v"}}
-    assert rules_of(secret) >= {"secret-data", "namespace"}
+    assert rules_of(secret) >= {"secret-object"}
+    assert rules_of(secret, generated=True) >= {"secret-object"}
 
 
 def test_policy_finds_secret_values_anywhere_and_unpinned_or_foreign_images():
@@ -312,7 +328,7 @@ def test_policy_finds_secret_values_anywhere_and_unpinned_or_foreign_images():
     assert "secret-value" in rules_of(cm)
     env = deployment(env=[{"name": "API_TOKEN", "value": "plain"}], image="nginx")
     policy = POLICY.model_copy(update={"allowed_registries": ["ghcr.io/cortex"]})
-    assert rules_of(env, policy) >= {"secret-value", "image-tag", "registry"}
+    assert rules_of(env, policy, generated=True) >= {"secret-value", "image-pin", "image-registry"}
 
 
 def test_generated_objects_must_carry_provenance():
@@ -330,19 +346,21 @@ def test_the_sample_gitops_tree_report(schemas):
     print(json.dumps({k: sorted(v) for k, v in by_rule.items()}, indent=1))
     # ArgoCD Applications have no shipped schema: reported, not passed.
     assert any(o.startswith("Application/argocd/") for o in by_rule["schema-unknown"])
-    # argocd and traefik are not in the allowlist of namespaces this system writes to.
-    assert any("/traefik/" in o for o in by_rule["namespace"])
+    # The sample platform's pods do not meet the restricted profile (no seccomp, no drop
+    # ALL), and Traefik is published by a LoadBalancer: reported by the audit.
+    assert "Deployment/cortex/redis" in by_rule["pod-security"]
+    assert by_rule["service"] == {"Service/traefik/traefik"}
 
 
 @pytest.mark.parametrize("rule, expected", [
-    ({"apiGroups": [""], "resources": ["*"], "verbs": ["get", "list", "watch"]}, "rbac-wildcard"),
+    ({"apiGroups": [""], "resources": ["*"], "verbs": ["get", "list", "watch"]}, "rbac"),
     ({"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch", "create", "update",
-                                                             "patch", "delete"]}, "rbac-wildcard"),
+                                                             "patch", "delete"]}, "rbac"),
     ({"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["clusterroles"], "verbs": ["bind", "escalate"]},
-     "rbac-escalation"),
-    ({"apiGroups": [""], "resources": ["serviceaccounts/token"], "verbs": ["create"]}, "rbac-escalation"),
-    ({"apiGroups": [""], "resources": ["pods/exec"], "verbs": ["create"]}, "rbac-escalation"),
-    ({"apiGroups": [""], "resources": ["users"], "verbs": ["impersonate"]}, "rbac-escalation"),
+     "rbac"),
+    ({"apiGroups": [""], "resources": ["serviceaccounts/token"], "verbs": ["create"]}, "rbac"),
+    ({"apiGroups": [""], "resources": ["pods/exec"], "verbs": ["create"]}, "rbac"),
+    ({"apiGroups": [""], "resources": ["users"], "verbs": ["impersonate"]}, "rbac"),
 ])
 def test_rbac_that_reaches_secrets_or_escalates_is_blocked(rule, expected):
     role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
@@ -359,27 +377,34 @@ def test_get_on_one_named_secret_is_least_privilege_and_allowed():
 
 
 def test_pods_may_only_reference_secrets_their_change_provides():
+    """GIVEN a plan whose pod reads a secret it does not declare WHEN checked THEN the plan
+    check and the gate both refuse it, naming the secret."""
     from cortex_school.workers.plan import EnvVar
-    from cortex_school.workers.policy import check_plan_secrets
+    from cortex_school.workers.policy import SystemIdentity, check_plan
 
     plan = ImplementationPlan(summary="x", resources=[PlannedResource(
         kind="Deployment", name="thief", namespace="cortex-system", image="ghcr.io/x/y:1",
         env=[EnvVar(name="PGPASSWORD", secret_name="postgres-credentials", secret_key="password")])])
-    (v,) = check_plan_secrets(render_plan(plan, CTX))
-    assert v.rule == "secret-ref" and "postgres-credentials" in v.detail
-    assert check_plan_secrets(render_plan(every_kind_plan(), CTX)) == []
+    (v,) = [v for v in check_all(render_plan(plan, CTX), POLICY) if v.rule == "secret-ref"]
+    assert "postgres-credentials" in v.detail and v.path.endswith("secretKeyRef.name")
+    (p,) = check_plan(plan, POLICY, SystemIdentity())
+    assert p.rule == "plan-ref" and "postgres-credentials" in p.detail
+    assert not [v for v in check_all(render_plan(every_kind_plan(), CTX), POLICY) if v.rule == "secret-ref"]
+    assert check_plan(every_kind_plan(), POLICY, SystemIdentity()) == []
 
 
 def test_an_object_that_already_exists_in_the_repository_is_not_taken_over(inventory):
-    from cortex_school.workers.implement import identity_clashes
+    """GIVEN a plan re-defining the repo's Redis WHEN gated with the repo's facts THEN ownership."""
+    from cortex_school.workers.manifest_files import repo_context
+    from cortex_school.workers.policy import GateContext, check_change
 
     imp = make_improvement("Run our own Redis", category="architecture", type="tool",
                            notes="Deploy docker.io/evilcorp/redis:7.4 in cortex on port 6379")
     plan = OfflinePlanner().plan(imp, inventory)
-    clashes = identity_clashes(render_plan(plan, CTX), inventory)
+    gate = repo_context(GITOPS, GateContext.default(POLICY))
+    clashes = [v for v in check_change(render_plan(plan, CTX), gate) if v.rule == "ownership"]
     assert {(v.rule, v.object) for v in clashes} >= {("ownership", "Deployment/cortex/redis"),
                                                      ("ownership", "Service/cortex/redis")}
-    assert "apps/cortex/redis.yaml" in clashes[0].detail
 
 
 @pytest.mark.parametrize("notes", [

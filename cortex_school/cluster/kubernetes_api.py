@@ -7,6 +7,29 @@ from typing import Any
 from cortex_school.cluster import AppState, ClusterError, PodState
 
 ARGO_GROUP, ARGO_VERSION, ARGO_PLURAL = "argoproj.io", "v1alpha1", "applications"
+# REST paths of the kinds the gate asks about: (API prefix, plural, namespaced).
+OBJECT_PATHS: dict[str, tuple[str, str, bool]] = {
+    "Deployment": ("/apis/apps/v1", "deployments", True),
+    "StatefulSet": ("/apis/apps/v1", "statefulsets", True),
+    "DaemonSet": ("/apis/apps/v1", "daemonsets", True),
+    "Job": ("/apis/batch/v1", "jobs", True),
+    "CronJob": ("/apis/batch/v1", "cronjobs", True),
+    "ConfigMap": ("/api/v1", "configmaps", True),
+    "Secret": ("/api/v1", "secrets", True),
+    "Service": ("/api/v1", "services", True),
+    "ServiceAccount": ("/api/v1", "serviceaccounts", True),
+    "PersistentVolumeClaim": ("/api/v1", "persistentvolumeclaims", True),
+    "StorageClass": ("/apis/storage.k8s.io/v1", "storageclasses", False),
+    "PodDisruptionBudget": ("/apis/policy/v1", "poddisruptionbudgets", True),
+    "Ingress": ("/apis/networking.k8s.io/v1", "ingresses", True),
+    "NetworkPolicy": ("/apis/networking.k8s.io/v1", "networkpolicies", True),
+    "Role": ("/apis/rbac.authorization.k8s.io/v1", "roles", True),
+    "RoleBinding": ("/apis/rbac.authorization.k8s.io/v1", "rolebindings", True),
+    "ExternalSecret": ("/apis/external-secrets.io/v1beta1", "externalsecrets", True),
+    "Certificate": ("/apis/cert-manager.io/v1", "certificates", True),
+    "PrometheusRule": ("/apis/monitoring.coreos.com/v1", "prometheusrules", True),
+    "ServiceMonitor": ("/apis/monitoring.coreos.com/v1", "servicemonitors", True),
+}
 
 
 def has_kube_config(kubeconfig: str | None) -> bool:
@@ -33,6 +56,7 @@ class KubernetesCluster:
                 config.load_kube_config(config_file=kubeconfig, context=context)
             api_client = client.ApiClient()
         self.argocd_namespace = argocd_namespace
+        self.api_client = api_client
         self.core = client.CoreV1Api(api_client)
         self.apps = client.AppsV1Api(api_client)
         self.custom = client.CustomObjectsApi(api_client)
@@ -129,3 +153,34 @@ class KubernetesCluster:
         if ep is None:
             return 0
         return sum(len(s.addresses or []) for s in (ep.subsets or []))
+
+    def object_exists(self, kind: str, namespace: str, name: str) -> bool | None:
+        """Whether the cluster holds this object and this system did not create it; None
+        when that cannot be told (a kind we do not know, no permission to read it: the
+        chart grants get on every generated kind but Secrets)."""
+        where = OBJECT_PATHS.get(kind)
+        if where is None:
+            return None
+        prefix, plural, namespaced = where
+        path = f"{prefix}/namespaces/{namespace}/{plural}/{name}" if namespaced else \
+            f"{prefix}/{plural}/{name}"
+        try:
+            obj = self.api_client.call_api(
+                path, "GET", auth_settings=["BearerToken"], response_type="object",
+                _return_http_data_only=True, _preload_content=True)
+        except self._api_exception as exc:
+            if exc.status == 404:
+                return False
+            if exc.status in (401, 403):
+                return None
+            raise ClusterError(f"Kubernetes API {exc.status}: {exc.reason}") from None
+        except Exception as exc:  # noqa: BLE001 - connection trouble
+            raise ClusterError(f"Kubernetes API unreachable: {type(exc).__name__}") from None
+        labels = ((obj or {}).get("metadata") or {}).get("labels") or {}
+        return labels.get("app.kubernetes.io/managed-by") != "cortex-school"
+
+    def system_pod_labels(self, namespace: str, name: str) -> list[dict[str, str]]:
+        """Labels of the pods the system itself runs (app.kubernetes.io/name=<name>)."""
+        pods = self._call(self.core.list_namespaced_pod, namespace,
+                          label_selector=f"app.kubernetes.io/name={name}")
+        return [dict(p.metadata.labels or {}) for p in (pods.items if pods else [])]

@@ -182,6 +182,19 @@ class SimulatedCluster:
                 return sum(1 for p in self.pods(namespace, selector) if p.ready) if selector else 0
         return None
 
+    def object_exists(self, kind: str, namespace: str, name: str) -> bool | None:
+        """Whether the simulated cluster runs an object this system did not create."""
+        for obj in self._objects():
+            meta = obj.get("metadata") or {}
+            if obj.get("kind") == kind and meta.get("name") == name and \
+                    (meta.get("namespace") or "") == namespace and \
+                    (meta.get("labels") or {}).get("app.kubernetes.io/managed-by") != "cortex-school":
+                return True
+        return False
+
+    def system_pod_labels(self, namespace: str, name: str) -> list[dict[str, str]]:
+        return []  # the simulation does not run the system itself
+
     def error_rate(self, service: str) -> float | None:
         fault = self.faults.get(service, "")
         if fault.startswith("error_rate:"):

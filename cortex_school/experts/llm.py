@@ -8,9 +8,10 @@ after a bad answer). This class turns them into an :class:`Assessment`:
   :class:`ExpertFailure` (the improvement goes to a person);
 * 429, 5xx, overloaded, timeouts and connection errors raise :class:`ExpertUnavailable`
   so the Celery task retries with backoff, never sleeping in the worker;
-* the offline rules run as a guardrail: the final verdict is the more conservative
-  of the two and the risk the higher, so an answer talked into leniency by the
-  proposal's own text cannot lower what the rules see.
+* the offline rules run as a guardrail (:func:`cortex_school.experts.offline.guard`,
+  the same function the evaluation cache's hits go through): the final verdict is the
+  more conservative of the two and the risk the higher, so an answer talked into
+  leniency by the proposal's own text cannot lower what the rules see.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from cortex_school.experts.base import Expert, ExpertFailure
-from cortex_school.experts.offline import OfflineExpert
+from cortex_school.experts.offline import guard
 from cortex_school.experts.profiles import PROFILES
 from cortex_school.experts.prompts import (
     TOOL_DESCRIPTION,
@@ -33,7 +34,7 @@ from cortex_school.experts.prompts import (
     proposal_message,
     system_prompt,
 )
-from cortex_school.models import Assessment, Improvement, Usage, highest_risk, most_conservative
+from cortex_school.models import Assessment, Improvement, Usage
 
 
 class ExpertUnavailable(Exception):
@@ -99,7 +100,6 @@ class LLMExpert(Expert):
         self.profile = PROFILES[name]
         self.max_tokens = max_tokens
         self.timeout = timeout
-        self.guardrail = OfflineExpert(name)
 
     @abstractmethod
     def _first_messages(self, system: str, user: str) -> list[dict[str, Any]]: ...
@@ -144,18 +144,9 @@ class LLMExpert(Expert):
         return self._guarded(improvement, answer, usage)
 
     def _guarded(self, improvement: Improvement, answer: ExpertAnswer, usage: Usage) -> Assessment:
-        rules = self.guardrail.evaluate(improvement)
-        concerns = list(answer.concerns) + [f"guardrail: {c}" for c in rules.concerns]
-        verdict = most_conservative([answer.verdict, rules.verdict])
-        risk = highest_risk([answer.risk, rules.risk])
-        rationale = answer.rationale
-        if verdict != answer.verdict or risk != answer.risk:
-            rationale += (
-                f" [guardrail {rules.model}: model said {answer.verdict.value}/{answer.risk.value}, "
-                f"recorded {verdict.value}/{risk.value}]"
-            )
-        return Assessment(
-            expert=self.name, backend=self.backend, model=self.model, verdict=verdict,
-            risk=risk, confidence=answer.confidence, concerns=concerns, rationale=rationale,
-            usage=usage,
+        raw = Assessment(
+            expert=self.name, backend=self.backend, model=self.model, verdict=answer.verdict,
+            risk=answer.risk, confidence=answer.confidence, concerns=list(answer.concerns),
+            rationale=answer.rationale, usage=usage,
         )
+        return guard(improvement, raw, expert=self.name)

@@ -12,6 +12,9 @@ class ExpertProfile(BaseModel):
     specialization: str
     evaluates: tuple[str, ...]
     examples: str
+    # The risk the offline rules start from. Never HIGH: a category's tier is the approval
+    # gate's (security and database need 0.95); "high" is what an assessment says of one
+    # change, and the gate never auto-approves it.
     baseline_risk: Risk
 
 
@@ -37,14 +40,14 @@ PROFILES: dict[str, ExpertProfile] = {
             specialization="Authentication, authorization, encryption, compliance",
             evaluates=("attack surface", "compliance", "secrets management"),
             examples="RBAC policies, NetworkPolicies, TLS configs",
-            baseline_risk=Risk.HIGH,
+            baseline_risk=Risk.MEDIUM,
         ),
         ExpertProfile(
             name="database",
             specialization="Data storage, migrations, backups, replication",
             evaluates=("data safety", "performance", "recovery"),
             examples="Schema changes, index optimizations, backup strategies",
-            baseline_risk=Risk.HIGH,
+            baseline_risk=Risk.MEDIUM,
         ),
         ExpertProfile(
             name="networking",

@@ -71,16 +71,27 @@ def evaluate(
 def aggregate(
     self: PipelineTask, improvement_id: str, experts: list[str] | None = None
 ) -> dict[str, Any]:
-    """Combine the panel's assessments (categorized → assessed)."""
+    """Combine the panel's assessments (categorized → assessed).
+
+    The panel is always the routed expert plus its secondaries (when fan-out is on);
+    ``experts`` can only add to it, never drop one, and the stage combines every
+    assessment stored for the improvement in any case.
+    """
     checked = self.checked_id(improvement_id)
-    store = get_store()
-    if experts is None:
-        improvement = store.get(checked)
-        if improvement is None or improvement.expert is None:
-            return StageOutcome(improvement_id=checked, stage="aggregate", outcome="skipped",
-                                status=None, detail="not routed yet").model_dump()
-        experts = panel(improvement.expert, improvement.secondary_experts,
-                        fan_out=get_settings().experts.fan_out)
-    if not experts or any(e not in EXPERTS for e in experts):
+    if experts is not None and (
+        not isinstance(experts, list) or any(not isinstance(e, str) or e not in EXPERTS for e in experts)
+    ):
         raise InvalidTaskInput(f"unknown experts {experts!r}")
-    return run_aggregate(store, checked, experts=experts, actor=self.actor()).model_dump()
+    store = get_store()
+    improvement = store.get(checked)
+    if improvement is None:
+        return run_aggregate(store, checked, experts=[], actor=self.actor()).model_dump()
+    if improvement.expert is None:
+        return StageOutcome(improvement_id=checked, stage="aggregate", outcome="skipped",
+                            status=improvement.status.value, detail="not routed yet").model_dump()
+    routed = panel(improvement.expert, improvement.secondary_experts,
+                   fan_out=get_settings().experts.fan_out)
+    full = list(dict.fromkeys([*routed, *(experts or [])]))
+    if any(e not in EXPERTS for e in full):
+        raise InvalidTaskInput(f"unknown experts {full!r}")
+    return run_aggregate(store, checked, experts=full, actor=self.actor()).model_dump()

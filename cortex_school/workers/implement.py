@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 import yaml
@@ -29,7 +30,15 @@ from cortex_school.workers.gitops import CommitResult, GitOpsConflict, GitOpsRep
 from cortex_school.workers.manifests import PlanError, RenderContext
 from cortex_school.workers.plan import ImplementationPlan
 from cortex_school.workers.planner import Inventory, Planner
-from cortex_school.workers.policy import Violation, check_all, check_plan_secrets
+from cortex_school.workers.manifest_files import repo_context
+from cortex_school.workers.policy import (
+    GateContext,
+    SystemIdentity,
+    Violation,
+    check_change,
+    check_plan,
+    health_series,
+)
 from cortex_school.workers.schema_check import SchemaChecker
 
 STAGE = "implement"
@@ -49,6 +58,26 @@ class Implementer:
     sync_check: Callable[[list[str]], list[str]] | None = None
     # One change in flight per namespace: returns the improvement that holds one of them.
     lease: Callable[[str, list[str]], str | None] | None = None
+    # The health checks' queries: a generated recording rule may not write what they read.
+    health_queries: tuple[str, ...] = ()
+    # The live cluster (object_exists, system_pod_labels), when one is configured.
+    cluster: Any = None
+
+    def gate(self, workdir: Path) -> GateContext:
+        """The gate's context: settings, the system's identity (from the chart and the live
+        cluster), and what the repository at this revision and the cluster already hold."""
+        pods: list[dict[str, str]] = []
+        cluster_has = None
+        if self.cluster is not None and hasattr(self.cluster, "object_exists"):
+            pods = self.cluster.system_pod_labels(self.policy.system_namespace,
+                                                  self.policy.system_name)
+            cluster_has = lambda kind, ns, name: bool(  # noqa: E731
+                self.cluster.object_exists(kind, ns, name))
+        base = GateContext(policy=self.policy,
+                           system=SystemIdentity.from_policy(self.policy, pods),
+                           health_series=health_series(self.health_queries),
+                           cluster_has=cluster_has)
+        return repo_context(workdir, base)
 
 
 def manifest_path(manifest: dict[str, Any], fallback_namespace: str) -> str:
@@ -176,25 +205,26 @@ def run_implement(store: RedisStore, improvement_id: str, *, implementer: Implem
         steps = "; ".join(plan.manual_steps) or "none"
         return _to_review(store, loaded, f"no Kubernetes resources to generate ({plan.planner}); "
                           f"manual steps: {steps}", actor), None
-    ctx = RenderContext(loaded.id, loaded.video_id, loaded.title,
-                        secret_store=implementer.policy.secret_store)
+    policy = implementer.policy
+    ctx = RenderContext(loaded.id, loaded.video_id, loaded.title, secret_store=policy.secret_store,
+                        ingress_class=(policy.allowed_ingress_classes or ["traefik"])[0],
+                        cert_issuer=(policy.allowed_cert_issuers or ["cortex-ca"])[0])
+    gate = implementer.gate(workdir)
+    violations = check_plan(plan, implementer.policy, gate.system)
+    if any(v.rule == "size" for v in violations):
+        return _blocked(store, loaded, worker, violations, actor)
     try:
         manifests = render_plan(plan, ctx)
     except PlanError as exc:
         return _to_review(store, loaded, f"the plan cannot be rendered: {exc}", actor), None
-
-    violations = (implementer.schemas.check_all(manifests) + check_all(manifests, implementer.policy)
-                  + check_plan_secrets(manifests) + identity_clashes(manifests, inventory)
-                  + [Violation(rule="namespace", object=f"{r.kind}/{r.name}",
-                               detail=f"would be written under apps/{r.namespace}/, outside the allowlist")
-                     for r in plan.resources if r.namespace not in implementer.policy.allowed_namespaces
-                     and r.kind == "StorageClass"])
+    violations += implementer.schemas.check_all(manifests) + check_change(manifests, gate)
+    # A person who approved after reading the findings may accept what is only "to
+    # review" (a StorageClass, a disruption budget); what is refused stays refused.
+    decision = loaded.decision
+    if decision is not None and decision.decided_by.startswith("human:"):
+        violations = [v for v in violations if v.action != "review"]
     if violations:
-        store.count("implement_policy_blocked")
-        store.count(f"implementations:{worker}:blocked")
-        return _to_review(store, loaded, _violations_reason(violations), actor, {
-            "policy_violations": json.dumps([v.model_dump() for v in violations], ensure_ascii=False),
-        }), None
+        return _blocked(store, loaded, worker, violations, actor)
 
     if implementer.sync_check is not None:
         unsynced = implementer.sync_check(plan.namespaces)
@@ -225,24 +255,14 @@ def run_implement(store: RedisStore, improvement_id: str, *, implementer: Implem
     return _committed(store, loaded, result, implementer, actor), result
 
 
-def identity_clashes(manifests: list[dict[str, Any]], inventory: Inventory) -> list[Violation]:
-    """Objects the change would define twice: already in the repository (owned by someone
-    else: a second definition would fight the first in ArgoCD) or twice in the plan."""
-    existing = {(i.kind, i.namespace, i.name): i.file for i in inventory.items}
-    seen: set[tuple[str, str, str]] = set()
-    found = []
-    for m in manifests:
-        meta = m["metadata"]
-        ident = (m["kind"], meta.get("namespace", ""), meta["name"])
-        ref = f"{ident[0]}/{ident[1] + '/' if ident[1] else ''}{ident[2]}"
-        if ident in existing:
-            found.append(Violation(rule="ownership", object=ref, detail=(
-                f"already defined in {existing[ident]}; cortex-school does not take over objects "
-                "it did not create")))
-        if ident in seen:
-            found.append(Violation(rule="ownership", object=ref, detail="defined twice by the plan"))
-        seen.add(ident)
-    return found
+def _blocked(store: RedisStore, improvement: Improvement, worker: str,
+             violations: list[Violation], actor: str) -> tuple[StageOutcome, None]:
+    """Nothing is committed: the improvement goes to a person with every finding."""
+    store.count("implement_policy_blocked")
+    store.count(f"implementations:{worker}:blocked")
+    return _to_review(store, improvement, _violations_reason(violations), actor, {
+        "policy_violations": json.dumps([v.model_dump() for v in violations], ensure_ascii=False),
+    }), None
 
 
 def _committed(store: RedisStore, loaded: Improvement, result: CommitResult,

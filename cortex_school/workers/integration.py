@@ -34,7 +34,7 @@ def ingress(res: PlannedResource, ctx: RenderContext) -> list[Manifest]:
         "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
         "metadata": metadata(res, ctx),
         "spec": {
-            "ingressClassName": "traefik",  # K3s ships Traefik
+            "ingressClassName": ctx.ingress_class,
             "rules": [{"host": res.host, "http": {"paths": [{
                 "path": res.path, "pathType": "Prefix",
                 "backend": {"service": {"name": res.target or res.name,

@@ -35,6 +35,8 @@ class RenderContext:
     video_id: str
     title: str
     secret_store: str = "cortex-secrets"
+    ingress_class: str = "traefik"  # K3s ships Traefik
+    cert_issuer: str = "cortex-ca"
 
     def annotations(self) -> dict[str, str]:
         return {

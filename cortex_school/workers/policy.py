@@ -1,75 +1,264 @@
-"""The policy every manifest passes before it is committed.
+"""The gate: what a generated change may contain before it is committed.
 
-This system deploys what it read in a video, so the rules are explicit code, not
-configuration a proposal could reach: no privileged or host-level pods, non-root
-without privilege escalation, requests and limits, no cluster-admin or wildcard
-access to secrets, no secret values anywhere, namespaces and registries from
-allowlists. Every finding names the object and the rule.
+This system commits to the production GitOps repository what it read in a video, and
+with an LLM backend a model writes the plan. So this module is the security
+boundary, and it is an allowlist: every object must be of a kind the workers
+generate (:data:`KINDS`, one row per kind with its rules) and every field that can
+widen what runs or who may do what is checked against what is allowed, never
+against a list of known-bad values. The proposal and the model are assumed hostile.
+
+Order of the checks, per object: structure and names first (a ``../../etc`` name or a
+unicode namespace never reaches a file path or a later rule), then the kind row,
+then the kind's own rules, then the rules that read the whole change (what it
+creates itself: ServiceAccounts, Roles, Services, Secrets it declares, the pods its
+workloads run), then the system's own objects, the objects that already exist (in
+the repository and, when one is configured, the live cluster), secret material in
+every string (``detect-secrets``) and provenance.
+
+Every finding names the object, the field path and the rule. ``action`` is
+``refuse`` (the change is wrong) or ``review`` (a person must look: storage classes,
+destructive jobs, downloaded code, disruption budgets over others' pods); either way
+nothing is committed and the improvement goes to a person with all findings.
+
+``audit=True`` is the lenient report for an existing repository (``policy check
+--audit``): the Pod Security Standards restricted profile, RBAC, Service exposure,
+NetworkPolicy widening and secret material, without the provenance, kind and
+change-relative rules that only apply to what this system generates.
+
+Every rule runs in time linear in the size of its input: regular expressions have
+bounded repetition and start at literal anchors, strings above ``max_field_bytes``
+are refused without being scanned.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import re
-from typing import Any, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Iterator
 
 from pydantic import BaseModel
 
 from cortex_school.settings import PolicySettings
 
-CLUSTER_SCOPED = frozenset({
-    "Namespace", "ClusterRole", "ClusterRoleBinding", "StorageClass", "PersistentVolume",
-    "CustomResourceDefinition", "PriorityClass", "IngressClass", "ClusterIssuer",
-    "ClusterSecretStore", "MutatingWebhookConfiguration", "ValidatingWebhookConfiguration",
-    "APIService", "RuntimeClass", "CSIDriver", "Node",
-})
-# The one cluster-scoped kind workers may create (storage tiers); reclaimPolicy Retain.
-ALLOWED_CLUSTER_KINDS = frozenset({"StorageClass"})
-WORKLOAD_POD_PATHS: dict[str, tuple[str, ...]] = {
-    "Pod": ("spec",),
-    "Deployment": ("spec", "template", "spec"),
-    "StatefulSet": ("spec", "template", "spec"),
-    "DaemonSet": ("spec", "template", "spec"),
-    "ReplicaSet": ("spec", "template", "spec"),
-    "ReplicationController": ("spec", "template", "spec"),
-    "Job": ("spec", "template", "spec"),
-    "CronJob": ("spec", "jobTemplate", "spec", "template", "spec"),
-}
-SAFE_CAPABILITIES = frozenset({"NET_BIND_SERVICE"})
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+IMPROVEMENT_ANNOTATION = "cortex-school.io/improvement-id"
 
-# High-confidence shapes of secret values; a match anywhere in a manifest blocks it.
-SECRET_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("private key", re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----")),
-    ("AWS access key", re.compile(r"\b(AKIA|ASIA)[0-9A-Z]{16}\b")),
-    ("GitHub token", re.compile(r"\bgh[pousr]_[A-Za-z0-9]{30,}\b")),
-    ("API key", re.compile(r"\bsk-(live-|ant-|proj-)?[A-Za-z0-9_-]{12,}\b")),
-    ("Slack token", re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}\b")),
-    ("JWT", re.compile(r"\beyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}")),
-    ("credential assignment", re.compile(
-        r"(?i)\b(password|passwd|secret|token|api[_-]?key)\s*[:=]\s*['\"]?(?!\$\()[^\s'\"<>{}$]{6,}")),
-    ("credentials in a URL", re.compile(r"[a-z][a-z0-9+.-]*://[^/\s:@]+:[^/\s@]{3,}@")),
-)
-SECRET_ENV_NAME = re.compile(r"(?i)(password|passwd|secret|token|api_?key|credential|private_?key)")
+Manifest = dict[str, Any]
 
 
 class Violation(BaseModel):
+    """One finding: which object, where in it, which rule, and why."""
+
     rule: str
     object: str  # Kind/namespace/name
     detail: str
+    path: str = ""
+    action: str = "refuse"  # refuse | review
 
     def __str__(self) -> str:
-        return f"{self.object}: {self.rule}: {self.detail}"
+        where = f" at {self.path}" if self.path else ""
+        return f"{self.object}{where}: {self.rule}: {self.detail}"
 
 
-def object_ref(manifest: dict[str, Any]) -> str:
-    meta = manifest.get("metadata") or {}
-    if not isinstance(meta, dict):
-        meta = {}
-    ns = meta.get("namespace")
-    return f"{manifest.get('kind', '?')}/{str(ns) + '/' if ns else ''}{meta.get('name', '?')}"
+# -- the allowlist of kinds ------------------------------------------------------------
+
+@dataclass(frozen=True)
+class KindRule:
+    """One generated kind: its API versions, scope, where its pod template is, and why
+    the workers may generate it."""
+
+    api_versions: tuple[str, ...]
+    namespaced: bool
+    generated_by: str
+    pod_path: tuple[str, ...] | None = None
+    top_keys: frozenset[str] = frozenset({"apiVersion", "kind", "metadata", "spec"})
 
 
-def _dig(obj: Any, path: tuple[str, ...]) -> Any:
+_POD = ("spec", "template", "spec")
+KINDS: dict[str, KindRule] = {
+    "Deployment": KindRule(("apps/v1",), True, "architecture", _POD),
+    "StatefulSet": KindRule(("apps/v1",), True, "architecture", _POD),
+    "DaemonSet": KindRule(("apps/v1",), True, "architecture", _POD),
+    "Job": KindRule(("batch/v1",), True, "database (migrations)", _POD),
+    "CronJob": KindRule(("batch/v1",), True, "database (backups), security (rotation)",
+                        ("spec", "jobTemplate", "spec", "template", "spec")),
+    "ConfigMap": KindRule(("v1",), True, "architecture, monitoring (dashboards)",
+                          top_keys=frozenset({"apiVersion", "kind", "metadata", "data"})),
+    "PersistentVolumeClaim": KindRule(("v1",), True, "architecture, database"),
+    "StorageClass": KindRule(("storage.k8s.io/v1",), False, "architecture (review only)",
+                             top_keys=frozenset({"apiVersion", "kind", "metadata", "provisioner",
+                                                 "parameters", "reclaimPolicy",
+                                                 "volumeBindingMode", "allowVolumeExpansion"})),
+    "PodDisruptionBudget": KindRule(("policy/v1",), True, "architecture"),
+    "Service": KindRule(("v1",), True, "integration, architecture (headless)"),
+    "Ingress": KindRule(("networking.k8s.io/v1",), True, "integration"),
+    "ExternalSecret": KindRule(("external-secrets.io/v1beta1", "external-secrets.io/v1"), True,
+                               "integration"),
+    "Role": KindRule(("rbac.authorization.k8s.io/v1",), True, "security",
+                     top_keys=frozenset({"apiVersion", "kind", "metadata", "rules"})),
+    "RoleBinding": KindRule(("rbac.authorization.k8s.io/v1",), True, "security",
+                            top_keys=frozenset({"apiVersion", "kind", "metadata", "roleRef",
+                                                "subjects"})),
+    "ServiceAccount": KindRule(("v1",), True, "security",
+                               top_keys=frozenset({"apiVersion", "kind", "metadata",
+                                                   "automountServiceAccountToken"})),
+    "NetworkPolicy": KindRule(("networking.k8s.io/v1",), True, "security"),
+    "Certificate": KindRule(("cert-manager.io/v1",), True, "security"),
+    "PrometheusRule": KindRule(("monitoring.coreos.com/v1",), True, "monitoring"),
+    "ServiceMonitor": KindRule(("monitoring.coreos.com/v1",), True, "monitoring"),
+}
+# Kinds that run pods, in any API (also those never generated: audit mode reads them).
+POD_PATHS: dict[str, tuple[str, ...]] = {
+    "Pod": ("spec",), "PodTemplate": ("template", "spec"),
+    "ReplicaSet": _POD, "ReplicationController": _POD,
+    **{k: r.pod_path for k, r in KINDS.items() if r.pod_path},
+}
+WORKLOAD_KINDS = frozenset({"Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob"})
+
+# -- Pod Security Standards, restricted (Kubernetes 1.31) -------------------------------
+PSS_VOLUME_TYPES = frozenset({"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral",
+                              "persistentVolumeClaim", "projected", "secret"})
+# What the renderers mount; stricter than PSS (no CSI drivers, no inline ephemeral claims).
+GENERATED_VOLUME_TYPES = frozenset({"configMap", "downwardAPI", "emptyDir",
+                                    "persistentVolumeClaim", "projected", "secret"})
+SAFE_SYSCTLS = frozenset({
+    "kernel.shm_rmid_forced", "net.ipv4.ip_local_port_range", "net.ipv4.ip_unprivileged_port_start",
+    "net.ipv4.tcp_syncookies", "net.ipv4.ping_group_range", "net.ipv4.ip_local_reserved_ports",
+    "net.ipv4.tcp_keepalive_time", "net.ipv4.tcp_fin_timeout", "net.ipv4.tcp_keepalive_intvl",
+    "net.ipv4.tcp_keepalive_probes",
+})
+SELINUX_TYPES = frozenset({"container_t", "container_init_t", "container_kvm_t",
+                           "container_engine_t"})
+ALLOWED_ADDED_CAPABILITIES = frozenset({"NET_BIND_SERVICE"})
+# Pod and container fields the renderers produce (anything else — nodeName, tolerations,
+# priorityClassName, hostAliases, runtimeClassName, … — is refused in a generated change).
+POD_FIELDS = frozenset({"containers", "initContainers", "securityContext", "volumes",
+                        "restartPolicy", "automountServiceAccountToken", "serviceAccountName",
+                        "terminationGracePeriodSeconds", "enableServiceLinks"})
+CONTAINER_FIELDS = frozenset({"name", "image", "imagePullPolicy", "command", "args", "env",
+                              "envFrom", "ports", "resources", "securityContext", "volumeMounts",
+                              "readinessProbe", "livenessProbe", "startupProbe", "workingDir"})
+FLOATING_TAGS = frozenset({"latest", "stable", "main", "master", "edge", "nightly", "dev",
+                           "develop", "head", "current", "release", "canary", "beta", "alpha",
+                           "rolling", "lts", "unstable", "snapshot", "next", "trunk", "testing"})
+
+# -- RBAC ------------------------------------------------------------------------------
+RBAC_GROUPS = frozenset({"", "apps", "batch", "networking.k8s.io", "policy", "autoscaling",
+                         "monitoring.coreos.com", "external-secrets.io", "cert-manager.io",
+                         "coordination.k8s.io", "discovery.k8s.io", "events.k8s.io",
+                         "metrics.k8s.io"})
+RBAC_VERBS = frozenset({"get", "list", "watch", "create", "update", "patch", "delete"})
+READ_VERBS = frozenset({"get", "list", "watch"})
+DANGEROUS_SUBRESOURCES = frozenset({"exec", "attach", "portforward", "proxy", "token",
+                                    "ephemeralcontainers"})
+WORKLOAD_RESOURCES = frozenset({("", "pods"), ("", "replicationcontrollers"),
+                                ("apps", "deployments"), ("apps", "statefulsets"),
+                                ("apps", "daemonsets"), ("apps", "replicasets"),
+                                ("batch", "jobs"), ("batch", "cronjobs")})
+
+# -- names -----------------------------------------------------------------------------
+DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+DNS1035_LABEL = re.compile(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?")
+_LABEL_NAME = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
+_LABEL_VALUE = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?")
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
+_SERIES = re.compile(r"[A-Za-z_:][A-Za-z0-9_:]{0,199}")
+_IDENT = re.compile(r"[A-Za-z_:][A-Za-z0-9_:]*")
+_IMPROVEMENT_ID = re.compile(r"[0-9a-f]{16}")
+MAX_KEYS = 256  # in any one mapping (ConfigMap data, labels, ...)
+MAX_ITEMS = 500  # in any one list
+MAX_NODES = 100_000  # fields of one object (aliases expanded): walks stop there
+
+
+# -- context ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SystemIdentity:
+    """The system's own objects: off limits to every generated change.
+
+    From the chart (its ``cortex.name``/``cortex.selector`` labels, the names it
+    derives from the release) and, when a cluster is configured, the labels of the
+    pods that really run there.
+    """
+
+    namespace: str = "cortex-system"
+    name: str = "cortex-school"
+    secrets: frozenset[str] = frozenset()
+    # Label sets of the system's pods (from the live cluster); the chart's selector
+    # labels always count.
+    pod_labels: tuple[dict[str, str], ...] = ()
+
+    @classmethod
+    def from_policy(cls, policy: PolicySettings,
+                    pod_labels: Iterable[dict[str, str]] = ()) -> "SystemIdentity":
+        return cls(namespace=policy.system_namespace, name=policy.system_name,
+                   secrets=frozenset(policy.system_secrets), pod_labels=tuple(pod_labels))
+
+    def owns_name(self, name: str) -> bool:
+        return name == self.name or name.startswith(f"{self.name}-") or name.endswith(
+            f"-{self.name}") or name in self.secrets
+
+    def selects(self, selector: dict[str, str], namespace: str | None) -> bool:
+        """Whether a label selector (matchLabels) in ``namespace`` (None: any) can
+        select one of the system's pods or Services."""
+        if namespace is not None and namespace != self.namespace:
+            return False
+        chart = {"app.kubernetes.io/name": self.name}
+        candidates = [*self.pod_labels, chart]
+        for labels in candidates:
+            # The chart's instance/component/part-of labels take any value.
+            if all(labels.get(k) == v or (labels is chart and k in (
+                    "app.kubernetes.io/instance", "app.kubernetes.io/component",
+                    "app.kubernetes.io/part-of", "app.kubernetes.io/version", "helm.sh/chart"))
+                    for k, v in selector.items()):
+                return True
+        return any(v == self.name and k.startswith("app.kubernetes.io/") for k, v in selector.items())
+
+
+@dataclass(frozen=True)
+class GateContext:
+    """What the gate reads besides the change: settings, the system's identity, and what
+    already exists (the repository at the synced revision, the live cluster)."""
+
+    policy: PolicySettings
+    system: SystemIdentity
+    # (kind, namespace, name) already defined; namespace "" for cluster-scoped objects or
+    # objects whose manifest names none (matched whatever namespace the change uses).
+    existing: frozenset[tuple[str, str, str]] = frozenset()
+    existing_secrets: frozenset[tuple[str, str]] = frozenset()
+    existing_series: frozenset[str] = frozenset()
+    # (namespace, Service name, its selector items) of the Services that already exist.
+    existing_selectors: frozenset[tuple[str, str, frozenset[tuple[str, str]]]] = frozenset()
+    health_series: frozenset[str] = frozenset()
+    # Asks the live cluster whether (kind, namespace, name) exists; None: no cluster.
+    cluster_has: Callable[[str, str, str], bool] | None = None
+    audit: bool = False
+
+    @classmethod
+    def default(cls, policy: PolicySettings | None = None, **kwargs: Any) -> "GateContext":
+        policy = policy or PolicySettings()
+        return cls(policy=policy, system=SystemIdentity.from_policy(policy), **kwargs)
+
+
+def health_series(queries: Iterable[str]) -> frozenset[str]:
+    """Every identifier the health queries read (metric names among them)."""
+    return frozenset(m.group(0) for q in queries for m in _IDENT.finditer(q))
+
+
+# -- helpers ---------------------------------------------------------------------------
+
+def object_ref(manifest: Any) -> str:
+    if not isinstance(manifest, dict):
+        return "?"
+    meta = manifest.get("metadata")
+    meta = meta if isinstance(meta, dict) else {}
+    ns, name = meta.get("namespace"), meta.get("name", "?")
+    return f"{manifest.get('kind', '?')}/{str(ns)[:80] + '/' if ns else ''}{str(name)[:80]}"
+
+
+def _dig(obj: Any, path: Iterable[str]) -> Any:
     for key in path:
         if not isinstance(obj, dict):
             return None
@@ -77,16 +266,30 @@ def _dig(obj: Any, path: tuple[str, ...]) -> Any:
     return obj
 
 
-def _strings(obj: Any) -> Iterator[str]:
-    if isinstance(obj, str):
-        yield obj
-    elif isinstance(obj, dict):
-        for k, v in obj.items():
-            yield str(k)
-            yield from _strings(v)
-    elif isinstance(obj, list):
-        for v in obj:
-            yield from _strings(v)
+def _map(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _walk_strings(obj: Any, path: str = "") -> Iterator[tuple[str, str]]:
+    """(path, string) for every key and string value, iteratively (no recursion limit)."""
+    stack: list[tuple[str, Any]] = [(path, obj)]
+    budget = MAX_NODES
+    while stack and budget > 0:
+        budget -= 1
+        where, value = stack.pop()
+        if isinstance(value, str):
+            yield where, value
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                yield f"{where}.{k}" if where else str(k), str(k)
+                stack.append((f"{where}.{k}" if where else str(k), v))
+        elif isinstance(value, list):
+            for i, v in enumerate(value):
+                stack.append((f"{where}[{i}]", v))
 
 
 def image_registry(image: str) -> str:
@@ -97,205 +300,1209 @@ def image_registry(image: str) -> str:
     return "docker.io"
 
 
-def _image_allowed(image: str, allowed: list[str]) -> bool:
-    if not allowed:
-        return True
-    full = image if image_registry(image) != "docker.io" or image.startswith("docker.io/") else (
+def image_allowed(image: str, allowed: Iterable[str]) -> bool:
+    registry = image_registry(image)
+    full = image if registry != "docker.io" or image.startswith("docker.io/") else (
         f"docker.io/{image if '/' in image else 'library/' + image}")
     return any(full == a or full.startswith(a.rstrip("/") + "/") for a in allowed)
 
 
-def _pinned(image: str) -> bool:
-    if "@sha256:" in image:
+_IMAGE_REF = re.compile(r"[a-z0-9][a-z0-9._/:-]{0,250}(@sha256:[a-f0-9]{64})?")
+
+
+def image_pinned(image: str) -> bool:
+    """A digest, or a version tag (with a digit) that is not a floating name."""
+    if re.fullmatch(r"[^@]{1,255}@sha256:[a-f0-9]{64}", image):
         return True
     name = image.rsplit("/", 1)[-1]
-    return ":" in name and not name.endswith(":latest")
+    if ":" not in name:
+        return False
+    tag = name.split(":", 1)[1]
+    return bool(re.search(r"[0-9]", tag)) and tag.lower() not in FLOATING_TAGS and not any(
+        tag.lower().startswith(f"{f}-") or tag.lower().endswith(f"-{f}") for f in ("latest", "nightly", "edge"))
 
 
-def check_manifest(manifest: dict[str, Any], policy: PolicySettings, *,
-                   generated: bool = True) -> list[Violation]:
-    """Every policy violation of one object. ``generated`` adds the provenance rules that
-    only apply to what this system writes."""
-    ref = object_ref(manifest)
-    kind = manifest.get("kind", "")
-    meta = manifest.get("metadata") or {}
-    found: list[Violation] = []
+def _selector_labels(selector: Any) -> tuple[dict[str, str] | None, str]:
+    """matchLabels of a LabelSelector, or None with why it cannot be reasoned about."""
+    sel = _map(selector)
+    if _list(sel.get("matchExpressions")):
+        return None, "matchExpressions are never generated"
+    labels = sel.get("matchLabels", {}) if "matchLabels" in sel or sel else {}
+    if not isinstance(labels, dict):
+        return None, "matchLabels is not a mapping"
+    return {str(k): str(v) for k, v in labels.items()}, ""
 
-    def add(rule: str, detail: str) -> None:
-        found.append(Violation(rule=rule, object=ref, detail=detail))
 
-    if kind in CLUSTER_SCOPED:
-        if kind not in ALLOWED_CLUSTER_KINDS:
-            add("cluster-scoped", f"{kind} is cluster-scoped; only namespaced objects in "
-                f"{', '.join(policy.allowed_namespaces)} may be generated")
-    else:
-        namespace = meta.get("namespace")
-        if not namespace:
-            add("namespace", "no namespace: it would land wherever the sync defaults to")
-        elif namespace not in policy.allowed_namespaces:
-            add("namespace", f"namespace {namespace!r} is not in the allowlist "
-                f"({', '.join(policy.allowed_namespaces)})")
+# -- secret material -------------------------------------------------------------------
 
-    if kind == "Secret" and (manifest.get("data") or manifest.get("stringData")):
-        add("secret-data", "a Secret carrying data; reference a secret store (ExternalSecret) "
-            "or a SealedSecret instead")
+_SECRET_NAME_WORDS = re.compile(
+    r"(?i)(passw(or)?d|passwd|pass(phrase)?$|^pass|_pass|pwd|secret|token|api_?key|apikey|"
+    r"credential|private_?key|access_?key|auth|bearer|session_?key|signing_?key|cookie)")
+_KEY_VALUE_LINE = re.compile(
+    r"\s{0,40}(?:export\s{1,5})?[\"']?([A-Za-z0-9_.\-]{1,80})[\"']?\s{0,10}[:=]\s{0,10}[\"']?([^\"'\s,;]{0,200})")
+_PLACEHOLDER = re.compile(r"^(\$\{[^}]{0,100}\}|\$\([^)]{0,100}\)|\$[A-Za-z_]\w{0,60}|<[^>]{0,100}>|\{\{.{0,100}\}\}|"
+                          r"changeme|change-me|xxx+|\*+|none|null|true|false|\d{1,6}|)$", re.I)
+_OWN_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("a bearer token", re.compile(r"(?i)\bbearer\s{1,5}[A-Za-z0-9._~+/=-]{12,}")),
+    ("a GitHub fine-grained token", re.compile(r"\bgithub_pat_[A-Za-z0-9_]{20,}")),
+    ("a GitHub token", re.compile(r"\bgh[pousr]_[A-Za-z0-9]{30,}")),
+    ("an API key", re.compile(r"\bsk-(?:live-|ant-|proj-)?[A-Za-z0-9_-]{16,}")),
+    ("a private key", re.compile(r"-----BEGIN [A-Z ]{0,40}PRIVATE KEY( BLOCK)?-----")),
+    ("a kubeconfig credential", re.compile(r"\b(client-key-data|client-certificate-data)\s{0,5}:")),
+    ("credentials in a URL", re.compile(r"://[^/\s:@]{0,200}:[^/\s@]{3,200}@")),
+)
 
-    if kind in ("ClusterRoleBinding", "RoleBinding"):
-        role_ref = manifest.get("roleRef") or {}
-        if role_ref.get("name") == "cluster-admin":
-            add("cluster-admin", f"{kind} to cluster-admin")
-        elif role_ref.get("kind") == "ClusterRole" and role_ref.get("name") in ("admin", "edit"):
-            add("rbac-escalation", f"{kind} to the built-in ClusterRole {role_ref.get('name')}")
-    if kind in ("Role", "ClusterRole"):
-        for rule in manifest.get("rules") or []:
-            if not isinstance(rule, dict):
-                add("rbac", "a rule that is not a mapping")
-                continue
-            found += [Violation(rule=r, object=ref, detail=d) for r, d in _rbac_findings(rule)]
 
-    pod = _dig(manifest, WORKLOAD_POD_PATHS[kind]) if kind in WORKLOAD_POD_PATHS else None
-    if isinstance(pod, dict):
-        found += [Violation(rule=r, object=ref, detail=d) for r, d in _pod_findings(pod, policy)]
+class SecretScanner:
+    """detect-secrets' plugins (their regexes, keywords and Shannon entropy) over every
+    string, plus key/value lines (``.env``, JSON, YAML, env literals) whose key names a
+    credential. Linear in the input: per line, bounded patterns."""
 
-    for label, pattern in SECRET_PATTERNS:
-        for text in _strings(manifest):
+    # High-entropy tokens: long runs of base64/hex characters mixing letters and digits.
+    _TOKEN = re.compile(r"[A-Za-z0-9+/_=-]{24,512}")
+    _NOISY = frozenset({"Base64HighEntropyString", "HexHighEntropyString", "IPPublicDetector"})
+
+    def __init__(self) -> None:
+        from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class
+        from detect_secrets.plugins.high_entropy_strings import Base64HighEntropyString
+
+        self._plugins = sorted(c.__name__ for c in get_mapping_from_secret_type_to_class().values()
+                               if c.__name__ not in self._NOISY)
+        self._entropy = Base64HighEntropyString().calculate_shannon_entropy
+
+    def _settings(self) -> Any:
+        from detect_secrets.settings import transient_settings
+
+        return transient_settings({"plugins_used": [{"name": n} for n in self._plugins]})
+
+    def findings(self, strings: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+        """(path, what) for each string that carries secret material (first hit per string)."""
+        from detect_secrets.core.scan import scan_line
+
+        out: list[tuple[str, str]] = []
+        with self._settings():
+            for path, text in strings:
+                what = self._own(text) or self._library(scan_line, text) or self._entropic(text)
+                if what:
+                    out.append((path, what))
+        return out
+
+    def _own(self, text: str) -> str | None:
+        for label, pattern in _OWN_PATTERNS:
             if pattern.search(text):
-                add("secret-value", f"looks like a {label} in the manifest; secrets never go in "
-                    "manifests")
-                break
+                return label
+        if "kind: Config" in text and "users:" in text and ("token:" in text or "password:" in text):
+            return "a kubeconfig with credentials"
+        for line in text.splitlines()[:5000]:
+            m = _KEY_VALUE_LINE.match(line)
+            if m and m.group(2) and _SECRET_NAME_WORDS.search(m.group(1)) and \
+                    not _PLACEHOLDER.match(m.group(2)) and len(m.group(2)) >= 4:
+                return f"a literal value for {m.group(1)[:60]!r}"
+        return None
 
-    if generated:
-        if (meta.get("labels") or {}).get(MANAGED_BY_LABEL) != "cortex-school":
-            add("provenance", f"missing label {MANAGED_BY_LABEL}: cortex-school")
-        if not (meta.get("annotations") or {}).get("cortex-school.io/improvement-id"):
-            add("provenance", "missing annotation cortex-school.io/improvement-id")
-    return found
+    @staticmethod
+    def _library(scan_line: Any, text: str) -> str | None:
+        for line in text.splitlines()[:5000] or [text]:
+            for hit in scan_line(line[:20000]):
+                return f"a {hit.type} (detect-secrets)"
+        return None
 
-
-# Verbs and subresources that hand out more than the rule says.
-ESCALATING_VERBS = frozenset({"bind", "escalate", "impersonate"})
-DANGEROUS_SUBRESOURCES = frozenset({"pods/exec", "pods/attach", "pods/portforward",
-                                    "serviceaccounts/token", "nodes/proxy"})
-SECRET_READ_OR_WRITE = frozenset({"*", "list", "watch", "create", "update", "patch", "delete",
-                                  "deletecollection"})
-
-
-def _rbac_findings(rule: dict[str, Any]) -> list[tuple[str, str]]:
-    verbs = {str(v) for v in rule.get("verbs") or []}
-    resources = {str(r) for r in rule.get("resources") or []}
-    out: list[tuple[str, str]] = []
-    if "*" in resources:
-        # Every resource includes secrets: reading all of them is no better than writing.
-        out.append(("rbac-wildcard", f"verbs {', '.join(sorted(verbs))} on every resource ('*')"))
-    elif "secrets" in resources and verbs & SECRET_READ_OR_WRITE:
-        named = bool(rule.get("resourceNames"))
-        if not named or verbs & {"*", "list", "watch", "create", "deletecollection"}:
-            out.append(("rbac-wildcard", f"broad access to secrets ({', '.join(sorted(verbs))}); "
-                        "only get/update on named secrets is allowed"))
-    if "*" in verbs and "rbac-wildcard" not in {r for r, _ in out}:
-        out.append(("rbac-wildcard", f"every verb ('*') on {', '.join(sorted(resources))}"))
-    if verbs & ESCALATING_VERBS:
-        out.append(("rbac-escalation", f"verbs {', '.join(sorted(verbs & ESCALATING_VERBS))}"))
-    if resources & DANGEROUS_SUBRESOURCES:
-        out.append(("rbac-escalation", f"access to {', '.join(sorted(resources & DANGEROUS_SUBRESOURCES))}"))
-    if resources & {"roles", "rolebindings", "clusterroles", "clusterrolebindings"} and \
-            verbs & {"*", "create", "update", "patch"}:
-        out.append(("rbac-escalation", "may write RBAC objects"))
-    return out
+    def _entropic(self, text: str) -> str | None:
+        for m in self._TOKEN.finditer(text):
+            token = m.group(0)
+            if not (re.search(r"[0-9]", token) and re.search(r"[A-Za-z]", token)):
+                continue
+            if re.fullmatch(r"[a-f0-9]{64}", token):  # a sha256 digest is not a secret
+                continue
+            if re.search(r"[A-Z]", token) and re.search(r"[a-z]", token) and \
+                    self._entropy(token) > 4.3:
+                return "a high-entropy string (detect-secrets Shannon entropy)"
+        return None
 
 
-def _pod_findings(pod: dict[str, Any], policy: PolicySettings) -> list[tuple[str, str]]:
-    out: list[tuple[str, str]] = []
-    for host_field in ("hostNetwork", "hostPID", "hostIPC"):
-        if pod.get(host_field):
-            out.append(("host-namespace", f"{host_field}: true"))
-    for volume in pod.get("volumes") or []:
-        if isinstance(volume, dict) and "hostPath" in volume:
-            out.append(("host-path", f"volume {volume.get('name')!r} mounts a hostPath"))
-    pod_ctx = pod.get("securityContext") or {}
-    pod_nonroot = pod_ctx.get("runAsNonRoot") is True
-    containers = [*(pod.get("initContainers") or []), *(pod.get("containers") or []),
-                  *(pod.get("ephemeralContainers") or [])]
-    for c in containers:
-        if not isinstance(c, dict):
-            continue
-        name = c.get("name", "?")
-        ctx = c.get("securityContext") or {}
-        if ctx.get("privileged"):
-            out.append(("privileged", f"container {name} is privileged"))
-        if ctx.get("allowPrivilegeEscalation") is not False:
-            out.append(("privilege-escalation",
-                        f"container {name} does not set allowPrivilegeEscalation: false"))
-        nonroot = ctx.get("runAsNonRoot", pod_nonroot)
-        if nonroot is not True or ctx.get("runAsUser") == 0:
-            out.append(("run-as-root", f"container {name} may run as root (runAsNonRoot not set)"))
-        if any(isinstance(p, dict) and p.get("hostPort") for p in c.get("ports") or []):
-            out.append(("host-port", f"container {name} binds a hostPort"))
-        added = set((ctx.get("capabilities") or {}).get("add") or []) - SAFE_CAPABILITIES
-        if added:
-            out.append(("capabilities", f"container {name} adds {', '.join(sorted(added))}"))
-        resources = c.get("resources") or {}
-        for section in ("requests", "limits"):
-            missing = [r for r in ("cpu", "memory") if r not in (resources.get(section) or {})]
-            if missing:
-                out.append(("resources", f"container {name} has no {section} for "
-                            f"{', '.join(missing)}"))
-        image = c.get("image") or ""
-        if not image:
-            out.append(("image", f"container {name} has no image"))
+_SCANNER: SecretScanner | None = None
+_OUR_ANNOTATIONS = frozenset(f"metadata.annotations.cortex-school.io/{k}"
+                             for k in ("improvement-id", "source-video", "source-url"))
+
+
+def scanner() -> SecretScanner:
+    global _SCANNER
+    if _SCANNER is None:
+        _SCANNER = SecretScanner()
+    return _SCANNER
+
+
+# -- review-only content ---------------------------------------------------------------
+
+_DESTRUCTIVE = re.compile(
+    r"(?i)\b(drop\s{1,10}(database|table|schema|owned|role|user)\b|truncate\s{1,10}(table\s{1,10})?\w|"
+    r"delete\s{1,10}from\b|dropdb\b|flushall\b|flushdb\b|"
+    r"rm\s{1,10}(-[a-z]{0,5}r[a-z]{0,5}f|-[a-z]{0,5}f[a-z]{0,5}r|--recursive|--force)|"
+    r"kubectl\s{1,10}(\S{1,40}\s{1,10}){0,3}delete\b|mkfs\b|dd\s{1,10}if=|"
+    r"mc\s{1,10}rm\b|aws\s{1,10}s3\s{1,10}rm\b)|(-X|--request)\s{0,5}['\"]?DELETE\b")
+_REMOTE_CODE = re.compile(
+    r"(?i)\b(curl|wget|fetch)\b[^|\n]{0,500}\|\s{0,10}(sudo\s{1,5})?(ba|z|k|da|a)?sh\b|"
+    r"\b(curl|wget)\b[^|\n]{0,500}\|\s{0,10}(sudo\s{1,5})?(python[0-9.]{0,4}|perl|ruby|node|php)\b|"
+    r"\b(ba|z)?sh\s{0,5}<\(\s{0,5}(curl|wget)\b|\$\(\s{0,5}(curl|wget)\b|`\s{0,5}(curl|wget)\b|"
+    r"\b(curl|wget)\b[^\n]{0,500}(-o|-O|--output)\s{0,5}\S{1,200}\s{0,5}(&&|;)\s{0,5}(ba|z)?sh\b")
+
+
+def _commands(manifest: Manifest) -> Iterator[tuple[str, str]]:
+    """Each container's command and args as the one command line they run."""
+    kind = manifest.get("kind")
+    spec = _dig(manifest, POD_PATHS[kind]) if kind in POD_PATHS else None
+    if not isinstance(spec, dict):
+        return
+    for section in ("initContainers", "containers", "ephemeralContainers"):
+        for i, c in enumerate(_list(spec.get(section))):
+            words = [str(w) for w in (*_list(_map(c).get("command")), *_list(_map(c).get("args")))]
+            if words:
+                yield f"{'.'.join(POD_PATHS[kind])}.{section}[{i}].command", " ".join(words)
+
+
+# -- the gate --------------------------------------------------------------------------
+
+@dataclass
+class _Change:
+    """What the change creates itself (change-relative rules read this)."""
+
+    service_accounts: set[tuple[str, str]] = field(default_factory=set)
+    roles: set[tuple[str, str]] = field(default_factory=set)
+    services: set[tuple[str, str]] = field(default_factory=set)
+    configmaps: set[tuple[str, str]] = field(default_factory=set)
+    claims: set[tuple[str, str]] = field(default_factory=set)
+    secrets: set[tuple[str, str]] = field(default_factory=set)  # declared (ExternalSecret/Certificate)
+    pod_labels: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+    workload_selectors: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+    bound: set[tuple[str, str]] = field(default_factory=set)  # SAs bound to the change's own Roles
+    improvement_ids: set[str] = field(default_factory=set)
+
+    @classmethod
+    def of(cls, manifests: list[Manifest]) -> "_Change":
+        c = cls()
+        for m in manifests:
+            kind, meta = m.get("kind"), _map(m.get("metadata"))
+            ns, name = str(meta.get("namespace") or ""), str(meta.get("name") or "")
+            ident = _map(meta.get("annotations")).get(IMPROVEMENT_ANNOTATION)
+            if isinstance(ident, str):
+                c.improvement_ids.add(ident)
+            if kind == "ServiceAccount":
+                c.service_accounts.add((ns, name))
+            elif kind == "Role":
+                c.roles.add((ns, name))
+            elif kind == "Service":
+                c.services.add((ns, name))
+            elif kind == "ConfigMap":
+                c.configmaps.add((ns, name))
+            elif kind == "PersistentVolumeClaim":
+                c.claims.add((ns, name))
+            elif kind == "ExternalSecret":
+                target = _map(_dig(m, ("spec", "target"))).get("name") or name
+                c.secrets.add((ns, str(target)))
+            elif kind == "Certificate":
+                secret = _dig(m, ("spec", "secretName"))
+                if isinstance(secret, str):
+                    c.secrets.add((ns, secret))
+            if kind in POD_PATHS:
+                labels = _dig(m, [*POD_PATHS[kind][:-1], "metadata", "labels"])
+                if isinstance(labels, dict):
+                    c.pod_labels.append((ns, {str(k): str(v) for k, v in labels.items()}))
+                selector, _ = _selector_labels(_dig(m, ("spec", "selector")))
+                if selector and kind != "CronJob" and kind != "Job":
+                    c.workload_selectors.append((ns, selector))
+                if kind == "StatefulSet":
+                    for t in _list(_dig(m, ("spec", "volumeClaimTemplates"))):
+                        claim = _map(_map(t).get("metadata")).get("name")
+                        c.claims.add((ns, str(claim)))  # claims are named <claim>-<pod>
+        for m in manifests:
+            if m.get("kind") == "RoleBinding":
+                ns = str(_map(m.get("metadata")).get("namespace") or "")
+                ref = _map(m.get("roleRef"))
+                if ref.get("kind") == "Role" and (ns, ref.get("name")) in c.roles:
+                    for s in _list(m.get("subjects")):
+                        s = _map(s)
+                        if s.get("kind") == "ServiceAccount":
+                            c.bound.add((str(s.get("namespace") or ns), str(s.get("name"))))
+        return c
+
+    def selects_own_pods(self, selector: dict[str, str], ns: str) -> bool:
+        """Whether ``selector`` selects pods of this change and only those: it matches one of
+        its workloads' pods and is at least as specific as that workload's own selector
+        (``managed-by: cortex-school`` alone would select every improvement's pods)."""
+        return bool(selector) and any(
+            wns == ns and wsel.items() <= selector.items() for wns, wsel in self.workload_selectors
+        ) and any(pns == ns and selector.items() <= labels.items() for pns, labels in self.pod_labels)
+
+
+class _Checker:
+    def __init__(self, manifest: Manifest, ctx: GateContext, change: _Change,
+                 found: list[Violation]) -> None:
+        self.m = manifest
+        self.ctx = ctx
+        self.policy = ctx.policy
+        self.change = change
+        self.found = found
+        self.ref = object_ref(manifest)
+        self.kind = str(manifest.get("kind", ""))
+        self.meta = _map(manifest.get("metadata"))
+        self.ns = str(self.meta.get("namespace") or "")
+        self.name = str(self.meta.get("name") or "")
+
+    def add(self, rule: str, path: str, detail: str, action: str = "refuse") -> None:
+        self.found.append(Violation(rule=rule, object=self.ref, path=path, detail=detail,
+                                    action=action))
+
+    @property
+    def generated(self) -> bool:
+        return not self.ctx.audit
+
+    # The system's own objects are off limits to generated changes; an audited repository
+    # (the chart itself, say) may hold them.
+    def sys_selects(self, labels: dict[str, str], namespace: str | None) -> bool:
+        return self.generated and self.ctx.system.selects(labels, namespace)
+
+    def sys_owns(self, name: str) -> bool:
+        return self.generated and self.ctx.system.owns_name(name)
+
+    # structure, names, kind, namespace ---------------------------------------------
+    def structure(self) -> bool:
+        """False when the object cannot be reasoned about further."""
+        if not isinstance(self.m.get("kind"), str) or not isinstance(self.m.get("apiVersion"), str):
+            self.add("malformed", "kind", "an object needs a string kind and apiVersion")
+            return False
+        if not isinstance(self.m.get("metadata"), dict):
+            self.add("malformed", "metadata", "metadata is not a mapping")
+            return False
+        ok = True
+        name = self.meta.get("name")
+        dns = DNS1035_LABEL if self.kind == "Service" else DNS1123_LABEL
+        if not isinstance(name, str) or not dns.fullmatch(name):
+            self.add("name", "metadata.name", f"{str(name)[:80]!r} is not a valid "
+                     f"{'DNS-1035' if dns is DNS1035_LABEL else 'DNS-1123'} name")
+            ok = False
+        ns = self.meta.get("namespace")
+        if ns is not None and (not isinstance(ns, str) or not DNS1123_LABEL.fullmatch(ns)):
+            self.add("name", "metadata.namespace", f"{str(ns)[:80]!r} is not a valid namespace name")
+            ok = False
+        for section in ("labels", "annotations"):
+            values = self.meta.get(section)
+            if values is None:
+                continue
+            if not isinstance(values, dict):
+                self.add("malformed", f"metadata.{section}", f"{section} is not a mapping")
+                ok = False
+                continue
+            for k, v in values.items():
+                if not isinstance(k, str) or not _label_key(k):
+                    self.add("name", f"metadata.{section}", f"{str(k)[:80]!r} is not a valid key")
+                    ok = False
+                elif section == "labels" and (not isinstance(v, str) or not _LABEL_VALUE.fullmatch(v)):
+                    self.add("name", f"metadata.labels.{k}", f"{str(v)[:80]!r} is not a valid label value")
+                    ok = False
+                elif section == "annotations" and not isinstance(v, str):
+                    self.add("malformed", f"metadata.annotations.{k}", "annotation values are strings")
+                    ok = False
+        if self.generated:
+            extra = set(self.meta) - {"name", "namespace", "labels", "annotations"}
+            if extra:
+                self.add("malformed", "metadata", f"fields never generated: {', '.join(sorted(map(str, extra)))}")
+        return ok
+
+    def kind_row(self) -> KindRule | None:
+        rule = KINDS.get(self.kind)
+        if rule is None:
+            if self.kind == "Secret":
+                self.add("secret-object", "kind", "no Secret objects: a secret store "
+                         "(ExternalSecret) holds values, and even a data-less "
+                         "service-account-token Secret mints a token")
+            elif self.generated:
+                self.add("kind", "kind", f"{self.kind} is not a kind the workers generate "
+                         f"(allowed: {', '.join(sorted(KINDS))})")
+            return None
+        if self.m.get("apiVersion") not in rule.api_versions:
+            self.add("kind", "apiVersion", f"{self.m.get('apiVersion')!r} is not an allowed API "
+                     f"version of {self.kind} ({', '.join(rule.api_versions)})")
+        if self.generated:
+            extra = set(self.m) - rule.top_keys
+            if extra:
+                self.add("malformed", "", f"top-level fields never generated for {self.kind}: "
+                         f"{', '.join(sorted(map(str, extra)))}")
+        return rule
+
+    def namespace(self, rule: KindRule) -> None:
+        if not rule.namespaced:
+            if "namespace" in self.meta:
+                self.add("namespace", "metadata.namespace", f"{self.kind} is cluster-scoped")
+            return
+        if not self.ns:
+            self.add("namespace", "metadata.namespace",
+                     "no namespace: it would land wherever the sync defaults to")
+        elif self.ns not in self.policy.allowed_namespaces:
+            self.add("namespace", "metadata.namespace", f"namespace {self.ns!r} is not in the "
+                     f"allowlist ({', '.join(self.policy.allowed_namespaces)})")
+
+    # the system and what exists ----------------------------------------------------
+    def system_and_ownership(self, rule: KindRule | None) -> None:
+        system = self.ctx.system
+        if self.sys_owns(self.name):
+            self.add("system-object", "metadata.name", f"{self.name!r} is (or shadows) one of "
+                     f"the system's own objects ({system.name}*)")
+        ns = self.ns if (rule is None or rule.namespaced) else ""
+        existing = self.ctx.existing
+        if (self.kind, ns, self.name) in existing or (ns and (self.kind, "", self.name) in existing):
+            self.add("ownership", "metadata.name", f"{self.kind} {self.name} already exists in the "
+                     "GitOps repository; cortex-school does not take over objects it did not create")
+        elif self.ctx.cluster_has is not None and self.ctx.cluster_has(self.kind, ns, self.name):
+            self.add("ownership", "metadata.name", f"{self.kind} {self.name} already exists in the "
+                     "cluster; cortex-school does not take over objects it did not create")
+
+    def provenance(self) -> None:
+        if _map(self.meta.get("labels")).get(MANAGED_BY_LABEL) != "cortex-school":
+            self.add("provenance", f"metadata.labels.{MANAGED_BY_LABEL}",
+                     f"missing label {MANAGED_BY_LABEL}: cortex-school")
+        ident = _map(self.meta.get("annotations")).get(IMPROVEMENT_ANNOTATION)
+        label = _map(self.meta.get("labels")).get(IMPROVEMENT_ANNOTATION, ident)
+        if not ident:
+            self.add("provenance", f"metadata.annotations.{IMPROVEMENT_ANNOTATION}",
+                     f"missing annotation {IMPROVEMENT_ANNOTATION}")
+        elif not _IMPROVEMENT_ID.fullmatch(str(ident)) or label != ident:
+            self.add("provenance", f"metadata.annotations.{IMPROVEMENT_ANNOTATION}",
+                     f"{str(ident)[:40]!r} is not this change's improvement id (16 hex digits, "
+                     "the same on label and annotation)")
+        elif self.change.improvement_ids - {ident}:
+            self.add("provenance", f"metadata.annotations.{IMPROVEMENT_ANNOTATION}",
+                     "one change carries the ids of several improvements: "
+                     f"{', '.join(sorted(self.change.improvement_ids))[:200]}")
+
+    def shape(self) -> None:
+        """No mapping, list or object larger than anything the renderers make."""
+        stack: list[tuple[str, Any]] = [("", self.m)]
+        total, nodes = 0, 0
+        while stack:
+            where, value = stack.pop()
+            nodes += 1
+            if nodes > MAX_NODES:
+                self.add("size", "", f"more than {MAX_NODES} fields (shared YAML aliases?)")
+                return
+            if isinstance(value, dict):
+                if len(value) > MAX_KEYS:
+                    self.add("size", where, f"{len(value)} keys (limit {MAX_KEYS})")
+                    continue
+                stack += [(f"{where}.{k}" if where else str(k), v) for k, v in value.items()]
+            elif isinstance(value, list):
+                if len(value) > MAX_ITEMS:
+                    self.add("size", where, f"{len(value)} items (limit {MAX_ITEMS})")
+                    continue
+                stack += [(f"{where}[{i}]", v) for i, v in enumerate(value)]
+            elif isinstance(value, str):
+                total += len(value)
+        if total > 4 * self.policy.max_field_bytes:
+            self.add("size", "", f"{total} characters of text in one object "
+                     f"(limit {4 * self.policy.max_field_bytes})")
+
+    def strings(self) -> None:
+        """Size, secret material, and review-only content in every string."""
+        limit = self.policy.max_field_bytes
+        scan: list[tuple[str, str]] = []
+        review_text: list[tuple[str, str]] = []
+        for path, text in _walk_strings(self.m):
+            if len(text.encode("utf-8", "surrogatepass")) > limit:
+                self.add("size", path, f"a string of {len(text)} characters (limit {limit} bytes)")
+                continue
+            if path.endswith(".image") or path in _OUR_ANNOTATIONS:
+                continue  # images are checked by their own rules; ids and URLs are ours
+            scan.append((path, text))
+            if not path.startswith("metadata."):
+                review_text.append((path, text))
+        for path, what in scanner().findings(scan):
+            self.add("secret-value", path, f"looks like {what}; secrets never go in manifests")
+        if not self.generated and self.kind not in ("ConfigMap", "Job", "CronJob"):
+            return
+        for path, value in _commands(self.m):
+            review_text.append((path, value))
+        for path, text in review_text:
+            if _REMOTE_CODE.search(text):
+                self.add("remote-code", path, "downloads code and runs it", "review")
+            if self.kind in ("Job", "CronJob", "ConfigMap") or self.kind in POD_PATHS:
+                if m := _DESTRUCTIVE.search(text):
+                    self.add("destructive", path, f"destructive command {m.group(0)[:60]!r}",
+                             "review")
+
+    # pods --------------------------------------------------------------------------
+    def pod(self, path: tuple[str, ...]) -> None:
+        spec = _dig(self.m, path)
+        base = ".".join(path)
+        if not isinstance(spec, dict):
+            self.add("malformed", base, "no pod spec")
+            return
+        self.lists(spec, base, ("containers", "initContainers", "ephemeralContainers", "volumes",
+                                "imagePullSecrets"))
+        template_meta = _map(_dig(self.m, [*path[:-1], "metadata"]))
+        self.pss(spec, base, _map(template_meta.get("annotations")))
+        if self.generated:
+            self.pod_generated(spec, base)
+
+    def pss(self, spec: dict[str, Any], base: str, annotations: dict[str, Any]) -> None:
+        """The Pod Security Standards restricted profile (baseline included)."""
+        for host in ("hostNetwork", "hostPID", "hostIPC", "hostUsers_false"):
+            if host != "hostUsers_false" and spec.get(host):
+                self.add("pod-security", f"{base}.{host}", f"{host}: true shares a host namespace")
+        psc = _map(spec.get("securityContext"))
+        self._windows(psc, f"{base}.securityContext")
+        self._selinux(psc, f"{base}.securityContext")
+        for sysctl in _list(psc.get("sysctls")):
+            name = _map(sysctl).get("name")
+            if name not in SAFE_SYSCTLS:
+                self.add("pod-security", f"{base}.securityContext.sysctls",
+                         f"sysctl {str(name)[:80]!r} is not in the safe set")
+        pod_seccomp = _map(psc.get("seccompProfile")).get("type")
+        if pod_seccomp is not None and pod_seccomp not in ("RuntimeDefault", "Localhost"):
+            self.add("pod-security", f"{base}.securityContext.seccompProfile.type",
+                     f"seccomp {pod_seccomp!r}: RuntimeDefault or Localhost required")
+        self._apparmor(psc, f"{base}.securityContext")
+        for key, value in annotations.items():
+            if str(key).startswith("container.apparmor.security.beta.kubernetes.io/") and not (
+                    value == "runtime/default" or str(value).startswith("localhost/")):
+                self.add("pod-security", f"metadata.annotations.{key}", f"AppArmor {value!r}")
+            if str(key).startswith(("seccomp.security.alpha.kubernetes.io/",
+                                    "container.seccomp.security.alpha.kubernetes.io/")) and \
+                    value not in ("runtime/default", "docker/default") and not str(value).startswith("localhost/"):
+                self.add("pod-security", f"metadata.annotations.{key}", f"seccomp {value!r}")
+        for key in ("runAsUser", "runAsGroup", "fsGroup"):
+            if psc.get(key) == 0:
+                self.add("pod-security", f"{base}.securityContext.{key}", f"{key}: 0 (root)")
+        if 0 in _list(psc.get("supplementalGroups")):
+            self.add("pod-security", f"{base}.securityContext.supplementalGroups", "root group")
+        volume_types = PSS_VOLUME_TYPES if self.ctx.audit else GENERATED_VOLUME_TYPES
+        for i, volume in enumerate(_list(spec.get("volumes"))):
+            types = set(_map(volume)) - {"name"}
+            bad = types - volume_types
+            if bad or not types:
+                self.add("pod-security", f"{base}.volumes[{i}]", f"volume type "
+                         f"{', '.join(sorted(map(str, bad))) or 'none'} is not allowed "
+                         f"({', '.join(sorted(volume_types))})")
+        containers = self._containers(spec, base)
+        if not containers:
+            self.add("malformed", f"{base}.containers", "no containers")
+        pod_nonroot = psc.get("runAsNonRoot") is True
+        for cpath, c in containers:
+            csc = _map(c.get("securityContext"))
+            where = f"{cpath}.securityContext"
+            if csc.get("privileged"):
+                self.add("pod-security", f"{where}.privileged", "privileged container")
+            if csc.get("allowPrivilegeEscalation") is not False:
+                self.add("pod-security", f"{where}.allowPrivilegeEscalation",
+                         "allowPrivilegeEscalation must be false")
+            nonroot = csc.get("runAsNonRoot", psc.get("runAsNonRoot"))
+            if nonroot is not True and not (pod_nonroot and "runAsNonRoot" not in csc):
+                self.add("pod-security", f"{where}.runAsNonRoot", "runAsNonRoot must be true")
+            for key in ("runAsUser", "runAsGroup"):
+                if csc.get(key) == 0:
+                    self.add("pod-security", f"{where}.{key}", f"{key}: 0 (root)")
+            seccomp = _map(csc.get("seccompProfile")).get("type", pod_seccomp)
+            if seccomp not in ("RuntimeDefault", "Localhost"):
+                self.add("pod-security", f"{where}.seccompProfile.type",
+                         f"seccomp {seccomp!r}: RuntimeDefault or Localhost required")
+            self._apparmor(csc, where)
+            self._windows(csc, where)
+            self._selinux(csc, where)
+            if csc.get("procMount") not in (None, "Default"):
+                self.add("pod-security", f"{where}.procMount", f"procMount {csc.get('procMount')!r}")
+            caps = _map(csc.get("capabilities"))
+            if "ALL" not in _list(caps.get("drop")):
+                self.add("pod-security", f"{where}.capabilities.drop", "capabilities must drop ALL")
+            added = {str(a) for a in _list(caps.get("add"))} - ALLOWED_ADDED_CAPABILITIES
+            if added:
+                self.add("pod-security", f"{where}.capabilities.add",
+                         f"adds {', '.join(sorted(added))} (only NET_BIND_SERVICE)")
+            for j, port in enumerate(_list(c.get("ports"))):
+                if _map(port).get("hostPort"):
+                    self.add("pod-security", f"{cpath}.ports[{j}].hostPort", "binds a host port")
+
+    def _containers(self, spec: dict[str, Any], base: str) -> list[tuple[str, dict[str, Any]]]:
+        out = []
+        for section in ("initContainers", "containers", "ephemeralContainers"):
+            for i, c in enumerate(_list(spec.get(section))):
+                if isinstance(c, dict):
+                    out.append((f"{base}.{section}[{i}]", c))
+                else:
+                    self.add("malformed", f"{base}.{section}[{i}]", "a container that is not a mapping")
+        return out
+
+    def _apparmor(self, sc: dict[str, Any], where: str) -> None:
+        kind = _map(sc.get("appArmorProfile")).get("type")
+        if kind is not None and kind not in ("RuntimeDefault", "Localhost"):
+            self.add("pod-security", f"{where}.appArmorProfile.type", f"AppArmor {kind!r}")
+
+    def _windows(self, sc: dict[str, Any], where: str) -> None:
+        if _map(sc.get("windowsOptions")).get("hostProcess"):
+            self.add("pod-security", f"{where}.windowsOptions.hostProcess", "Windows hostProcess")
+
+    def _selinux(self, sc: dict[str, Any], where: str) -> None:
+        opts = _map(sc.get("seLinuxOptions"))
+        if opts.get("type") not in (None, "", *SELINUX_TYPES):
+            self.add("pod-security", f"{where}.seLinuxOptions.type", f"SELinux type {opts.get('type')!r}")
+        for key in ("user", "role"):
+            if opts.get(key):
+                self.add("pod-security", f"{where}.seLinuxOptions.{key}", f"SELinux {key} set")
+
+    def pod_generated(self, spec: dict[str, Any], base: str) -> None:
+        """Beyond PSS, for generated pods: fields, identity, images, resources, references."""
+        extra = set(spec) - POD_FIELDS
+        if extra:
+            self.add("pod-security", base, f"pod fields never generated: {', '.join(sorted(map(str, extra)))}")
+        for i, ref in enumerate(_list(spec.get("imagePullSecrets"))):
+            self._secret_ref(str(_map(ref).get("name")), f"{base}.imagePullSecrets[{i}].name")
+        sa = spec.get("serviceAccountName") or spec.get("serviceAccount")
+        own_sa = sa is not None and (self.ns, str(sa)) in self.change.service_accounts
+        if sa is not None and not own_sa:
+            self.add("service-account", f"{base}.serviceAccountName",
+                     f"runs as ServiceAccount {str(sa)[:80]!r}, which this change does not create")
+        if spec.get("automountServiceAccountToken") is not False:
+            if not (own_sa and (self.ns, str(sa)) in self.change.bound):
+                self.add("service-account", f"{base}.automountServiceAccountToken",
+                         "mounts a ServiceAccount token; only a ServiceAccount this change creates "
+                         "and binds to its own Role may have one")
+        for i, volume in enumerate(_list(spec.get("volumes"))):
+            self._volume_refs(_map(volume), f"{base}.volumes[{i}]")
+        for cpath, c in self._containers(spec, base):
+            self._container(c, cpath)
+
+    def _volume_refs(self, volume: dict[str, Any], where: str) -> None:
+        if "secret" in volume:
+            self._secret_ref(str(_map(volume["secret"]).get("secretName")), f"{where}.secret.secretName")
+        if "configMap" in volume:
+            self._own(self.change.configmaps, _map(volume["configMap"]).get("name"), "ConfigMap",
+                      f"{where}.configMap.name")
+        if "persistentVolumeClaim" in volume:
+            self._own(self.change.claims, _map(volume["persistentVolumeClaim"]).get("claimName"),
+                      "PersistentVolumeClaim", f"{where}.persistentVolumeClaim.claimName")
+        for j, source in enumerate(_list(_map(volume.get("projected")).get("sources"))):
+            source = _map(source)
+            if "serviceAccountToken" in source or "clusterTrustBundle" in source:
+                self.add("service-account", f"{where}.projected.sources[{j}]",
+                         "projects a ServiceAccount token or trust bundle")
+            if "secret" in source:
+                self._secret_ref(str(_map(source["secret"]).get("name")),
+                                 f"{where}.projected.sources[{j}].secret.name")
+            if "configMap" in source:
+                self._own(self.change.configmaps, _map(source["configMap"]).get("name"), "ConfigMap",
+                          f"{where}.projected.sources[{j}].configMap.name")
+
+    def _own(self, created: set[tuple[str, str]], name: Any, kind: str, where: str) -> None:
+        if (self.ns, str(name)) not in created:
+            self.add("secret-ref" if kind == "Secret" else "selector", where,
+                     f"uses {kind} {str(name)[:80]!r}, which this change does not create")
+
+    def _secret_ref(self, name: str, where: str) -> None:
+        if (self.ns, name) not in self.change.secrets:
+            self.add("secret-ref", where, f"references secret {name[:80]!r}, which this change "
+                     "does not declare (ExternalSecret/Certificate of its own)")
+
+    def lists(self, obj: dict[str, Any], where: str, keys: Iterable[str]) -> None:
+        """Fields that must be lists: a mapping there would be read as nothing."""
+        for key in keys:
+            if key in obj and not isinstance(obj[key], list):
+                self.add("malformed", f"{where}.{key}" if where else key,
+                         f"{key} is a {type(obj[key]).__name__}, not a list")
+
+    def _container(self, c: dict[str, Any], where: str) -> None:
+        self.lists(c, where, ("env", "envFrom", "ports", "volumeMounts", "command", "args"))
+        extra = set(c) - CONTAINER_FIELDS
+        if extra:
+            self.add("pod-security", where, f"container fields never generated: {', '.join(sorted(map(str, extra)))}")
+        image = c.get("image")
+        if not isinstance(image, str) or not image:
+            self.add("image-pin", f"{where}.image", "no image")
         else:
-            if not _pinned(image):
-                out.append(("image-tag", f"container {name} image {image} is not pinned to a "
-                            "tag or digest"))
-            if not _image_allowed(image, policy.allowed_registries):
-                out.append(("registry", f"container {name} image {image} is not from an "
-                            f"allowed registry ({', '.join(policy.allowed_registries)})"))
-        for env in c.get("env") or []:
-            if (isinstance(env, dict) and env.get("value") and
-                    SECRET_ENV_NAME.search(str(env.get("name", "")))):
-                out.append(("secret-value", f"container {name} sets {env.get('name')} to a "
-                            "literal value; use a secretKeyRef"))
-    return out
+            if not _IMAGE_REF.fullmatch(image):
+                self.add("image-registry", f"{where}.image", f"{image[:120]!r} is not an image reference")
+            elif not image_allowed(image, self.policy.allowed_registries):
+                self.add("image-registry", f"{where}.image", f"{image[:120]} is not from an allowed "
+                         f"registry ({', '.join(self.policy.allowed_registries) or 'none configured'})")
+            if not image_pinned(image):
+                self.add("image-pin", f"{where}.image", f"{image[:120]} is not pinned to a version "
+                         "tag or a digest")
+        resources = _map(c.get("resources"))
+        for section in ("requests", "limits"):
+            missing = [r for r in ("cpu", "memory") if r not in _map(resources.get(section))]
+            if missing:
+                self.add("resources", f"{where}.resources.{section}", f"no {section} for {', '.join(missing)}")
+        for i, env in enumerate(_list(c.get("env"))):
+            env = _map(env)
+            source = _map(env.get("valueFrom"))
+            if "secretKeyRef" in source:
+                self._secret_ref(str(_map(source["secretKeyRef"]).get("name")),
+                                 f"{where}.env[{i}].valueFrom.secretKeyRef.name")
+            if "configMapKeyRef" in source:
+                self._own(self.change.configmaps, _map(source["configMapKeyRef"]).get("name"),
+                          "ConfigMap", f"{where}.env[{i}].valueFrom.configMapKeyRef.name")
+            value = env.get("value")
+            if isinstance(value, str) and len(value) >= 4 and _SECRET_NAME_WORDS.search(
+                    str(env.get("name", ""))) and not _PLACEHOLDER.match(value):
+                self.add("secret-value", f"{where}.env[{i}].value",
+                         f"{str(env.get('name'))[:60]} set to a literal value; use a secretKeyRef "
+                         "to an ExternalSecret of this change")
+        for i, src in enumerate(_list(c.get("envFrom"))):
+            src = _map(src)
+            if "secretRef" in src:
+                self._secret_ref(str(_map(src["secretRef"]).get("name")), f"{where}.envFrom[{i}].secretRef")
+            if "configMapRef" in src:
+                self._own(self.change.configmaps, _map(src["configMapRef"]).get("name"), "ConfigMap",
+                          f"{where}.envFrom[{i}].configMapRef")
+
+    # per kind ----------------------------------------------------------------------
+    def role(self) -> None:
+        self.lists(self.m, "", ("rules",))
+        for i, rule in enumerate(_list(self.m.get("rules"))):
+            if not isinstance(rule, dict):
+                self.add("malformed", f"rules[{i}]", "a rule that is not a mapping")
+                continue
+            for detail in rbac_refusals(rule, declared_secrets={
+                    n for ns, n in self.change.secrets if ns == self.ns} if self.generated else None,
+                    system=self.ctx.system):
+                self.add("rbac", f"rules[{i}]", detail)
+        if "aggregationRule" in self.m:
+            self.add("rbac", "aggregationRule", "aggregated roles are never generated")
+
+    def rolebinding(self) -> None:
+        self.lists(self.m, "", ("subjects",))
+        ref = _map(self.m.get("roleRef"))
+        system = self.ctx.system
+        if self.generated:
+            if ref.get("kind") != "Role" or (self.ns, ref.get("name")) not in self.change.roles:
+                self.add("rbac-binding", "roleRef", f"binds {ref.get('kind')} {str(ref.get('name'))[:80]!r};"
+                         " only a Role this change creates in the same namespace may be bound")
+        elif ref.get("kind") == "ClusterRole" and ref.get("name") in ("cluster-admin", "admin", "edit") \
+                or str(ref.get("name", "")).startswith("system:"):
+            self.add("rbac-binding", "roleRef", f"binds the built-in ClusterRole {ref.get('name')}")
+        if self.sys_owns(str(ref.get("name", ""))):
+            self.add("system-object", "roleRef.name", "binds one of the system's own Roles")
+        subjects = _list(self.m.get("subjects"))
+        if not subjects:
+            self.add("rbac-binding", "subjects", "no subjects")
+        for i, s in enumerate(subjects):
+            s = _map(s)
+            ns = str(s.get("namespace") or self.ns)
+            name = str(s.get("name", ""))
+            if s.get("kind") != "ServiceAccount":
+                if self.generated or name.startswith("system:"):
+                    self.add("rbac-binding", f"subjects[{i}]", f"subject {s.get('kind')} {name[:80]!r}; "
+                             "only ServiceAccounts this change creates may be bound")
+            elif self.generated and (ns != self.ns or (ns, name) not in self.change.service_accounts):
+                self.add("rbac-binding", f"subjects[{i}]", f"ServiceAccount {ns}/{name[:80]} is not "
+                         "created by this change in the binding's namespace")
+            if self.sys_owns(name):
+                self.add("system-object", f"subjects[{i}]", "binds the system's own ServiceAccount")
+
+    def service(self) -> None:
+        spec = _map(self.m.get("spec"))
+        kind = spec.get("type", "ClusterIP")
+        if kind != "ClusterIP":
+            self.add("service", "spec.type", f"type {kind}: only ClusterIP Services (never "
+                     "published outside the cluster)")
+        for key in ("externalIPs", "externalName", "loadBalancerIP", "loadBalancerSourceRanges",
+                    "loadBalancerClass", "healthCheckNodePort"):
+            if spec.get(key):
+                self.add("service", f"spec.{key}", f"{key} publishes or redirects the Service")
+        for i, port in enumerate(_list(spec.get("ports"))):
+            if _map(port).get("nodePort"):
+                self.add("service", f"spec.ports[{i}].nodePort", "a node port")
+        selector = spec.get("selector")
+        if not isinstance(selector, dict) or not selector:
+            if self.generated:
+                self.add("selector", "spec.selector", "a Service without a selector (hand-made "
+                         "endpoints) is never generated")
+            return
+        labels = {str(k): str(v) for k, v in selector.items()}
+        if self.sys_selects(labels, self.ns):
+            self.add("system-object", "spec.selector", "selects the system's own pods")
+        if self.generated and not self.change.selects_own_pods(labels, self.ns):
+            self.add("selector", "spec.selector", f"selects {labels}, pods this change does not run")
+
+    def ingress(self) -> None:
+        spec = _map(self.m.get("spec"))
+        cls = spec.get("ingressClassName") or _map(self.meta.get("annotations")).get(
+            "kubernetes.io/ingress.class")
+        if cls not in self.policy.allowed_ingress_classes:
+            self.add("ingress", "spec.ingressClassName", f"class {cls!r} is not allowed "
+                     f"({', '.join(self.policy.allowed_ingress_classes)})")
+        if spec.get("defaultBackend"):
+            self.add("ingress", "spec.defaultBackend", "a default backend catches every host")
+        rules = _list(spec.get("rules"))
+        if not rules:
+            self.add("ingress", "spec.rules", "no rules")
+        for i, rule in enumerate(rules):
+            rule = _map(rule)
+            self._host(rule.get("host"), f"spec.rules[{i}].host", "ingress")
+            for j, p in enumerate(_list(_map(rule.get("http")).get("paths"))):
+                backend = _map(_map(p).get("backend"))
+                svc = _map(backend.get("service")).get("name")
+                where = f"spec.rules[{i}].http.paths[{j}].backend"
+                if "resource" in backend or svc is None:
+                    self.add("ingress", where, "backends are Services this change creates")
+                elif self.sys_owns(str(svc)):
+                    self.add("system-object", where, f"publishes the system's own Service {svc}")
+                elif (self.ns, str(svc)) not in self.change.services:
+                    self.add("ingress", where, f"routes to Service {str(svc)[:80]!r}, which this "
+                             "change does not create")
+        for i, tls in enumerate(_list(spec.get("tls"))):
+            tls = _map(tls)
+            if tls.get("secretName") is not None and self.generated:
+                self._secret_ref(str(tls.get("secretName")), f"spec.tls[{i}].secretName")
+            for j, host in enumerate(_list(tls.get("hosts"))):
+                self._host(host, f"spec.tls[{i}].hosts[{j}]", "ingress")
+
+    def _host(self, host: Any, where: str, rule: str) -> None:
+        if not isinstance(host, str) or not host:
+            self.add(rule, where, "no host: it would match every host")
+            return
+        if "*" in host or not _DNS_SUBDOMAIN.fullmatch(host):
+            self.add(rule, where, f"{host[:120]!r} is a wildcard or not a DNS name")
+            return
+        suffixes = self.policy.allowed_host_suffixes
+        if not any(host.endswith(s) and host != s.lstrip(".") for s in suffixes):
+            self.add(rule, where, f"{host} is not under an allowed suffix ({', '.join(suffixes)})")
+
+    def network_policy(self) -> None:
+        spec = _map(self.m.get("spec"))
+        selector, why = _selector_labels(spec.get("podSelector"))
+        if selector is None:
+            self.add("network-policy", "spec.podSelector", why)
+            return
+        if self.sys_selects(selector, self.ns):
+            self.add("system-object", "spec.podSelector", "applies to the system's own pods "
+                     "(an allow rule there would expose them)")
+        for direction, peers_key in (("ingress", "from"), ("egress", "to")):
+            for i, rule in enumerate(_list(spec.get(direction))):
+                rule = _map(rule)
+                where = f"spec.{direction}[{i}]"
+                peers = rule.get(peers_key)
+                if not isinstance(peers, list) or not peers:
+                    self.add("network-policy", f"{where}.{peers_key}", f"no '{peers_key}': allows "
+                             "every source and destination")
+                    continue
+                for j, peer in enumerate(peers):
+                    self._peer(_map(peer), f"{where}.{peers_key}[{j}]", not selector)
+
+    def _peer(self, peer: dict[str, Any], where: str, all_pods: bool) -> None:
+        if not peer:
+            self.add("network-policy", where, "an empty peer allows everything")
+            return
+        if "ipBlock" in peer:
+            cidr = str(_map(peer["ipBlock"]).get("cidr", ""))
+            try:
+                wide = ipaddress.ip_network(cidr, strict=False).prefixlen < 16
+            except ValueError:
+                wide = True
+            if wide or self.generated:
+                self.add("network-policy", f"{where}.ipBlock", f"ipBlock {cidr[:60]!r} opens the "
+                         "pods to addresses outside the cluster's selectors")
+        if "namespaceSelector" in peer:
+            labels, why = _selector_labels(peer["namespaceSelector"])
+            if labels is None or not labels:
+                self.add("network-policy", f"{where}.namespaceSelector", why or
+                         "namespaceSelector {} opens the pods to every namespace")
+            elif all_pods:
+                self.add("network-policy", f"{where}.namespaceSelector", "podSelector {} opened to "
+                         "other namespaces: every pod of the namespace becomes reachable")
+        if "podSelector" in peer:
+            labels, why = _selector_labels(peer["podSelector"])
+            if labels is None:
+                self.add("network-policy", f"{where}.podSelector", why)
+
+    def pdb(self) -> None:
+        labels, why = _selector_labels(_dig(self.m, ("spec", "selector")))
+        if labels is None or not labels:
+            self.add("disruption-budget", "spec.selector", why or "selects every pod", "review")
+            return
+        if self.sys_selects(labels, self.ns):
+            self.add("system-object", "spec.selector", "a disruption budget over the system's "
+                     "own workers")
+        elif not self.change.selects_own_pods(labels, self.ns):
+            self.add("disruption-budget", "spec.selector", f"covers pods this change does not run "
+                     f"({labels}): can block node drains for others", "review")
+
+    def external_secret(self) -> None:
+        spec = _map(self.m.get("spec"))
+        store = _map(spec.get("secretStoreRef"))
+        if store.get("name") != self.policy.secret_store or store.get("kind") != "ClusterSecretStore":
+            self.add("external-secret", "spec.secretStoreRef", f"store {store.get('kind')}/"
+                     f"{str(store.get('name'))[:80]}; only ClusterSecretStore {self.policy.secret_store}")
+        if "dataFrom" in spec:
+            self.add("external-secret", "spec.dataFrom", "dataFrom copies whole remote secrets")
+        target = _map(spec.get("target"))
+        name = str(target.get("name") or self.name)
+        if name != self.name:
+            self.add("external-secret", "spec.target.name", f"writes Secret {name[:80]!r}, not its own name")
+        for key in ("template", "deletionPolicy"):
+            if key in target:
+                self.add("external-secret", f"spec.target.{key}", f"{key} is never generated "
+                         "(a template can mint any Secret type)")
+        if target.get("creationPolicy", "Owner") != "Owner":
+            self.add("external-secret", "spec.target.creationPolicy", "only creationPolicy Owner "
+                     "(never merge into an existing Secret)")
+        if (self.ns, name) in self.ctx.existing_secrets or ("", name) in self.ctx.existing_secrets \
+                or self.sys_owns(name) or (self.ctx.cluster_has is not None and
+                                                       self.ctx.cluster_has("Secret", self.ns, name)):
+            self.add("external-secret", "spec.target.name", f"Secret {name!r} already exists "
+                     "(or is the system's): an ExternalSecret would replace it")
+        own_key = f"{self.ns}/{self.name}"
+        for i, item in enumerate(_list(spec.get("data"))):
+            key = _map(_map(item).get("remoteRef")).get("key")
+            if key != own_key:
+                self.add("external-secret", f"spec.data[{i}].remoteRef.key", f"fetches "
+                         f"{str(key)[:80]!r}; a change may only fetch its own key {own_key}")
+
+    def certificate(self) -> None:
+        spec = _map(self.m.get("spec"))
+        names = [*_list(spec.get("dnsNames")), *([spec["commonName"]] if spec.get("commonName") else [])]
+        if not names:
+            self.add("certificate", "spec.dnsNames", "no DNS names")
+        for i, host in enumerate(names):
+            self._host(host, f"spec.dnsNames[{i}]", "certificate")
+        for key in ("ipAddresses", "uris", "emailAddresses", "isCA", "keystores"):
+            if spec.get(key):
+                self.add("certificate", f"spec.{key}", f"{key} is never generated")
+        issuer = _map(spec.get("issuerRef"))
+        if issuer.get("name") not in self.policy.allowed_cert_issuers or issuer.get(
+                "group", "cert-manager.io") != "cert-manager.io" or issuer.get("kind") != "ClusterIssuer":
+            self.add("certificate", "spec.issuerRef", f"issuer {issuer.get('kind')}/"
+                     f"{str(issuer.get('name'))[:80]} is not allowed (ClusterIssuer "
+                     f"{', '.join(self.policy.allowed_cert_issuers)})")
+        secret = str(spec.get("secretName", ""))
+        if (self.ns, secret) in self.ctx.existing_secrets or self.sys_owns(secret):
+            self.add("certificate", "spec.secretName", f"writes an existing Secret {secret[:80]!r}")
+
+    def prometheus_rule(self) -> None:
+        for i, group in enumerate(_list(_dig(self.m, ("spec", "groups")))):
+            for j, rule in enumerate(_list(_map(group).get("rules"))):
+                rule = _map(rule)
+                where = f"spec.groups[{i}].rules[{j}]"
+                if "record" in rule:
+                    self._recording(str(rule["record"]), where)
+                    if rule.get("labels"):
+                        self.add("recording-rule", f"{where}.labels", "recording rules carry no labels")
+                elif "alert" in rule:
+                    extra = set(_map(rule.get("labels"))) - {"severity"}
+                    if extra and self.generated:
+                        self.add("recording-rule", f"{where}.labels", f"alert labels "
+                                 f"{', '.join(sorted(map(str, extra)))} are never generated")
+                else:
+                    self.add("malformed", where, "neither an alert nor a recording rule")
+
+    def _recording(self, record: str, where: str) -> None:
+        if not _SERIES.fullmatch(record) or ":" not in record:
+            self.add("recording-rule", f"{where}.record", f"{record[:80]!r}: recorded series are "
+                     "named level:metric:operations (a colon), never like a raw metric")
+        if record in self.ctx.health_series:
+            self.add("recording-rule", f"{where}.record", f"{record} is read by the health checks")
+        if record in self.ctx.existing_series:
+            self.add("recording-rule", f"{where}.record", f"{record} is already recorded in the repository")
+
+    def service_monitor(self) -> None:
+        spec = _map(self.m.get("spec"))
+        labels, why = _selector_labels(spec.get("selector"))
+        nsel = _map(spec.get("namespaceSelector"))
+        namespaces = _list(nsel.get("matchNames")) or [self.ns]
+        if nsel.get("any"):
+            self.add("selector", "spec.namespaceSelector.any", "scrapes every namespace")
+        if labels is None or not labels:
+            self.add("selector", "spec.selector", why or "selects every Service")
+        elif any(self.sys_selects(labels, str(ns)) for ns in namespaces):
+            self.add("system-object", "spec.selector", "scrapes the system's own Services")
+        for i, ep in enumerate(_list(spec.get("endpoints"))):
+            ep = _map(ep)
+            for key in ("bearerTokenFile", "bearerTokenSecret", "basicAuth", "authorization",
+                        "oauth2", "tlsConfig", "relabelings", "metricRelabelings", "proxyUrl",
+                        "params", "honorLabels"):
+                if key in ep:
+                    self.add("selector", f"spec.endpoints[{i}].{key}", f"{key} is never generated "
+                             "(credentials, or rewriting the series health checks read)")
+
+    def workload_labels(self) -> None:
+        """A workload's pods may not wear labels that existing Services (the system's or
+        the platform's) select: they would receive that Service's traffic."""
+        pod = POD_PATHS[self.kind]
+        labels = _map(_dig(self.m, [*pod[:-1], "metadata", "labels"]))
+        where = ".".join([*pod[:-1], "metadata", "labels"])
+        selector, why = _selector_labels(_dig(self.m, ("spec", "selector")))
+        if self.kind not in ("Job", "CronJob") and not selector:
+            self.add("selector", "spec.selector", why or "a workload selecting every pod")
+        if labels.get("app.kubernetes.io/name") == self.ctx.system.name or (
+                selector and self.sys_selects(selector, self.ns)):
+            self.add("system-object", where, "its pods would pass for the system's own")
+        for ns, service, wanted in self.ctx.existing_selectors:
+            if ns in (self.ns, "") and wanted and wanted <= set(labels.items()):
+                self.add("selector", where, f"its pods would receive the traffic of the existing "
+                         f"Service {service}")
+
+    def storage_class(self) -> None:
+        self.add("storage-class", "", "a StorageClass is cluster-wide: a person reviews it",
+                 "review")
+        if self.m.get("reclaimPolicy") != "Retain":
+            self.add("storage-class", "reclaimPolicy", "reclaimPolicy must be Retain", "review")
+
+    def pvc(self, spec: Any, where: str) -> None:
+        spec = _map(spec)
+        for key in ("volumeName", "dataSource", "dataSourceRef", "selector"):
+            if key in spec:
+                self.add("selector", f"{where}.{key}", f"{key} binds or copies an existing volume")
 
 
-def check_all(manifests: list[dict[str, Any]], policy: PolicySettings, *,
-              generated: bool = True) -> list[Violation]:
+def _label_key(key: str) -> bool:
+    prefix, sep, name = key.rpartition("/")
+    if sep and (not prefix or len(prefix) > 253 or not _DNS_SUBDOMAIN.fullmatch(prefix)):
+        return False
+    return bool(_LABEL_NAME.fullmatch(name))
+
+
+def _resource_matches(rule_resource: str, resource: str) -> bool:
+    """RBAC resource matching as the API server does it: ``*`` matches everything,
+    ``*/exec`` every resource's exec subresource; ``pods/*`` (not an API-server form)
+    is read as every subresource of pods, to be safe."""
+    if rule_resource in ("*", resource):
+        return True
+    base, _, sub = resource.partition("/")
+    rbase, _, rsub = rule_resource.partition("/")
+    if rbase == "*" and sub and rsub in (sub, "*"):
+        return True
+    return rbase == base and rsub == "*"
+
+
+def rbac_refusals(rule: dict[str, Any], *, declared_secrets: set[str] | None,
+                  system: SystemIdentity) -> list[str]:
+    """Why one Role rule grants too much (empty: it is allowed). ``declared_secrets``
+    None means audit mode: no change to compare names with."""
+    groups = [str(g) for g in _list(rule.get("apiGroups"))]
+    resources = [str(r) for r in _list(rule.get("resources"))]
+    verbs = {str(v) for v in _list(rule.get("verbs"))}
+    names = {str(n) for n in _list(rule.get("resourceNames"))}
+    out: list[str] = []
+    if rule.get("nonResourceURLs"):
+        out.append("nonResourceURLs in a Role")
+    if not groups or not resources or not verbs:
+        out.append("a rule needs apiGroups, resources and verbs")
+    bad_verbs = verbs - RBAC_VERBS
+    if bad_verbs:
+        out.append(f"verbs {', '.join(sorted(bad_verbs))} (only {', '.join(sorted(RBAC_VERBS))})")
+    # An audited repository may grant other groups (the chart patches ArgoCD Applications);
+    # a generated Role never does.
+    bad_groups = [g for g in groups if g not in RBAC_GROUPS] if declared_secrets is not None else [
+        g for g in groups if g == "rbac.authorization.k8s.io" and verbs - READ_VERBS]
+    if bad_groups:
+        out.append(f"API groups {', '.join(repr(g) for g in bad_groups)}: RBAC, ArgoCD, admission, "
+                   "CRDs and other groups are off limits")
+    # Every sensitive grant the rule matches, the way the API server matches it.
+    effective_verbs = RBAC_VERBS | {"*"} if "*" in verbs else verbs
+    for group in groups:
+        for probe_resource, probe_group in _SENSITIVE_PROBES:
+            if group not in ("*", probe_group):
+                continue
+            if not any(_resource_matches(r, probe_resource) for r in resources):
+                continue
+            base, _, sub = probe_resource.partition("/")
+            if sub in DANGEROUS_SUBRESOURCES:
+                out.append(f"grants {probe_resource} (via {', '.join(resources)})")
+            elif base == "secrets" and not sub:
+                ok = (declared_secrets is not None and names and names <= declared_secrets
+                      and not effective_verbs & {"list", "watch", "create", "*"})
+                if declared_secrets is None:
+                    ok = bool(names) and not effective_verbs & {"list", "watch", "*"}
+                if not ok:
+                    out.append(f"secrets access ({', '.join(sorted(verbs))}) without resourceNames "
+                               "naming only Secrets this change declares")
+            elif (probe_group, base) in WORKLOAD_RESOURCES and effective_verbs & {
+                    "create", "update", "patch", "*"}:
+                out.append(f"writes {probe_group + '/' if probe_group else ''}{base} (can run any "
+                           "image with any identity)")
+    if any("*" in r for r in resources) and not out:
+        out.append(f"wildcard resources {', '.join(resources)}")
+    if "*" in groups and not any("API groups" in o for o in out):
+        out.append("every API group ('*')")
+    writes = effective_verbs - READ_VERBS
+    if writes and not names and declared_secrets is not None:
+        out.append(f"write verbs ({', '.join(sorted(writes))}) without resourceNames")
+    for name in names:
+        if system.owns_name(name):
+            out.append(f"names the system's own object {name!r}")
+    return list(dict.fromkeys(out))
+
+
+_SENSITIVE_PROBES: tuple[tuple[str, str], ...] = (
+    *((f"pods/{s}", "") for s in ("exec", "attach", "portforward", "proxy", "ephemeralcontainers")),
+    ("services/proxy", ""), ("nodes/proxy", ""), ("serviceaccounts/token", ""),
+    ("secrets", ""),
+    *((r, g) for g, r in WORKLOAD_RESOURCES),
+)
+
+
+def check_change(manifests: list[Any], ctx: GateContext) -> list[Violation]:
+    """Every finding of a change (all its objects together). Never raises on odd input."""
     found: list[Violation] = []
+    if not ctx.audit and len(manifests) > ctx.policy.max_objects:
+        found.append(Violation(rule="size", object="change", detail=(
+            f"{len(manifests)} objects (limit {ctx.policy.max_objects})")))
+    objects = [m for m in manifests if isinstance(m, dict)]
     for m in manifests:
+        if not isinstance(m, dict):
+            found.append(Violation(rule="malformed", object="?", detail="a document that is not a mapping"))
+    try:
+        change = _Change.of(objects)
+    except (TypeError, AttributeError, ValueError) as exc:
+        found.append(Violation(rule="malformed", object="change", detail=f"cannot be read: {exc}"[:300]))
+        return found
+    seen: set[tuple[str, str, str]] = set()
+    for m in objects:
+        checker = _Checker(m, ctx, change, found)
+        ident = (checker.kind, checker.ns, checker.name)
+        if ident in seen and not ctx.audit:
+            checker.add("ownership", "metadata.name", "defined twice by the change")
+        seen.add(ident)
         try:
-            found += check_manifest(m, policy, generated=generated)
+            _check_object(checker)
         except (TypeError, AttributeError, KeyError, ValueError) as exc:
-            # Odd YAML (a list where a mapping belongs, ...) is a finding, never a crash.
-            found.append(Violation(rule="malformed", object=object_ref(m) if isinstance(m, dict) else "?",
-                                   detail=f"cannot be checked: {type(exc).__name__}: {str(exc)[:200]}"))
+            checker.add("malformed", "", f"cannot be checked: {type(exc).__name__}: {str(exc)[:200]}")
     return found
 
 
-def check_plan_secrets(manifests: list[dict[str, Any]]) -> list[Violation]:
-    """Pods may only reference secrets the same change provides (its ExternalSecrets): a
-    plan must not mount the platform's existing credentials into something new."""
-    provided = {(m["metadata"].get("namespace"), m["metadata"]["name"]) for m in manifests
-                if m.get("kind") in ("ExternalSecret", "SealedSecret")}
-    found = []
-    for m in manifests:
-        pod = _dig(m, WORKLOAD_POD_PATHS[m["kind"]]) if m.get("kind") in WORKLOAD_POD_PATHS else None
-        if not isinstance(pod, dict):
-            continue
-        ns = m["metadata"].get("namespace")
-        refs = set()
-        for c in [*(pod.get("initContainers") or []), *(pod.get("containers") or [])]:
-            for env in c.get("env") or []:
-                ref = ((env.get("valueFrom") or {}).get("secretKeyRef") or {}).get("name")
-                if ref:
-                    refs.add(ref)
-            for src in c.get("envFrom") or []:
-                if (src.get("secretRef") or {}).get("name"):
-                    refs.add(src["secretRef"]["name"])
-        for v in pod.get("volumes") or []:
-            if (v.get("secret") or {}).get("secretName"):
-                refs.add(v["secret"]["secretName"])
-        for ref in sorted(refs):
-            if (ns, ref) not in provided:
-                found.append(Violation(rule="secret-ref", object=object_ref(m), detail=(
-                    f"references secret {ref!r}, which this change does not provide")))
+def _check_object(c: _Checker) -> None:
+    named = c.structure()
+    if not isinstance(c.m.get("kind"), str) or not isinstance(c.m.get("metadata"), dict):
+        return
+    row = c.kind_row()
+    if not named:
+        return  # nothing else is read from an object whose name is unusable
+    if row is not None and c.generated:
+        c.namespace(row)
+        c.provenance()
+    if c.generated:
+        c.system_and_ownership(row)
+    c.shape()
+    c.strings()
+    kind = c.kind
+    if kind in POD_PATHS and (row is not None or c.ctx.audit):
+        c.pod(POD_PATHS[kind])
+    handlers: dict[str, Callable[[], None]] = {
+        "Role": c.role, "ClusterRole": c.role, "RoleBinding": c.rolebinding,
+        "ClusterRoleBinding": c.rolebinding, "Service": c.service, "Ingress": c.ingress,
+        "NetworkPolicy": c.network_policy, "PodDisruptionBudget": c.pdb,
+        "ExternalSecret": c.external_secret, "Certificate": c.certificate,
+        "PrometheusRule": c.prometheus_rule, "ServiceMonitor": c.service_monitor,
+        "StorageClass": c.storage_class,
+    }
+    if kind in handlers and (row is not None or c.ctx.audit):
+        if c.ctx.audit or kind in KINDS:
+            handlers[kind]()
+    if kind == "PersistentVolumeClaim" and c.generated:
+        c.pvc(c.m.get("spec"), "spec")
+    if kind == "StatefulSet" and c.generated:
+        for i, t in enumerate(_list(_dig(c.m, ("spec", "volumeClaimTemplates")))):
+            c.pvc(_map(t).get("spec"), f"spec.volumeClaimTemplates[{i}].spec")
+        svc = _dig(c.m, ("spec", "serviceName"))
+        if svc is not None and (c.ns, str(svc)) not in c.change.services:
+            c.add("selector", "spec.serviceName", f"governed by Service {str(svc)[:80]!r}, which "
+                  "this change does not create")
+    if kind in WORKLOAD_KINDS and c.generated:
+        c.workload_labels()
+    if kind == "Secret" and c.ctx.audit and (c.m.get("data") or c.m.get("stringData")):
+        pass  # already reported as secret-object
+
+
+def check_all(manifests: list[Any], policy: PolicySettings, *, generated: bool = True,
+              ctx: GateContext | None = None) -> list[Violation]:
+    """The gate with the default context for ``policy`` (``generated=False``: audit)."""
+    if ctx is None:
+        ctx = GateContext.default(policy, audit=not generated)
+    return check_change(manifests, ctx)
+
+
+def check_manifest(manifest: Manifest, policy: PolicySettings, *,
+                   generated: bool = True) -> list[Violation]:
+    """One object on its own (a change of one)."""
+    return check_all([manifest], policy, generated=generated)
+
+
+def blocking(violations: list[Violation]) -> bool:
+    return bool(violations)
+
+
+def violations_json(violations: list[Violation]) -> str:
+    return json.dumps([v.model_dump() for v in violations], ensure_ascii=False)
+
+
+# -- plans, before anything is rendered ----------------------------------------------------
+
+PLAN_STRING_BYTES = 4096  # any plan string but ConfigMap values (those: max_field_bytes)
+_WORKLOAD_PLAN_KINDS = frozenset({"Deployment", "StatefulSet", "DaemonSet"})
+
+
+def check_plan(plan: Any, policy: PolicySettings, system: SystemIdentity) -> list[Violation]:
+    """Size bounds and references a plan may not make, before rendering: a plan names only
+    ServiceAccounts, Roles, Secrets, Services and selectors it creates itself, and never
+    the system's own objects. (The renderers turn plan fields into data for fixed
+    templates; this is what keeps their references honest.)"""
+    found: list[Violation] = []
+    raw = plan.model_dump(mode="json")
+    total = len(json.dumps(raw, ensure_ascii=False).encode())
+    if total > 8 * policy.max_field_bytes:
+        found.append(Violation(rule="size", object="plan", detail=f"{total} bytes of plan "
+                               f"(limit {8 * policy.max_field_bytes})"))
+    for path, text in _walk_strings(raw):
+        limit = policy.max_field_bytes if ".config." in f".{path}" else PLAN_STRING_BYTES
+        if len(text.encode()) > limit:
+            found.append(Violation(rule="size", object="plan", path=path, detail=(
+                f"a string of {len(text)} characters (limit {limit} bytes)")))
+    resources = list(plan.resources)
+    if len(resources) > policy.max_objects:
+        found.append(Violation(rule="size", object="plan", detail=f"{len(resources)} resources"))
+
+    def names(*kinds: str) -> set[tuple[str, str]]:
+        return {(r.namespace, r.name) for r in resources if r.kind in kinds}
+
+    accounts = names("ServiceAccount", "SecretRotationCronJob")
+    roles = names("Role", "SecretRotationCronJob")
+    services = names("Service", "StatefulSet")
+    external = names("ExternalSecret")
+    secrets = external | {(r.namespace, f"{r.name[:59]}-tls") for r in resources
+                          if r.kind == "Certificate"}
+    workloads = [(r.namespace, r.selector or {"app.kubernetes.io/name": r.name})
+                 for r in resources if r.kind in _WORKLOAD_PLAN_KINDS]
+
+    for i, r in enumerate(resources):
+        ref = f"{r.kind}/{r.namespace}/{r.name}"
+
+        def add(rule: str, path: str, detail: str) -> None:
+            found.append(Violation(rule=rule, object=ref, path=f"resources[{i}].{path}",
+                                   detail=detail))
+
+        for field_name in ("name", "subject", "target"):
+            value = getattr(r, field_name)
+            if value and system.owns_name(value):
+                add("system-object", field_name, f"{value!r} is (or shadows) one of the system's "
+                    "own objects")
+        for j, env in enumerate(r.env):
+            if env.secret_name and (r.namespace, env.secret_name) not in secrets:
+                add("plan-ref", f"env[{j}].secret_name", f"reads secret {env.secret_name!r}, which "
+                    "the plan does not declare (an ExternalSecret of its own)")
+        if r.kind == "RoleBinding":
+            if r.subject and (r.namespace, r.subject) not in accounts:
+                add("plan-ref", "subject", f"binds ServiceAccount {r.subject!r}, which the plan "
+                    "does not create")
+            if (r.namespace, r.target or r.name) not in roles:
+                add("plan-ref", "target", f"binds Role {r.target or r.name!r}, which the plan "
+                    "does not create")
+        if r.kind == "Ingress" and (r.namespace, r.target or r.name) not in services:
+            add("plan-ref", "target", f"routes to Service {r.target or r.name!r}, which the plan "
+                "does not create")
+        if r.kind == "SecretRotationCronJob" and r.target and (r.namespace, r.target) not in external:
+            add("plan-ref", "target", f"rotates ExternalSecret {r.target!r}, which the plan does "
+                "not create")
+        if r.kind in ("Service", "PodDisruptionBudget"):
+            selector = r.selector or {"app.kubernetes.io/name": r.name}
+            if not any(ns == r.namespace and all(labels.get(k) == v for k, v in selector.items())
+                       for ns, labels in workloads):
+                add("plan-ref", "selector", f"selects {selector}, pods the plan does not run")
+        if system.selects(dict(r.selector), r.namespace) and r.selector:
+            add("system-object", "selector", "selects the system's own pods")
     return found

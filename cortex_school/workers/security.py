@@ -86,7 +86,7 @@ def certificate(res: PlannedResource, ctx: RenderContext) -> list[Manifest]:
             "duration": "2160h",
             "renewBefore": "360h",
             "privateKey": {"algorithm": "ECDSA", "size": 256, "rotationPolicy": "Always"},
-            "issuerRef": {"name": res.issuer or "cortex-ca", "kind": "ClusterIssuer",
+            "issuerRef": {"name": res.issuer or ctx.cert_issuer, "kind": "ClusterIssuer",
                           "group": "cert-manager.io"},
         },
     }]
@@ -98,7 +98,8 @@ def secret_rotation(res: PlannedResource, ctx: RenderContext) -> list[Manifest]:
     if not res.target or not res.schedule:
         raise PlanError(f"secret rotation {res.name} needs the ExternalSecret to rotate and a schedule")
     job = res.model_copy(update={
-        "image": res.image or KUBECTL_IMAGE,
+        # Always the one kubectl image: a plan never chooses what runs with a token.
+        "image": KUBECTL_IMAGE,
         "command": ["/bin/sh", "-c",
                     f"kubectl annotate externalsecret {res.target} "
                     "force-sync=$(date +%s) --overwrite"],
