@@ -4,9 +4,9 @@ The design's rules, in full:
 
 * relevance must reach ``AUTO_APPROVE_THRESHOLD`` (0.90);
 * the risk tier is the strongest signal available: an improvement whose declared
-  category, routed expert or any consulted expert is security or database needs
-  ``HIGH_RISK_THRESHOLD`` (0.95), or only the normal threshold while
-  ``auto_approve_security`` is set;
+  category or routed expert is security or database needs ``HIGH_RISK_THRESHOLD``
+  (0.95), or only the normal threshold while ``auto_approve_security`` is set; every
+  consulted expert counts by the risk it rates (next rule);
 * ``risk: high`` (or critical) or a block from *any* consulted expert is never
   auto-approved: the gate reads the combined assessment and every per-expert
   assessment stored for the improvement, so a smaller aggregate cannot hide one;
@@ -124,7 +124,7 @@ def decide(
             reasons.append(
                 f"Below {ctx.auto_approve_threshold:.0%} relevance threshold (relevance {relevance:.2f})"
             )
-        tier = _high_risk_tier(improvement, consulted)
+        tier = _high_risk_tier(improvement)
         if (
             tier is not None
             and not flags.get("auto_approve_security", False)
@@ -148,14 +148,14 @@ def decide(
     return Decision(approved=True, reasons=[why], decided_by=GATE_ACTOR)
 
 
-def _high_risk_tier(improvement: Improvement, consulted: set[str]) -> str | None:
+def _high_risk_tier(improvement: Improvement) -> str | None:
     """Why the improvement is in the high-risk tier (declared category first), or None."""
     if improvement.category in HIGH_RISK_CATEGORIES:
         return repr(improvement.category)
     if improvement.expert in HIGH_RISK_CATEGORIES:
         return f"{improvement.expert!r} (routed to the {improvement.expert} expert)"
-    for name in sorted(consulted & HIGH_RISK_CATEGORIES):
-        return f"{name!r} (the {name} expert was consulted)"
+    # A consulted secondary expert counts by the risk it rates (above), not by its name:
+    # asking the security expert's opinion must not by itself raise the bar.
     return None
 
 

@@ -100,9 +100,11 @@ def test_samples_reach_the_right_stages_with_the_right_reasons(processed):
     status, reason = decision("11-ebpf-observability.json",
                               "Deploy a node-level eBPF exporter for full container visibility")
     assert status is Status.PENDING_REVIEW and "blocked it" in reason and "privileged" in reason
+    # Handling credentials makes the experts rate it high: never auto-approved, whatever
+    # the relevance (0.96).
     status, reason = decision("05-kubernetes-secrets-zero-trust.json",
                               "Enable encryption at rest for Kubernetes Secrets on the K3s server")
-    assert status is Status.APPROVED, reason
+    assert status is Status.PENDING_REVIEW and "rates the risk high" in reason, reason
     status, reason = decision("02-kubernetes-network-policies.json",
                               "Add NetworkPolicies isolating the Qdrant namespace")
     assert status is Status.APPROVED, reason
@@ -110,7 +112,9 @@ def test_samples_reach_the_right_stages_with_the_right_reasons(processed):
     # The exact duplicate: the copy ingested first proceeds, the other is held as a conflict.
     first = by_text(store, "03-redis-observability.json", "Add a PrometheusRule alerting on Redis memory usage above 80%")
     second = by_text(store, "04-grafana-slo-dashboards.json", "Add a PrometheusRule alerting on Redis memory usage above 80%")
-    assert first.status is Status.APPROVED
+    # The first is routed to the database expert (Redis): that tier needs 0.95 (it has 0.90).
+    assert first.status is Status.PENDING_REVIEW and "duplicate" not in first.decision.reason
+    assert "routed to the database expert" in first.decision.reason
     assert second.status is Status.PENDING_REVIEW
     assert f"duplicate: identical to {first.id}" in second.decision.reason
 
@@ -133,7 +137,7 @@ def test_samples_reach_the_right_stages_with_the_right_reasons(processed):
 
     funnel = store.funnel()
     assert sum(funnel.values()) == len(ids)
-    assert funnel[Status.APPROVED] == store.redis.zcard("improvements:implementation") >= 5
+    assert funnel[Status.APPROVED] == store.redis.zcard("improvements:implementation") >= 4
     assert funnel[Status.PENDING_REVIEW] == store.redis.zcard("improvements:pending_review")
 
 

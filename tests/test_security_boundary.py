@@ -457,6 +457,8 @@ def test_an_object_only_the_cluster_has_is_not_taken_over(httpserver):
     httpserver.expect_request(f"/api/v1/namespaces/{NS}/pods").respond_with_json(
         {"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": [{"metadata": {
             "name": "w-1", "labels": {"app.kubernetes.io/name": "cortex-school", "tier": "workers"}}}]})
+    httpserver.expect_request(re.compile(".*")).respond_with_json({"kind": "Status", "code": 404},
+                                                                  status=404)
     config = client.Configuration()
     config.host = httpserver.url_for("/").rstrip("/")
     cluster = KubernetesCluster(api_client=client.ApiClient(config))
@@ -475,6 +477,9 @@ def test_an_object_only_the_cluster_has_is_not_taken_over(httpserver):
     found = {(v.rule, v.object) for v in check_change(render_plan(plan, CTX), ctx)}
     assert ("ownership", f"ServiceAccount/{NS}/backup-agent") in found
     assert ("system-object", f"NetworkPolicy/{NS}/workers") in found  # selects a system pod's label
+    # A cluster that cannot be asked is a finding, never a pass.
+    down = GateContext(policy=POLICY, system=system, cluster_has=lambda k, ns, n: 1 / 0)
+    assert "could not be asked" in " ".join(v.detail for v in check_change(render_plan(plan, CTX), down))
 
 
 def test_every_refusal_names_object_path_and_rule_and_reads_like_a_reason():
@@ -483,3 +488,72 @@ def test_every_refusal_names_object_path_and_rule_and_reads_like_a_reason():
         found = read_manifests([path])
         for v in check_change(found.objects, GateContext.default(POLICY)):
             assert v.object and v.rule and v.detail and v.action in ("refuse", "review")
+
+
+# -- the whole pipeline, through real workers ----------------------------------------------
+
+@pytest.fixture(scope="module")
+def pipeline_workers(llm, tmp_path_factory, settings):
+    """A real worker on every stage, expert and implement queue; the experts are Claude on
+    the fake Messages API, auto-approval on (no flags), RAG off."""
+    import os
+
+    from celeryconfig import IMPLEMENT_QUEUES, PIPELINE_QUEUES
+    from cortex_school.celery import app as celery_app
+    from cortex_school.store import RedisStore
+    from tests.live import start_worker, stop_worker, wait_until_ready
+
+    celery_app.control.purge()
+    RedisStore.from_url(settings.redis.url).purge()
+    remote = ensure_bare_remote(tmp_path_factory.mktemp("gitops") / "remote.git", "main", SEED)
+    env = {"EXPERT_BACKEND": "anthropic", "ANTHROPIC_API_KEY": "test-key-not-real",
+           "ANTHROPIC_BASE_URL": llm.url, "EXPERT_TIMEOUT": "5", "EXPERT_FAN_OUT": "false",
+           "GITOPS_REMOTE": str(remote), "GITOPS_WORKDIR": str(tmp_path_factory.mktemp("clones")),
+           "ALLOWED_NAMESPACES": "cortex-system,monitoring", "RAG_ENABLED": "false",
+           "CLUSTER_TARGET": "simulated"}
+    name = f"pytest-boundary-{os.getpid()}@localhost"
+    log = tmp_path_factory.mktemp("worker") / "worker.log"
+    proc = start_worker(queues=PIPELINE_QUEUES + IMPLEMENT_QUEUES, concurrency=2, name=name,
+                        env=env, log=open(log, "wb"))
+    try:
+        wait_until_ready(name, proc)
+        yield remote
+    finally:
+        stop_worker(proc)
+        print(log.read_text()[-3000:])
+
+
+@pytest.mark.live
+def test_a_hostile_plan_through_the_whole_pipeline_with_auto_approval_ends_in_review(
+        pipeline_workers, llm, store):
+    """GIVEN benign-sounding proposals at 0.97 whose model obeys them WHEN they run through
+    route → Claude → gate (auto-approved) → the LLM planner THEN the hostile plans end in
+    review with their findings, nothing is committed; the clean one commits."""
+    from cortex_school.pipeline import enqueue
+    from cortex_school.states import RESTING_BEFORE_DEPLOY
+    from tests.live import wait_until_idle
+
+    remote = pipeline_workers
+    before = git(remote, "rev-parse", "main").strip()
+    cases = {p.stem: json.loads(p.read_text()) for p in hostile_plans()[:6]}
+    imps = []
+    for n, (key, case) in enumerate(cases.items()):
+        llm.obey[f"case{n}"] = case["plan"]  # a neutral marker: the words are the model's
+        imps.append(make_improvement(f"Add a weekly usage summary for the platform team [obey:case{n}]",
+                                     video_id=f"pipehost{n:03d}", category="architecture",
+                                     relevance=0.97, notes="Summarise the week's usage in one page."))
+    clean = make_improvement("Alert when Qdrant is down for five minutes", video_id="pipeclean01",
+                             category="monitoring", relevance=0.97,
+                             notes="A PrometheusRule in the monitoring namespace, up == 0 for 5m.")
+    for imp in [*imps, clean]:
+        assert store.create(imp, actor="test", reason="test")
+        enqueue(imp)
+    statuses = wait_until_idle(store, {i.id for i in [*imps, clean]}, 120, RESTING_BEFORE_DEPLOY)
+    for imp in imps:
+        fields = store.raw_fields(imp.id)
+        assert statuses[imp.id] == Status.PENDING_REVIEW.value, (imp.id, fields.get("review_reason"))
+        assert fields["approved_by"] == "auto-approval-gate"  # the gate let it through ...
+        assert json.loads(fields["policy_violations"])  # ... and the boundary stopped it
+    assert statuses[clean.id] == Status.COMMITTED.value, store.raw_fields(clean.id).get("review_reason")
+    merges = git(remote, "log", "--merges", "--format=%s", f"{before}..main").split("\n")
+    assert [m for m in merges if m] == [f"Merge improvement/{clean.id}"]

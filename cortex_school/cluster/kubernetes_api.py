@@ -166,7 +166,7 @@ class KubernetesCluster:
             f"{prefix}/{plural}/{name}"
         try:
             obj = self.api_client.call_api(
-                path, "GET", auth_settings=["BearerToken"], response_type="object",
+                path, "GET", auth_settings=["BearerToken"], response_types_map={200: "object"},
                 _return_http_data_only=True, _preload_content=True)
         except self._api_exception as exc:
             if exc.status == 404:

@@ -652,9 +652,16 @@ class _Checker:
         if (self.kind, ns, self.name) in existing or (ns and (self.kind, "", self.name) in existing):
             self.add("ownership", "metadata.name", f"{self.kind} {self.name} already exists in the "
                      "GitOps repository; cortex-school does not take over objects it did not create")
-        elif self.ctx.cluster_has is not None and self.ctx.cluster_has(self.kind, ns, self.name):
-            self.add("ownership", "metadata.name", f"{self.kind} {self.name} already exists in the "
-                     "cluster; cortex-school does not take over objects it did not create")
+        elif self.ctx.cluster_has is not None:
+            try:
+                live = self.ctx.cluster_has(self.kind, ns, self.name)
+            except Exception as exc:  # noqa: BLE001 - any failure to ask is a finding, not a pass
+                self.add("ownership", "metadata.name", f"the cluster could not be asked whether "
+                         f"{self.kind} {self.name} exists: {type(exc).__name__}: {str(exc)[:160]}")
+                return
+            if live:
+                self.add("ownership", "metadata.name", f"{self.kind} {self.name} already exists in "
+                         "the cluster; cortex-school does not take over objects it did not create")
 
     def provenance(self) -> None:
         if _map(self.meta.get("labels")).get(MANAGED_BY_LABEL) != "cortex-school":
@@ -1207,6 +1214,10 @@ class _Checker:
         namespaces = _list(nsel.get("matchNames")) or [self.ns]
         if nsel.get("any"):
             self.add("selector", "spec.namespaceSelector.any", "scrapes every namespace")
+        outside = [str(n) for n in namespaces if n not in self.policy.allowed_namespaces]
+        if outside and self.generated:
+            self.add("selector", "spec.namespaceSelector.matchNames", f"selects Services in "
+                     f"{', '.join(outside)[:120]}, outside the allowed namespaces")
         if labels is None or not labels:
             self.add("selector", "spec.selector", why or "selects every Service")
         elif any(self.sys_selects(labels, str(ns)) for ns in namespaces):
