@@ -208,7 +208,8 @@ def test_each_rag_check_stops_a_sample_with_a_reason_a_person_understands(proces
 
     found = conflicts("19-redis-alerting-revisited.json", "Alert when Redis memory usage goes above 80 percent")
     first = by_text(store, "03-redis-observability.json", "Add a PrometheusRule alerting on Redis memory usage above 80%")
-    assert found["duplicate"].startswith(f"already implemented: similar to {first.id}")
+    # The first one waits for review (the database expert's tier), so it is "in the pipeline".
+    assert found["duplicate"].startswith(f"already in the pipeline: similar to {first.id}")
     found = conflicts("10-service-mesh-mtls.json", "Enforce mutual TLS between Cortex services with Linkerd")
     assert "networking.md § Networking > Service mesh" in found["architectural"]
     found = conflicts("14-opentelemetry-tracing.json", "Send OpenTelemetry traces from Langflow to Grafana Tempo")

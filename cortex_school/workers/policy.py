@@ -1434,13 +1434,6 @@ def check_manifest(manifest: Manifest, policy: PolicySettings, *,
     return check_all([manifest], policy, generated=generated)
 
 
-def blocking(violations: list[Violation]) -> bool:
-    return bool(violations)
-
-
-def violations_json(violations: list[Violation]) -> str:
-    return json.dumps([v.model_dump() for v in violations], ensure_ascii=False)
-
 
 # -- plans, before anything is rendered ----------------------------------------------------
 
