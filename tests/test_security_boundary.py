@@ -307,7 +307,7 @@ def benign_plans(draw):
             PlannedResource(kind="ServiceAccount", name=sa, namespace=NS),
             PlannedResource(kind="Role", name=sa, namespace=NS, rbac_rules=[RbacRule(
                 api_groups=[""], resources=draw(st.lists(st.sampled_from(
-                    ["pods", "services", "endpoints", "configmaps", "events"]), min_size=1,
+                    ["pods", "services", "endpoints", "persistentvolumeclaims"]), min_size=1,
                     max_size=3, unique=True)), verbs=["get", "list", "watch"])]),
             PlannedResource(kind="RoleBinding", name=sa, namespace=NS, subject=sa)]
     if draw(st.booleans()):

@@ -50,12 +50,22 @@ def worker_for(improvement: Improvement) -> str:
 def render_plan(plan: ImplementationPlan, ctx: RenderContext) -> list[Manifest]:
     """Every manifest of the plan, in plan order. Raises :class:`PlanError`."""
     manifests: list[Manifest] = []
-    for resource in plan.resources:
+    for resource in _owned_secret_refs(plan, ctx).resources:
         renderer = RENDERERS.get(resource.kind)
         if renderer is None:
             raise PlanError(f"no worker renders {resource.kind}")
         manifests.extend(renderer(resource, ctx))
     return manifests
+
+
+def _owned_secret_refs(plan: ImplementationPlan, ctx: RenderContext) -> ImplementationPlan:
+    """A plan names its secrets by their base name; what pods read is the Secret the change
+    itself writes (``<base>-<improvement id>``), so a plan cannot point a pod at an
+    existing Secret by declaring an ExternalSecret of the same name."""
+    resources = [r.model_copy(update={"env": [
+        e.model_copy(update={"secret_name": ctx.secret_name(e.secret_name)}) if e.secret_name else e
+        for e in r.env]}) if any(e.secret_name for e in r.env) else r for r in plan.resources]
+    return plan.model_copy(update={"resources": resources})
 
 
 __all__ = ["RENDERERS", "WORKERS", "PlanError", "RenderContext", "render_plan", "worker_for"]

@@ -52,7 +52,7 @@ def external_secret(res: PlannedResource, ctx: RenderContext) -> list[Manifest]:
         "spec": {
             "refreshInterval": "1h",
             "secretStoreRef": {"name": ctx.secret_store, "kind": "ClusterSecretStore"},
-            "target": {"name": res.name, "creationPolicy": "Owner"},
+            "target": {"name": ctx.secret_name(res.name), "creationPolicy": "Owner"},
             "data": [{"secretKey": k, "remoteRef": {"key": f"{res.namespace}/{res.name}",
                                                     "property": k}} for k in keys],
         },

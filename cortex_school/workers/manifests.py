@@ -38,6 +38,12 @@ class RenderContext:
     ingress_class: str = "traefik"  # K3s ships Traefik
     cert_issuer: str = "cortex-ca"
 
+    def secret_name(self, base: str) -> str:
+        """The Secret a change declares under ``base``: never an existing one."""
+        from cortex_school.workers.policy import owned_secret_name
+
+        return owned_secret_name(base, self.improvement_id)
+
     def annotations(self) -> dict[str, str]:
         return {
             f"{ANNOTATION_PREFIX}/improvement-id": self.improvement_id,

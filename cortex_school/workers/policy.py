@@ -43,6 +43,11 @@ from pydantic import BaseModel
 from cortex_school.settings import PolicySettings
 
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+ANNOTATION_PREFIX = "cortex-school.io"
+# Labels generated objects may carry under reserved prefixes (the renderers' own).
+ALLOWED_LABELS = frozenset({"app.kubernetes.io/name", MANAGED_BY_LABEL, "app.kubernetes.io/component"})
+RESERVED_LABELS = frozenset({"app.kubernetes.io/instance", "app.kubernetes.io/part-of",
+                             "argocd.argoproj.io/instance", "pod-security.kubernetes.io/enforce"})
 IMPROVEMENT_ANNOTATION = "cortex-school.io/improvement-id"
 
 Manifest = dict[str, Any]
@@ -151,12 +156,41 @@ RBAC_GROUPS = frozenset({"", "apps", "batch", "networking.k8s.io", "policy", "au
                          "metrics.k8s.io"})
 RBAC_VERBS = frozenset({"get", "list", "watch", "create", "update", "patch", "delete"})
 READ_VERBS = frozenset({"get", "list", "watch"})
+SYSTEM_NAMESPACE_SENSITIVE = frozenset({"pods/log", "configmaps", "serviceaccounts", "roles",
+                                        "rolebindings", "leases", "events", "*"})
 DANGEROUS_SUBRESOURCES = frozenset({"exec", "attach", "portforward", "proxy", "token",
                                     "ephemeralcontainers"})
 WORKLOAD_RESOURCES = frozenset({("", "pods"), ("", "replicationcontrollers"),
                                 ("apps", "deployments"), ("apps", "statefulsets"),
                                 ("apps", "daemonsets"), ("apps", "replicasets"),
                                 ("batch", "jobs"), ("batch", "cronjobs")})
+
+WORKLOAD_SPEC_FIELDS: dict[str, frozenset[str]] = {
+    "Deployment": frozenset({"replicas", "revisionHistoryLimit", "selector", "template"}),
+    "StatefulSet": frozenset({"replicas", "serviceName", "selector", "template", "volumeClaimTemplates"}),
+    "DaemonSet": frozenset({"selector", "template"}),
+    "Job": frozenset({"backoffLimit", "ttlSecondsAfterFinished", "template"}),
+    "CronJob": frozenset({"schedule", "concurrencyPolicy", "successfulJobsHistoryLimit",
+                          "failedJobsHistoryLimit", "jobTemplate"}),
+}
+MAX_REPLICAS = 20
+MAX_CPU = 8.0  # cores, per container limit
+MAX_MEMORY = 32 * 2**30  # bytes, per container limit
+# The only image a pod with a ServiceAccount token runs (the rotation job's kubectl).
+TOKEN_IMAGES = frozenset({"bitnami/kubectl:1.31.4"})
+_QUANTITY_UNITS = {"": 1, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12,
+                   "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+
+
+def _quantity(value: Any) -> float:
+    """A Kubernetes quantity as a number (inf when it cannot be read: refused as too big)."""
+    if value is None:
+        return 0.0
+    m = re.fullmatch(r"([0-9]{1,12}(?:\.[0-9]{1,6})?)(m|k|M|G|T|Ki|Mi|Gi|Ti)?", str(value))
+    if not m:
+        return float("inf")
+    return float(m.group(1)) * _QUANTITY_UNITS[m.group(2) or ""]
+
 
 # -- names -----------------------------------------------------------------------------
 DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
@@ -248,6 +282,18 @@ def health_series(queries: Iterable[str]) -> frozenset[str]:
 
 
 # -- helpers ---------------------------------------------------------------------------
+
+def owned_secret_name(base: str, improvement_id: str) -> str:
+    """The name of a Secret a change declares: its base and the improvement's id, so it can
+    never be an existing Secret (the CA's key pair, another team's credentials) that a pod
+    of the change would then read as "its own"."""
+    return f"{base[:54].rstrip('-')}-{improvement_id[:8]}"
+
+
+def _owned(name: str, improvement_id: Any) -> bool:
+    return isinstance(improvement_id, str) and _IMPROVEMENT_ID.fullmatch(improvement_id) is not None \
+        and name.endswith(f"-{improvement_id[:8]}")
+
 
 def object_ref(manifest: Any) -> str:
     if not isinstance(manifest, dict):
@@ -476,6 +522,7 @@ class _Change:
     workload_selectors: list[tuple[str, dict[str, str]]] = field(default_factory=list)
     bound: set[tuple[str, str]] = field(default_factory=set)  # SAs bound to the change's own Roles
     improvement_ids: set[str] = field(default_factory=set)
+    ingress_hosts: set[tuple[str, str]] = field(default_factory=set)
 
     @classmethod
     def of(cls, manifests: list[Manifest]) -> "_Change":
@@ -496,12 +543,17 @@ class _Change:
                 c.configmaps.add((ns, name))
             elif kind == "PersistentVolumeClaim":
                 c.claims.add((ns, name))
+            elif kind == "Ingress":
+                for rule in _list(_dig(m, ("spec", "rules"))):
+                    if isinstance(_map(rule).get("host"), str):
+                        c.ingress_hosts.add((ns, _map(rule)["host"]))
             elif kind == "ExternalSecret":
-                target = _map(_dig(m, ("spec", "target"))).get("name") or name
-                c.secrets.add((ns, str(target)))
+                target = str(_map(_dig(m, ("spec", "target"))).get("name") or name)
+                if _owned(target, ident):
+                    c.secrets.add((ns, target))
             elif kind == "Certificate":
                 secret = _dig(m, ("spec", "secretName"))
-                if isinstance(secret, str):
+                if isinstance(secret, str) and _owned(secret, ident):
                     c.secrets.add((ns, secret))
             if kind in POD_PATHS:
                 labels = _dig(m, [*POD_PATHS[kind][:-1], "metadata", "labels"])
@@ -510,10 +562,8 @@ class _Change:
                 selector, _ = _selector_labels(_dig(m, ("spec", "selector")))
                 if selector and kind != "CronJob" and kind != "Job":
                     c.workload_selectors.append((ns, selector))
-                if kind == "StatefulSet":
-                    for t in _list(_dig(m, ("spec", "volumeClaimTemplates"))):
-                        claim = _map(_map(t).get("metadata")).get("name")
-                        c.claims.add((ns, str(claim)))  # claims are named <claim>-<pod>
+                # A StatefulSet's claims come from its volumeClaimTemplates (named
+                # <template>-<pod>); a pod's `volumes` may only name PVC objects of the change.
         for m in manifests:
             if m.get("kind") == "RoleBinding":
                 ns = str(_map(m.get("metadata")).get("namespace") or "")
@@ -606,7 +656,24 @@ class _Checker:
             extra = set(self.meta) - {"name", "namespace", "labels", "annotations"}
             if extra:
                 self.add("malformed", "metadata", f"fields never generated: {', '.join(sorted(map(str, extra)))}")
+            self.metadata_keys(self.meta, "metadata")
         return ok
+
+    def metadata_keys(self, meta: dict[str, Any], where: str) -> None:
+        """Annotations are ours only (ArgoCD sync options and hooks, Helm hooks, ingress
+        controller snippets and priorities all live there); labels may not claim a
+        reserved prefix or another tool's tracking."""
+        for key in _map(meta.get("annotations")):
+            if not str(key).startswith(f"{ANNOTATION_PREFIX}/"):
+                self.add("name", f"{where}.annotations.{key}", f"annotation {str(key)[:80]!r} is "
+                         "never generated (only cortex-school.io/*)")
+        for key in _map(meta.get("labels")):
+            k = str(key)
+            prefix = k.rpartition("/")[0]
+            if k in RESERVED_LABELS or prefix.endswith(("kubernetes.io", "k8s.io", "argoproj.io",
+                                                        "helm.sh")) and k not in ALLOWED_LABELS:
+                self.add("name", f"{where}.labels.{k}", f"label {k[:80]!r} belongs to another "
+                         "tool (tracking, hooks, reserved prefixes)")
 
     def kind_row(self) -> KindRule | None:
         rule = KINDS.get(self.kind)
@@ -748,6 +815,12 @@ class _Checker:
         self.pss(spec, base, _map(template_meta.get("annotations")))
         if self.generated:
             self.pod_generated(spec, base)
+            tpath = ".".join([*path[:-1], "metadata"])
+            if set(template_meta) - {"labels", "annotations"}:
+                self.add("pod-security", tpath, "pod template metadata never carries "
+                         f"{', '.join(sorted(map(str, set(template_meta) - {'labels', 'annotations'})))}")
+            self.metadata_keys(template_meta, tpath)
+            self.workload_spec()
 
     def pss(self, spec: dict[str, Any], base: str, annotations: dict[str, Any]) -> None:
         """The Pod Security Standards restricted profile (baseline included)."""
@@ -870,6 +943,27 @@ class _Checker:
                 self.add("service-account", f"{base}.automountServiceAccountToken",
                          "mounts a ServiceAccount token; only a ServiceAccount this change creates "
                          "and binds to its own Role may have one")
+            images = {str(_map(c).get("image")) for _, c in self._containers(spec, base)}
+            if images - TOKEN_IMAGES:
+                self.add("service-account", f"{base}.automountServiceAccountToken",
+                         f"a pod holding a token runs only {', '.join(sorted(TOKEN_IMAGES))} "
+                         f"(not {', '.join(sorted(images - TOKEN_IMAGES))[:120]})")
+        psc = _map(spec.get("securityContext"))
+        extra = set(psc) - {"runAsNonRoot", "runAsUser", "runAsGroup", "fsGroup", "seccompProfile"}
+        if extra:
+            self.add("pod-security", f"{base}.securityContext", f"fields never generated: "
+                     f"{', '.join(sorted(map(str, extra)))}")
+        if _map(psc.get("seccompProfile")).get("type") not in (None, "RuntimeDefault"):
+            self.add("pod-security", f"{base}.securityContext.seccompProfile", "generated pods use "
+                     "the RuntimeDefault seccomp profile")
+        grace = spec.get("terminationGracePeriodSeconds")
+        if grace is not None and (not isinstance(grace, int) or grace > 300):
+            self.add("pod-security", f"{base}.terminationGracePeriodSeconds", "at most 300 s")
+        for i, volume in enumerate(_list(spec.get("volumes"))):
+            empty = _map(_map(volume).get("emptyDir"))
+            if "emptyDir" in _map(volume) and (empty.get("medium") or "sizeLimit" not in empty):
+                self.add("pod-security", f"{base}.volumes[{i}].emptyDir", "an emptyDir is on disk "
+                         "with a sizeLimit")
         for i, volume in enumerate(_list(spec.get("volumes"))):
             self._volume_refs(_map(volume), f"{base}.volumes[{i}]")
         for cpath, c in self._containers(spec, base):
@@ -915,6 +1009,32 @@ class _Checker:
 
     def _container(self, c: dict[str, Any], where: str) -> None:
         self.lists(c, where, ("env", "envFrom", "ports", "volumeMounts", "command", "args"))
+        csc = _map(c.get("securityContext"))
+        extra = set(csc) - {"runAsNonRoot", "allowPrivilegeEscalation", "readOnlyRootFilesystem",
+                            "capabilities", "runAsUser", "runAsGroup", "seccompProfile"}
+        if extra:
+            self.add("pod-security", f"{where}.securityContext", f"fields never generated: "
+                     f"{', '.join(sorted(map(str, extra)))}")
+        if csc.get("readOnlyRootFilesystem") is not True:
+            self.add("pod-security", f"{where}.securityContext.readOnlyRootFilesystem",
+                     "generated containers have a read-only root filesystem")
+        if _map(csc.get("seccompProfile")).get("type") not in (None, "RuntimeDefault"):
+            self.add("pod-security", f"{where}.securityContext.seccompProfile", "RuntimeDefault only")
+        for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+            spec = _map(c.get(probe))
+            extra = set(spec) - {"tcpSocket", "httpGet", "periodSeconds", "initialDelaySeconds",
+                                 "failureThreshold", "timeoutSeconds", "successThreshold"}
+            if extra or "host" in _map(spec.get("httpGet")) or "host" in _map(spec.get("tcpSocket")):
+                self.add("pod-security", f"{where}.{probe}", "probes check the container's own "
+                         "port (no exec, no other host)")
+        for i, mount in enumerate(_list(c.get("volumeMounts"))):
+            if set(_map(mount)) - {"name", "mountPath", "readOnly"}:
+                self.add("pod-security", f"{where}.volumeMounts[{i}]", "subPath and propagation "
+                         "are never generated")
+        limits = _map(_map(c.get("resources")).get("limits"))
+        if _quantity(limits.get("cpu")) > MAX_CPU or _quantity(limits.get("memory")) > MAX_MEMORY:
+            self.add("resources", f"{where}.resources.limits", f"above {MAX_CPU:g} CPU or "
+                     f"{MAX_MEMORY / 2**30:g}Gi per container")
         extra = set(c) - CONTAINER_FIELDS
         if extra:
             self.add("pod-security", where, f"container fields never generated: {', '.join(sorted(map(str, extra)))}")
@@ -969,6 +1089,12 @@ class _Checker:
                     n for ns, n in self.change.secrets if ns == self.ns} if self.generated else None,
                     system=self.ctx.system):
                 self.add("rbac", f"rules[{i}]", detail)
+            sensitive = {str(r) for r in _list(rule.get("resources"))} & SYSTEM_NAMESPACE_SENSITIVE
+            if self.generated and self.ns == self.ctx.system.namespace and sensitive and \
+                    not rule.get("resourceNames"):
+                self.add("rbac", f"rules[{i}]", f"reads {', '.join(sorted(sensitive))} in the "
+                         "system's own namespace without resourceNames (the system's logs and "
+                         "configuration are not the change's)")
         if "aggregationRule" in self.m:
             self.add("rbac", "aggregationRule", "aggregated roles are never generated")
 
@@ -1140,8 +1266,19 @@ class _Checker:
             self.add("external-secret", "spec.dataFrom", "dataFrom copies whole remote secrets")
         target = _map(spec.get("target"))
         name = str(target.get("name") or self.name)
-        if name != self.name:
-            self.add("external-secret", "spec.target.name", f"writes Secret {name[:80]!r}, not its own name")
+        ident = _map(self.meta.get("annotations")).get(IMPROVEMENT_ANNOTATION)
+        if self.generated and not (isinstance(ident, str) and name == owned_secret_name(self.name, ident)):
+            self.add("external-secret", "spec.target.name", f"writes Secret {name[:80]!r}; a change "
+                     "writes only <its name>-<improvement id> (never an existing Secret)")
+        for i, item in enumerate(_list(spec.get("data"))):
+            extra = set(_map(item)) - {"secretKey", "remoteRef"}
+            ref_extra = set(_map(_map(item).get("remoteRef"))) - {"key", "property"}
+            if extra or ref_extra:
+                self.add("external-secret", f"spec.data[{i}]", "fields never generated: "
+                         f"{', '.join(sorted(map(str, extra | ref_extra)))} (another store, a generator)")
+        extra = set(spec) - {"refreshInterval", "secretStoreRef", "target", "data"}
+        if extra and self.generated:
+            self.add("external-secret", "spec", f"fields never generated: {', '.join(sorted(map(str, extra)))}")
         for key in ("template", "deletionPolicy"):
             if key in target:
                 self.add("external-secret", f"spec.target.{key}", f"{key} is never generated "
@@ -1178,8 +1315,21 @@ class _Checker:
                      f"{str(issuer.get('name'))[:80]} is not allowed (ClusterIssuer "
                      f"{', '.join(self.policy.allowed_cert_issuers)})")
         secret = str(spec.get("secretName", ""))
-        if (self.ns, secret) in self.ctx.existing_secrets or self.sys_owns(secret):
-            self.add("certificate", "spec.secretName", f"writes an existing Secret {secret[:80]!r}")
+        ident = _map(self.meta.get("annotations")).get(IMPROVEMENT_ANNOTATION)
+        if (self.ns, secret) in self.ctx.existing_secrets or self.sys_owns(secret) or (
+                self.generated and not _owned(secret, ident)):
+            self.add("certificate", "spec.secretName", f"writes Secret {secret[:80]!r}; a change "
+                     "writes only <name>-<improvement id> (never an existing Secret)")
+        extra = set(spec) - {"secretName", "dnsNames", "duration", "renewBefore", "privateKey",
+                             "issuerRef", "commonName"}
+        if extra and self.generated:
+            self.add("certificate", "spec", f"fields never generated: {', '.join(sorted(map(str, extra)))} "
+                     "(subjects, usages, secret templates)")
+        hosts = {h for ns, h in self.change.ingress_hosts if ns == self.ns}
+        for i, host in enumerate(names):
+            if self.generated and host not in hosts:
+                self.add("certificate", f"spec.dnsNames[{i}]", f"{str(host)[:80]} is not a host of "
+                         "an Ingress this change creates")
 
     def prometheus_rule(self) -> None:
         for i, group in enumerate(_list(_dig(self.m, ("spec", "groups")))):
@@ -1230,6 +1380,25 @@ class _Checker:
                 if key in ep:
                     self.add("selector", f"spec.endpoints[{i}].{key}", f"{key} is never generated "
                              "(credentials, or rewriting the series health checks read)")
+
+    def workload_spec(self) -> None:
+        """Only the workload fields the renderers produce, within bounds."""
+        spec = _map(self.m.get("spec"))
+        allowed = WORKLOAD_SPEC_FIELDS.get(self.kind, frozenset())
+        extra = set(spec) - allowed
+        if extra:
+            self.add("pod-security", "spec", f"{self.kind} fields never generated: "
+                     f"{', '.join(sorted(map(str, extra)))}")
+        replicas = spec.get("replicas")
+        if replicas is not None and (not isinstance(replicas, int) or not 0 <= replicas <= MAX_REPLICAS):
+            self.add("resources", "spec.replicas", f"replicas {str(replicas)[:20]} (0..{MAX_REPLICAS})")
+        if self.kind == "CronJob":
+            if spec.get("concurrencyPolicy") != "Forbid":
+                self.add("pod-security", "spec.concurrencyPolicy", "generated CronJobs never overlap (Forbid)")
+            job = _map(_map(spec.get("jobTemplate")).get("spec"))
+            if set(job) - WORKLOAD_SPEC_FIELDS["Job"]:
+                self.add("pod-security", "spec.jobTemplate.spec", "Job fields never generated: "
+                         f"{', '.join(sorted(map(str, set(job) - WORKLOAD_SPEC_FIELDS['Job'])))}")
 
     def workload_labels(self) -> None:
         """A workload's pods may not wear labels that existing Services (the system's or
@@ -1332,8 +1501,14 @@ def rbac_refusals(rule: dict[str, Any], *, declared_secrets: set[str] | None,
     if "*" in groups and not any("API groups" in o for o in out):
         out.append("every API group ('*')")
     writes = effective_verbs - READ_VERBS
-    if writes and not names and declared_secrets is not None:
-        out.append(f"write verbs ({', '.join(sorted(writes))}) without resourceNames")
+    if writes and declared_secrets is not None:
+        # The one write a generated Role makes: the rotation job's patch of its own named
+        # ExternalSecret. Anything else could change objects after review.
+        allowed = (set(groups) == {"external-secrets.io"} and set(resources) == {"externalsecrets"}
+                   and writes <= {"patch"} and names)
+        if not allowed:
+            out.append(f"write verbs ({', '.join(sorted(writes))}) on {', '.join(resources)[:80]}: "
+                       "a generated Role only reads, or patches its own named ExternalSecret")
     for name in names:
         if system.owns_name(name):
             out.append(f"names the system's own object {name!r}")

@@ -15,7 +15,7 @@ from cortex_school.workers.plan import PlannedResource
 
 KINDS = ("Role", "RoleBinding", "ServiceAccount", "NetworkPolicy", "Certificate",
          "SecretRotationCronJob")
-KUBECTL_IMAGE = "bitnami/kubectl:1.31.4"
+KUBECTL_IMAGE = "bitnami/kubectl:1.31.4"  # the gate's TOKEN_IMAGES: keep them equal
 
 
 def role(res: PlannedResource, ctx: RenderContext) -> list[Manifest]:
@@ -81,7 +81,7 @@ def certificate(res: PlannedResource, ctx: RenderContext) -> list[Manifest]:
         "apiVersion": "cert-manager.io/v1", "kind": "Certificate",
         "metadata": metadata(res, ctx),
         "spec": {
-            "secretName": f"{res.name[:59]}-tls",
+            "secretName": ctx.secret_name(f"{res.name[:50]}-tls"),
             "dnsNames": list(res.dns_names),
             "duration": "2160h",
             "renewBefore": "360h",
