@@ -124,6 +124,7 @@ def repo_context(root: Path | None, base: GateContext) -> GateContext:
     secrets: set[tuple[str, str]] = set(base.existing_secrets)
     series: set[str] = set(base.existing_series)
     selectors = set(base.existing_selectors)
+    alerts, hosts, pods = set(base.existing_alerts), set(base.existing_hosts), set(base.existing_pods)
     for obj in found.objects:
         meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
         kind, name = str(obj.get("kind", "")), str(meta.get("name", ""))
@@ -131,6 +132,15 @@ def repo_context(root: Path | None, base: GateContext) -> GateContext:
         if not name:
             continue
         existing.add((kind, ns, name))
+        spec = obj.get("spec") if isinstance(obj.get("spec"), dict) else {}
+        template = spec.get("template") if isinstance(spec.get("template"), dict) else {}
+        tmeta = template.get("metadata") if isinstance(template.get("metadata"), dict) else {}
+        if isinstance(tmeta.get("labels"), dict) and tmeta["labels"]:
+            pods.add((ns, f"{kind} {name}", frozenset((str(k), str(v)) for k, v in tmeta["labels"].items())))
+        if kind == "Ingress":
+            for rule in spec["rules"] if isinstance(spec.get("rules"), list) else []:
+                if isinstance(rule, dict) and isinstance(rule.get("host"), str):
+                    hosts.add(rule["host"])
         if kind == "Service" and isinstance(obj.get("spec"), dict) and \
                 isinstance(obj["spec"].get("selector"), dict):
             selectors.add((ns, name, frozenset((str(k), str(v)) for k, v in obj["spec"]["selector"].items())))
@@ -144,8 +154,11 @@ def repo_context(root: Path | None, base: GateContext) -> GateContext:
                 for rule in (group.get("rules") or []) if isinstance(group, dict) else []:
                     if isinstance(rule, dict) and rule.get("record"):
                         series.add(str(rule["record"]))
+                    elif isinstance(rule, dict) and rule.get("alert"):
+                        alerts.add(str(rule["alert"]))
     return GateContext(
         policy=base.policy, system=base.system, existing=frozenset(existing),
         existing_secrets=frozenset(secrets), existing_series=frozenset(series),
-        existing_selectors=frozenset(selectors),
+        existing_selectors=frozenset(selectors), existing_alerts=frozenset(alerts),
+        existing_hosts=frozenset(hosts), existing_pods=frozenset(pods),
         health_series=base.health_series, cluster_has=base.cluster_has, audit=base.audit)

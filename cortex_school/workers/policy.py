@@ -263,6 +263,10 @@ class GateContext:
     existing: frozenset[tuple[str, str, str]] = frozenset()
     existing_secrets: frozenset[tuple[str, str]] = frozenset()
     existing_series: frozenset[str] = frozenset()
+    existing_alerts: frozenset[str] = frozenset()
+    existing_hosts: frozenset[str] = frozenset()  # Ingress hosts already routed
+    # (namespace, workload, its pod labels) of the workloads that already exist.
+    existing_pods: frozenset[tuple[str, str, frozenset[tuple[str, str]]]] = frozenset()
     # (namespace, Service name, its selector items) of the Services that already exist.
     existing_selectors: frozenset[tuple[str, str, frozenset[tuple[str, str]]]] = frozenset()
     health_series: frozenset[str] = frozenset()
@@ -383,11 +387,13 @@ def _selector_labels(selector: Any) -> tuple[dict[str, str] | None, str]:
 
 _SECRET_NAME_WORDS = re.compile(
     r"(?i)(passw(or)?d|passwd|pass(phrase)?$|^pass|_pass|pwd|secret|token|api_?key|apikey|"
-    r"credential|private_?key|access_?key|auth|bearer|session_?key|signing_?key|cookie)")
+    r"credential|private_?key|access_?key|auth_?(key|token|secret|pass)|authorization|bearer|"
+    r"session_?key|signing_?key|cookie_?secret)")
 _KEY_VALUE_LINE = re.compile(
     r"\s{0,40}(?:export\s{1,5})?[\"']?([A-Za-z0-9_.\-]{1,80})[\"']?\s{0,10}[:=]\s{0,10}[\"']?([^\"'\s,;]{0,200})")
 _PLACEHOLDER = re.compile(r"^(\$\{[^}]{0,100}\}|\$\([^)]{0,100}\)|\$[A-Za-z_]\w{0,60}|<[^>]{0,100}>|\{\{.{0,100}\}\}|"
-                          r"changeme|change-me|xxx+|\*+|none|null|true|false|\d{1,6}|)$", re.I)
+                          r"changeme|change-me|xxx+|\*+|none|null|true|false|\d{1,6}|\d{1,6}(ms|s|m|h|d)|"
+                          r"[a-z][a-z0-9+.-]{0,20}://[^\s@:]{1,300}(:\d{1,5})?(/[^\s@]{0,300})?|)$", re.I)
 _OWN_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("a bearer token", re.compile(r"(?i)\bbearer\s{1,5}[A-Za-z0-9._~+/=-]{12,}")),
     ("a GitHub fine-grained token", re.compile(r"\bgithub_pat_[A-Za-z0-9_]{20,}")),
@@ -396,6 +402,10 @@ _OWN_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("a private key", re.compile(r"-----BEGIN [A-Z ]{0,40}PRIVATE KEY( BLOCK)?-----")),
     ("a kubeconfig credential", re.compile(r"\b(client-key-data|client-certificate-data)\s{0,5}:")),
     ("credentials in a URL", re.compile(r"://[^/\s:@]{0,200}:[^/\s@]{3,200}@")),
+    ("a credential parameter", re.compile(
+        r"(?i)\b(password|passwd|pwd|secret|token|api_?key)\s{0,3}=\s{0,3}[\"']?(?![$<{*])[^\s\"'&;,)]{4,200}")),
+    ("a credential on a command line", re.compile(
+        r"(?i)--[a-z-]{0,30}(password|passwd|token|secret|api-key)[a-z-]{0,20}(=|\s{1,5})(?![$<{-])\S{4,200}")),
 )
 
 
@@ -454,7 +464,7 @@ class SecretScanner:
         return None
 
     def _entropic(self, text: str) -> str | None:
-        for m in self._TOKEN.finditer(text):
+        for m in self._TOKEN.finditer(text.replace("/", " ")):  # path segments, not paths
             token = m.group(0)
             if not (re.search(r"[0-9]", token) and re.search(r"[A-Za-z]", token)):
                 continue
@@ -481,13 +491,18 @@ def scanner() -> SecretScanner:
 # -- review-only content ---------------------------------------------------------------
 
 _DESTRUCTIVE = re.compile(
-    r"(?i)\b(drop\s{1,10}(database|table|schema|owned|role|user)\b|truncate\s{1,10}(table\s{1,10})?\w|"
-    r"delete\s{1,10}from\b|dropdb\b|flushall\b|flushdb\b|"
-    r"rm\s{1,10}(-[a-z]{0,5}r[a-z]{0,5}f|-[a-z]{0,5}f[a-z]{0,5}r|--recursive|--force)|"
-    r"kubectl\s{1,10}(\S{1,40}\s{1,10}){0,3}delete\b|mkfs\b|dd\s{1,10}if=|"
-    r"mc\s{1,10}rm\b|aws\s{1,10}s3\s{1,10}rm\b)|(-X|--request)\s{0,5}['\"]?DELETE\b")
+    r"(?i)\b(drop\W{1,10}(database|table|schema|owned|role|user|collection|index)\b|"
+    r"truncate\W{1,10}(table\W{1,10})?\w|truncate\s{1,5}-s|"
+    r"delete\W{1,10}from\b|dropdb\b|flushall\b|flushdb\b|drop(database|collection)\s{0,3}\(|"
+    r"delete_?many\s{0,3}\(|rm\s{1,10}(-{1,2}[a-z-]{0,20}\s{1,10}){0,4}(-[a-z]{0,10}r|--recursive)|"
+    r"kubectl\b[^\n;|&]{0,300}\bdelete\b|find\b[^\n;|&]{0,300}\s-delete\b|mkfs\b|dd\s{1,10}if=|"
+    r"mc\s{1,10}rm\b|aws\s{1,10}s3\s{1,10}rm\b|gsutil\s{1,10}(-m\s{1,5})?rm\b)|"
+    r"(-X|--request)\s{0,5}['\"]?DELETE\b")
 _REMOTE_CODE = re.compile(
-    r"(?i)\b(curl|wget|fetch)\b[^|\n]{0,500}\|\s{0,10}(sudo\s{1,5})?(ba|z|k|da|a)?sh\b|"
+    r"(?i)\b(curl|wget|fetch)\b[^|\n]{0,500}\|\s{0,10}(sudo\s{1,5})?(/?[\w.-]{0,40}/){0,4}"
+    r"(busybox\s{1,5})?(ba|z|k|da|a)?sh\b|"
+    r"\b(curl|wget)\b[^\n]{0,500}(&&|;|\|\|)\s{0,5}(/?[\w.-]{0,40}/){0,4}(ba|z|da)?sh\s{1,5}\S|"
+    r"\b(exec|eval)\s{0,3}\([^\n]{0,300}(urlopen|urllib|requests\.get|http\.client|fetch\()|"
     r"\b(curl|wget)\b[^|\n]{0,500}\|\s{0,10}(sudo\s{1,5})?(python[0-9.]{0,4}|perl|ruby|node|php)\b|"
     r"\b(ba|z)?sh\s{0,5}<\(\s{0,5}(curl|wget)\b|\$\(\s{0,5}(curl|wget)\b|`\s{0,5}(curl|wget)\b|"
     r"\b(curl|wget)\b[^\n]{0,500}(-o|-O|--output)\s{0,5}\S{1,200}\s{0,5}(&&|;)\s{0,5}(ba|z)?sh\b")
@@ -788,6 +803,12 @@ class _Checker:
             scan.append((path, text))
             if not path.startswith("metadata."):
                 review_text.append((path, text))
+        if self.kind == "ConfigMap":
+            for key, value in _map(self.m.get("data")).items():
+                if isinstance(value, str) and _SECRET_NAME_WORDS.search(str(key)) and \
+                        len(value) >= 4 and not _PLACEHOLDER.match(value) and "\n" not in value:
+                    self.add("secret-value", f"data.{key}", f"{str(key)[:60]} holds a literal value; "
+                             "credentials come from an ExternalSecret")
         for path, what in scanner().findings(scan):
             self.add("secret-value", path, f"looks like {what}; secrets never go in manifests")
         if not self.generated and self.kind not in ("ConfigMap", "Job", "CronJob"):
@@ -1152,6 +1173,7 @@ class _Checker:
             self.add("system-object", "spec.selector", "selects the system's own pods")
         if self.generated and not self.change.selects_own_pods(labels, self.ns):
             self.add("selector", "spec.selector", f"selects {labels}, pods this change does not run")
+        self._existing_pods(labels, "spec.selector")
 
     def ingress(self) -> None:
         spec = _map(self.m.get("spec"))
@@ -1196,6 +1218,9 @@ class _Checker:
         suffixes = self.policy.allowed_host_suffixes
         if not any(host.endswith(s) and host != s.lstrip(".") for s in suffixes):
             self.add(rule, where, f"{host} is not under an allowed suffix ({', '.join(suffixes)})")
+        elif self.generated and host in self.ctx.existing_hosts:
+            self.add(rule, where, f"{host} is already routed by an existing Ingress (a longer "
+                     "path or a certificate for it would take its traffic)")
 
     def network_policy(self) -> None:
         spec = _map(self.m.get("spec"))
@@ -1255,6 +1280,7 @@ class _Checker:
         elif not self.change.selects_own_pods(labels, self.ns):
             self.add("disruption-budget", "spec.selector", f"covers pods this change does not run "
                      f"({labels}): can block node drains for others", "review")
+        self._existing_pods(labels, "spec.selector")
 
     def external_secret(self) -> None:
         spec = _map(self.m.get("spec"))
@@ -1333,6 +1359,9 @@ class _Checker:
 
     def prometheus_rule(self) -> None:
         for i, group in enumerate(_list(_dig(self.m, ("spec", "groups")))):
+            if self.generated and set(_map(group)) - {"name", "rules"}:
+                self.add("recording-rule", f"spec.groups[{i}]", "group fields never generated: "
+                         f"{', '.join(sorted(map(str, set(_map(group)) - {'name', 'rules'})))}")
             for j, rule in enumerate(_list(_map(group).get("rules"))):
                 rule = _map(rule)
                 where = f"spec.groups[{i}].rules[{j}]"
@@ -1341,6 +1370,11 @@ class _Checker:
                     if rule.get("labels"):
                         self.add("recording-rule", f"{where}.labels", "recording rules carry no labels")
                 elif "alert" in rule:
+                    if self.generated and set(rule) - {"alert", "expr", "for", "labels", "annotations"}:
+                        self.add("recording-rule", where, "alert fields never generated")
+                    if str(rule["alert"]) in self.ctx.existing_alerts:
+                        self.add("recording-rule", f"{where}.alert", f"alert {str(rule['alert'])[:80]} "
+                                 "already exists (a second one could inhibit or confuse it)")
                     extra = set(_map(rule.get("labels"))) - {"severity"}
                     if extra and self.generated:
                         self.add("recording-rule", f"{where}.labels", f"alert labels "
@@ -1372,14 +1406,16 @@ class _Checker:
             self.add("selector", "spec.selector", why or "selects every Service")
         elif any(self.sys_selects(labels, str(ns)) for ns in namespaces):
             self.add("system-object", "spec.selector", "scrapes the system's own Services")
+        if not self.generated:
+            return
+        extra = set(spec) - {"selector", "endpoints", "namespaceSelector"}
+        if extra:  # targetLabels, podTargetLabels, jobLabel rename the series health checks read
+            self.add("selector", "spec", f"fields never generated: {', '.join(sorted(map(str, extra)))}")
         for i, ep in enumerate(_list(spec.get("endpoints"))):
-            ep = _map(ep)
-            for key in ("bearerTokenFile", "bearerTokenSecret", "basicAuth", "authorization",
-                        "oauth2", "tlsConfig", "relabelings", "metricRelabelings", "proxyUrl",
-                        "params", "honorLabels"):
-                if key in ep:
-                    self.add("selector", f"spec.endpoints[{i}].{key}", f"{key} is never generated "
-                             "(credentials, or rewriting the series health checks read)")
+            extra = set(_map(ep)) - {"port", "interval", "path"}
+            if extra:
+                self.add("selector", f"spec.endpoints[{i}]", f"{', '.join(sorted(map(str, extra)))} "
+                         "never generated (credentials, or rewriting the series health checks read)")
 
     def workload_spec(self) -> None:
         """Only the workload fields the renderers produce, within bounds."""
@@ -1416,6 +1452,16 @@ class _Checker:
             if ns in (self.ns, "") and wanted and wanted <= set(labels.items()):
                 self.add("selector", where, f"its pods would receive the traffic of the existing "
                          f"Service {service}")
+        self._existing_pods(selector or {}, "spec.selector")
+
+    def _existing_pods(self, selector: dict[str, str], where: str) -> None:
+        """A generated selector may not also match pods that already run (another team's
+        workload with the same labels would be exposed, pinned or adopted)."""
+        if not self.generated or not selector:
+            return
+        for ns, workload, labels in self.ctx.existing_pods:
+            if ns in (self.ns, "") and set(selector.items()) <= labels:
+                self.add("selector", where, f"also selects the pods of the existing {workload}")
 
     def storage_class(self) -> None:
         self.add("storage-class", "", "a StorageClass is cluster-wide: a person reviews it",
