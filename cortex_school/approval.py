@@ -89,11 +89,9 @@ def decide(
         )
 
     assessment = improvement.assessment
-    consulted: set[str] = set()
     if assessment is None:
         reasons.append("no usable expert assessment")
     else:
-        consulted = {assessment.expert, *assessment.consulted, *(a.expert for a in per_expert)}
         if assessments is not None:
             unseen = [e for e in assessment.consulted if e not in assessments]
             if unseen:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import time
 from pathlib import Path
 
@@ -48,6 +47,7 @@ from cortex_school.workers.policy import (
 )
 from cortex_school.workers.schema_check import SchemaChecker
 from tests.factories import make_improvement
+from tests.test_implement_live import approved, git
 
 ROOT = Path(__file__).resolve().parent.parent
 HOSTILE = ROOT / "tests" / "hostile"
@@ -161,11 +161,6 @@ def test_audit_is_lenient_for_an_existing_repository():
 
 # -- hostile plans through the LLM planner to a real bare remote -------------------------
 
-def git(remote: Path, *args: str) -> str:
-    return subprocess.run(["git", "--git-dir", str(remote), *args], capture_output=True,
-                          text=True, check=True).stdout
-
-
 @pytest.fixture(scope="module")
 def llm():
     from tests.fake_llm import FakeLLM
@@ -193,15 +188,6 @@ def obeying_implementer(llm, remote, workdir, expert="security"):
         co_author="Cortex Online School <school@cortex.ai>",
         health_queries=("sum(rate(http_requests_total[5m]))",
                         "histogram_quantile(0.95, rate(http_request_duration_seconds_bucket[5m]))"))
-
-
-def approved(store, imp):
-    store.create(imp, actor="test", reason="test")
-    decision = Decision(approved=True, reasons=["test"], decided_by="auto-approval-gate")
-    for target in (Status.CATEGORIZED, Status.ASSESSED, Status.VALIDATED, Status.APPROVED):
-        store.transition(imp.id, target, actor="test", reason="test",
-                         fields={"decision": decision.model_dump_json()})
-    return imp
 
 
 def test_no_hostile_plan_commits_and_the_clean_plan_still_does(store, llm, planner_remote, tmp_path):
@@ -609,3 +595,11 @@ def test_what_the_adversarial_review_found_is_refused(resources, rule):
     """GIVEN a plan from the adversarial review WHEN gated with the repo's facts THEN refused."""
     found, _ = _gate_plan(resources)
     assert rule in {v.rule for v in found}, found
+
+
+def test_a_claim_an_existing_statefulset_owns_is_not_redeclared_or_mounted():
+    """GIVEN the repo's postgres StatefulSet (claims data-postgres-primary-N) WHEN a plan
+    declares that PVC and mounts it THEN ownership: its data is not the change's."""
+    found, _ = _gate_plan([{"kind": "PersistentVolumeClaim", "name": "data-postgres-primary-0",
+                            "namespace": "cortex", "storage": {"size": "1Gi"}}])
+    assert "ownership" in {v.rule for v in found}

@@ -125,6 +125,7 @@ def repo_context(root: Path | None, base: GateContext) -> GateContext:
     series: set[str] = set(base.existing_series)
     selectors = set(base.existing_selectors)
     alerts, hosts, pods = set(base.existing_alerts), set(base.existing_hosts), set(base.existing_pods)
+    claims = set(base.existing_claim_prefixes)
     for obj in found.objects:
         meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
         kind, name = str(obj.get("kind", "")), str(meta.get("name", ""))
@@ -137,6 +138,11 @@ def repo_context(root: Path | None, base: GateContext) -> GateContext:
         tmeta = template.get("metadata") if isinstance(template.get("metadata"), dict) else {}
         if isinstance(tmeta.get("labels"), dict) and tmeta["labels"]:
             pods.add((ns, f"{kind} {name}", frozenset((str(k), str(v)) for k, v in tmeta["labels"].items())))
+        if kind == "StatefulSet":  # its claims exist as <template>-<name>-<ordinal>
+            for t in spec["volumeClaimTemplates"] if isinstance(spec.get("volumeClaimTemplates"), list) else []:
+                claim = (t.get("metadata") or {}).get("name") if isinstance(t, dict) else None
+                if claim:
+                    claims.add((ns, f"{claim}-{name}-"))
         if kind == "Ingress":
             for rule in spec["rules"] if isinstance(spec.get("rules"), list) else []:
                 if isinstance(rule, dict) and isinstance(rule.get("host"), str):
@@ -161,4 +167,5 @@ def repo_context(root: Path | None, base: GateContext) -> GateContext:
         existing_secrets=frozenset(secrets), existing_series=frozenset(series),
         existing_selectors=frozenset(selectors), existing_alerts=frozenset(alerts),
         existing_hosts=frozenset(hosts), existing_pods=frozenset(pods),
+        existing_claim_prefixes=frozenset(claims),
         health_series=base.health_series, cluster_has=base.cluster_has, audit=base.audit)

@@ -41,6 +41,7 @@ from typing import Any, Callable, Iterable, Iterator
 from pydantic import BaseModel
 
 from cortex_school.settings import PolicySettings
+from cortex_school.workers.naming import DNS1123_LABEL
 
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 ANNOTATION_PREFIX = "cortex-school.io"
@@ -193,7 +194,6 @@ def _quantity(value: Any) -> float:
 
 
 # -- names -----------------------------------------------------------------------------
-DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 DNS1035_LABEL = re.compile(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?")
 _LABEL_NAME = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
 _LABEL_VALUE = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?")
@@ -265,6 +265,8 @@ class GateContext:
     existing_series: frozenset[str] = frozenset()
     existing_alerts: frozenset[str] = frozenset()
     existing_hosts: frozenset[str] = frozenset()  # Ingress hosts already routed
+    # (namespace, "<template>-<statefulset>-") of the claims existing StatefulSets own.
+    existing_claim_prefixes: frozenset[tuple[str, str]] = frozenset()
     # (namespace, workload, its pod labels) of the workloads that already exist.
     existing_pods: frozenset[tuple[str, str, frozenset[tuple[str, str]]]] = frozenset()
     # (namespace, Service name, its selector items) of the Services that already exist.
@@ -1122,7 +1124,6 @@ class _Checker:
     def rolebinding(self) -> None:
         self.lists(self.m, "", ("subjects",))
         ref = _map(self.m.get("roleRef"))
-        system = self.ctx.system
         if self.generated:
             if ref.get("kind") != "Role" or (self.ns, ref.get("name")) not in self.change.roles:
                 self.add("rbac-binding", "roleRef", f"binds {ref.get('kind')} {str(ref.get('name'))[:80]!r};"
@@ -1470,6 +1471,10 @@ class _Checker:
             self.add("storage-class", "reclaimPolicy", "reclaimPolicy must be Retain", "review")
 
     def pvc(self, spec: Any, where: str) -> None:
+        if where == "spec" and any(ns in (self.ns, "") and self.name.startswith(prefix)
+                                   for ns, prefix in self.ctx.existing_claim_prefixes):
+            self.add("ownership", "metadata.name", f"{self.name} is the claim of an existing "
+                     "StatefulSet (its data would be mounted by this change)")
         spec = _map(spec)
         for key in ("volumeName", "dataSource", "dataSourceRef", "selector"):
             if key in spec:
@@ -1576,6 +1581,8 @@ def check_change(manifests: list[Any], ctx: GateContext) -> list[Violation]:
         found.append(Violation(rule="size", object="change", detail=(
             f"{len(manifests)} objects (limit {ctx.policy.max_objects})")))
     objects = [m for m in manifests if isinstance(m, dict)]
+    if not ctx.audit and len(objects) > ctx.policy.max_objects:
+        return found  # refused for its size; reading thousands of objects proves nothing more
     for m in manifests:
         if not isinstance(m, dict):
             found.append(Violation(rule="malformed", object="?", detail="a document that is not a mapping"))
