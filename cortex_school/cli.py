@@ -384,8 +384,6 @@ def policy_check(
 ) -> None:
     """Check manifests with exactly the gate a generated change must pass (all files together
     are one change). Exit 0 only when clean, 1 on any finding, 2 on unreadable input."""
-    import json as json_module
-
     from cortex_school.workers.manifest_files import read_manifests, repo_context
     from cortex_school.workers.policy import GateContext, Violation, check_change, health_series
     from cortex_school.workers.schema_check import SchemaChecker
@@ -403,9 +401,10 @@ def policy_check(
         gate = repo_context(Path(repo), gate)
     checker = SchemaChecker(kubernetes_version or settings.policy.kubernetes_version)
     findings = [Violation(rule="malformed", object=src, detail=what) for src, what in found.not_objects]
-    findings += checker.check_all(found.objects) + check_change(found.objects, gate)
+    oversized = not audit and len(found.objects) > settings.policy.max_objects  # refused as such
+    findings += checker.check_all([] if oversized else found.objects) + check_change(found.objects, gate)
     if output == "json":
-        typer.echo(json_module.dumps({
+        typer.echo(json.dumps({
             "mode": "audit" if audit else "gate", "objects": len(found.objects),
             "findings": [v.model_dump() for v in findings],
             "unreadable": [{"file": f, "reason": r} for f, r in unreadable],
