@@ -9,7 +9,7 @@ that is fatal (``policy check``: exit 2) or tolerable (facts about a repository)
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -115,8 +115,9 @@ def read_manifests(paths: Iterable[Path]) -> ManifestSet:
 
 def repo_context(root: Path | None, base: GateContext) -> GateContext:
     """``base`` with what a GitOps repository already defines: every object (so a change
-    never takes one over), its Secrets (so an ExternalSecret never shadows one) and its
-    recorded series. Files that cannot be read are skipped (Helm charts, templates)."""
+    never takes one over), its Secrets (so an ExternalSecret never shadows one), its
+    recorded series and alerts, Ingress hosts, Service selectors, pod labels and the claims
+    its StatefulSets own. Files that cannot be read are skipped (Helm charts, templates)."""
     if root is None or not root.exists():
         return base
     found = read_manifests([root])
@@ -147,25 +148,22 @@ def repo_context(root: Path | None, base: GateContext) -> GateContext:
             for rule in spec["rules"] if isinstance(spec.get("rules"), list) else []:
                 if isinstance(rule, dict) and isinstance(rule.get("host"), str):
                     hosts.add(rule["host"])
-        if kind == "Service" and isinstance(obj.get("spec"), dict) and \
-                isinstance(obj["spec"].get("selector"), dict):
-            selectors.add((ns, name, frozenset((str(k), str(v)) for k, v in obj["spec"]["selector"].items())))
+        if kind == "Service" and isinstance(spec.get("selector"), dict):
+            selectors.add((ns, name, frozenset((str(k), str(v)) for k, v in spec["selector"].items())))
         if kind in ("Secret", "SealedSecret"):
             secrets.add((ns, name))
         elif kind == "ExternalSecret":
-            target = ((obj.get("spec") or {}).get("target") or {}) if isinstance(obj.get("spec"), dict) else {}
-            secrets.add((ns, str(target.get("name") or name) if isinstance(target, dict) else name))
+            target = spec.get("target") if isinstance(spec.get("target"), dict) else {}
+            secrets.add((ns, str(target.get("name") or name)))
         elif kind == "PrometheusRule":
-            for group in ((obj.get("spec") or {}).get("groups") or []) if isinstance(obj.get("spec"), dict) else []:
+            for group in spec["groups"] if isinstance(spec.get("groups"), list) else []:
                 for rule in (group.get("rules") or []) if isinstance(group, dict) else []:
                     if isinstance(rule, dict) and rule.get("record"):
                         series.add(str(rule["record"]))
                     elif isinstance(rule, dict) and rule.get("alert"):
                         alerts.add(str(rule["alert"]))
-    return GateContext(
-        policy=base.policy, system=base.system, existing=frozenset(existing),
-        existing_secrets=frozenset(secrets), existing_series=frozenset(series),
-        existing_selectors=frozenset(selectors), existing_alerts=frozenset(alerts),
-        existing_hosts=frozenset(hosts), existing_pods=frozenset(pods),
-        existing_claim_prefixes=frozenset(claims),
-        health_series=base.health_series, cluster_has=base.cluster_has, audit=base.audit)
+    return replace(
+        base, existing=frozenset(existing), existing_secrets=frozenset(secrets),
+        existing_series=frozenset(series), existing_selectors=frozenset(selectors),
+        existing_alerts=frozenset(alerts), existing_hosts=frozenset(hosts),
+        existing_pods=frozenset(pods), existing_claim_prefixes=frozenset(claims))

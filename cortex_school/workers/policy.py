@@ -732,6 +732,11 @@ class _Checker:
             self.add("system-object", "metadata.name", f"{self.name!r} is (or shadows) one of "
                      f"the system's own objects ({system.name}*)")
         ns = self.ns if (rule is None or rule.namespaced) else ""
+        if self.kind == "PersistentVolumeClaim" and any(
+                pns in (self.ns, "") and self.name.startswith(prefix)
+                for pns, prefix in self.ctx.existing_claim_prefixes):
+            self.add("ownership", "metadata.name", f"{self.name} is the claim of an existing "
+                     "StatefulSet (its data would be mounted by this change)")
         existing = self.ctx.existing
         if (self.kind, ns, self.name) in existing or (ns and (self.kind, "", self.name) in existing):
             self.add("ownership", "metadata.name", f"{self.kind} {self.name} already exists in the "
@@ -847,8 +852,8 @@ class _Checker:
 
     def pss(self, spec: dict[str, Any], base: str, annotations: dict[str, Any]) -> None:
         """The Pod Security Standards restricted profile (baseline included)."""
-        for host in ("hostNetwork", "hostPID", "hostIPC", "hostUsers_false"):
-            if host != "hostUsers_false" and spec.get(host):
+        for host in ("hostNetwork", "hostPID", "hostIPC"):
+            if spec.get(host):
                 self.add("pod-security", f"{base}.{host}", f"{host}: true shares a host namespace")
         psc = _map(spec.get("securityContext"))
         self._windows(psc, f"{base}.securityContext")
@@ -1471,10 +1476,6 @@ class _Checker:
             self.add("storage-class", "reclaimPolicy", "reclaimPolicy must be Retain", "review")
 
     def pvc(self, spec: Any, where: str) -> None:
-        if where == "spec" and any(ns in (self.ns, "") and self.name.startswith(prefix)
-                                   for ns, prefix in self.ctx.existing_claim_prefixes):
-            self.add("ownership", "metadata.name", f"{self.name} is the claim of an existing "
-                     "StatefulSet (its data would be mounted by this change)")
         spec = _map(spec)
         for key in ("volumeName", "dataSource", "dataSourceRef", "selector"):
             if key in spec:
@@ -1631,8 +1632,7 @@ def _check_object(c: _Checker) -> None:
         "StorageClass": c.storage_class,
     }
     if kind in handlers and (row is not None or c.ctx.audit):
-        if c.ctx.audit or kind in KINDS:
-            handlers[kind]()
+        handlers[kind]()
     if kind == "PersistentVolumeClaim" and c.generated:
         c.pvc(c.m.get("spec"), "spec")
     if kind == "StatefulSet" and c.generated:
@@ -1644,8 +1644,6 @@ def _check_object(c: _Checker) -> None:
                   "this change does not create")
     if kind in WORKLOAD_KINDS and c.generated:
         c.workload_labels()
-    if kind == "Secret" and c.ctx.audit and (c.m.get("data") or c.m.get("stringData")):
-        pass  # already reported as secret-object
 
 
 def check_all(manifests: list[Any], policy: PolicySettings, *, generated: bool = True,
