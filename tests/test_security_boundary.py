@@ -603,3 +603,13 @@ def test_a_claim_an_existing_statefulset_owns_is_not_redeclared_or_mounted():
     found, _ = _gate_plan([{"kind": "PersistentVolumeClaim", "name": "data-postgres-primary-0",
                             "namespace": "cortex", "storage": {"size": "1Gi"}}])
     assert "ownership" in {v.rule for v in found}
+
+
+def test_a_cluster_scoped_object_never_lands_in_a_folder_outside_the_allowlist():
+    """GIVEN a StorageClass planned for kube-system (its folder, apps/kube-system/) WHEN the
+    plan is checked THEN namespace: a person's approval of the review finding cannot land it."""
+    plan = ImplementationPlan(summary="x", resources=[PlannedResource(
+        kind="StorageClass", name="fast", namespace="kube-system",
+        storage=Storage(provisioner="rancher.io/local-path"))])
+    found = check_plan(plan, POLICY, SystemIdentity())
+    assert [(v.rule, v.action) for v in found] == [("namespace", "refuse")]

@@ -1706,6 +1706,11 @@ def check_plan(plan: Any, policy: PolicySettings, system: SystemIdentity) -> lis
             found.append(Violation(rule=rule, object=ref, path=f"resources[{i}].{path}",
                                    detail=detail))
 
+        if r.namespace not in policy.allowed_namespaces:
+            # Also for cluster-scoped kinds: the namespace is the folder (apps/<namespace>/)
+            # the file lands in, and so the ArgoCD Application that applies it.
+            add("namespace", "namespace", f"namespace {r.namespace!r} is not in the allowlist "
+                f"({', '.join(policy.allowed_namespaces)})")
         for field_name in ("name", "subject", "target"):
             value = getattr(r, field_name)
             if value and system.owns_name(value):
