@@ -271,19 +271,10 @@ def _review(improvement_id: str, approve: bool, reviewer: str, reason: str) -> N
         raise typer.Exit(1) from None
     console.print(f"{improvement_id}: {outcome.status} ({escape(outcome.detail)})")
     if outcome.outcome == "applied" and outcome.status == Status.APPROVED.value:
-        # A fresh plan: the stored one is what a person just reviewed and sent back.
-        store.redis.hdel(f"improvement:{improvement_id}", "plan", "policy_violations")
-        _enqueue_implementation(store, improvement_id)
+        from cortex_school.pipeline import after_review
 
-
-def _enqueue_implementation(store: RedisStore, improvement_id: str) -> None:
-    from cortex_school.pipeline import implement_signature
-
-    improvement = store.get(improvement_id)
-    if improvement is None:
-        return
-    implement_signature(improvement).apply_async()
-    console.print(f"{improvement_id}: queued for implementation")
+        if after_review(store, improvement_id):
+            console.print(f"{improvement_id}: queued for implementation")
 
 
 @app.command()
@@ -298,7 +289,10 @@ def implement(improvement_id: str) -> None:
         err.print(f"[red]{improvement_id} is {improvement.status.value}; only approved or "
                   "implementing improvements are implemented[/]")
         raise typer.Exit(1)
-    _enqueue_implementation(store, improvement.id)
+    from cortex_school.pipeline import resume
+
+    resume(improvement, rolling_back=None)
+    console.print(f"{improvement.id}: queued for implementation")
 
 
 @app.command()
@@ -338,7 +332,7 @@ def rollback(
 ) -> None:
     """Roll back a committed, deployed or verified improvement: git revert, push, ArgoCD
     refresh, wait, check the system, record and notify."""
-    from cortex_school.celery import app as celery_app
+    from cortex_school.pipeline import request_rollback
 
     store = _store()
     improvement = store.get(ensure_valid_id(improvement_id))
@@ -349,10 +343,7 @@ def rollback(
         err.print(f"[red]{improvement_id} is {improvement.status.value}: nothing to roll back[/]")
         raise typer.Exit(1)
     why = f"manual rollback by {by}: {reason}"
-    # The verify loop also honours the flag, so a rollback races nothing.
-    store.redis.hset(f"improvement:{improvement.id}", "rollback_requested", why[:500])
-    celery_app.send_task("cortex_school.tasks.deploy.rollback", args=(improvement.id,),
-                         kwargs={"reason": why})
+    request_rollback(store, improvement.id, why)
     console.print(f"{improvement.id}: rollback queued ({escape(why)})")
 
 
@@ -360,14 +351,14 @@ def rollback(
 def deploy(improvement_id: str) -> None:
     """Queue the deploy stage for a committed improvement (e.g. after merging a branch-only
     commit by hand)."""
-    from cortex_school.celery import app as celery_app
+    from cortex_school.pipeline import request_deploy
 
     store = _store()
     improvement = store.get(ensure_valid_id(improvement_id))
     if improvement is None or improvement.status is not Status.COMMITTED:
         err.print(f"[red]{escape(improvement_id)} is not committed[/]")
         raise typer.Exit(1)
-    celery_app.send_task("cortex_school.tasks.deploy.deploy", args=(improvement.id,))
+    request_deploy(improvement.id)
     console.print(f"{improvement.id}: deploy queued")
 
 

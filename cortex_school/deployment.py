@@ -25,10 +25,9 @@ from cortex_school.cluster.metrics import MetricsSource
 from cortex_school.health import HealthReport, Targets, run_checks
 from cortex_school.models import Status, utcnow
 from cortex_school.settings import DeploySettings, ServiceSettings
-from cortex_school.store import RedisStore, improvement_key
+from cortex_school.store import RedisStore
 from cortex_school.workers.gitops import GitOpsConflict, GitOpsRepo
 
-ALERTS_KEY = "improvements:alerts"
 ROLLBACK_DURATION_BUCKETS: tuple[float, ...] = (5, 15, 30, 60, 120, 300, 600, 1200, 3600)
 
 
@@ -137,7 +136,6 @@ def rollback_under_way(fields: dict[str, str]) -> str | None:
 def run_deploy(store: RedisStore, improvement_id: str, d: Deployer, *, actor: str,
                now: datetime | None = None) -> Step:
     now = now or utcnow()
-    key = improvement_key(improvement_id)
     fields = _fields_at(store, improvement_id, "deploy", Status.COMMITTED)
     if isinstance(fields, Step):
         return fields
@@ -162,7 +160,7 @@ def run_deploy(store: RedisStore, improvement_id: str, d: Deployer, *, actor: st
                 baseline[f"{ns}/{svc}"] = p95
         for app in apps:
             d.cluster.hard_refresh(app)
-        store.redis.hset(key, mapping={"deploy_requested_at": now.isoformat(),
+        store.set_fields(improvement_id, {"deploy_requested_at": now.isoformat(),
                                        "argocd_apps": json.dumps(apps),
                                        "health_baseline": json.dumps(baseline)})
         requested = now
@@ -216,7 +214,7 @@ def run_verify(store: RedisStore, improvement_id: str, d: Deployer, *, actor: st
                         since_seconds=min(window, d.services.health_check_duration),
                         max_error_rate=d.cfg.max_error_rate, max_p95=d.cfg.max_p95_latency_seconds,
                         baseline_factor=d.cfg.baseline_latency_factor)
-    store.redis.hset(improvement_key(improvement_id), mapping={
+    store.set_fields(improvement_id, {
         "health_report": report.model_dump_json(), "health_checked_at": now.isoformat()})
     store.count(f"health_checks:{'pass' if report.healthy else 'fail'}")
     for r in report.results:
@@ -253,22 +251,19 @@ def notify(webhook: str | None, text: str) -> str | None:
 
 
 def _alert(store: RedisStore, d: Deployer, improvement_id: str, text: str, level: str) -> None:
-    store.redis.lpush(ALERTS_KEY, json.dumps({"improvement_id": improvement_id, "level": level,
-                                              "text": text, "at": utcnow().isoformat()}))
+    store.alert(improvement_id, text, level)
     error = notify(d.services.alert_slack_webhook, text)
     if error:
-        store.redis.hset(improvement_key(improvement_id), "notify_error", error)
+        store.set_fields(improvement_id, {"notify_error": error})
 
 
 def _pause_auto_approval(store: RedisStore, why: str) -> None:
-    store.set_flag("auto_approve_none", True)
-    store.redis.hset("improvements:flags", "auto_approve_none_reason", why[:500])
+    store.set_flag("auto_approve_none", True, reason=why)
 
 
 def run_rollback(store: RedisStore, improvement_id: str, d: Deployer, *, reason: str, actor: str,
                  breaker_limit: int, breaker_window: timedelta, now: datetime | None = None) -> Step:
     now = now or utcnow()
-    key = improvement_key(improvement_id)
     fields = store.raw_fields(improvement_id)
     if not fields:
         return _step(improvement_id, "rollback", "missing", None, "no such improvement")
@@ -318,8 +313,8 @@ def run_rollback(store: RedisStore, improvement_id: str, d: Deployer, *, reason:
             try:
                 d.cluster.hard_refresh(app)
             except ClusterError as exc:
-                store.redis.hset(key, "rollback_refresh_error", str(exc)[:500])
-        store.redis.hset(key, mapping={"rollback_commit": revert, "failure_reason": reason[:2000],
+                store.set_fields(improvement_id, {"rollback_refresh_error": str(exc)[:500]})
+        store.set_fields(improvement_id, {"rollback_commit": revert, "failure_reason": reason[:2000],
                                        "rollback_started_at": now.isoformat(),
                                        "rollback_status": "reverted; waiting for ArgoCD"})
         return _step(improvement_id, "rollback", "waiting", status,

@@ -1,20 +1,35 @@
-"""The one place that wires stages together.
+"""The lifecycle: every task name, every signature, every hand-off between stages.
 
-``build_pipeline`` returns the canvas; nothing else chains stage tasks. Each
-signature is immutable (``si``): every stage takes only the improvement id (and the
-expert, for evaluations) and reads the rest from Redis, so any stage can be re-run
-on its own.
+Nothing else in the package sends a task. Each signature is immutable (``si``): every
+stage takes only the improvement id (and the expert, the worker, or the reason) and
+reads the rest from the store, so any stage can be re-run on its own with
+``celery call``.
+
+    route → evaluate ×N (a chord) → aggregate → validate → approve → implement   (build_pipeline)
+    committed → deploy → deployed → verify → verified                           (next_step)
+    a delivery step that failed, or gave up → rollback                          (compensate)
+
+Who calls what: ingestion calls :func:`enqueue`; the implement task calls
+:func:`after_commit`; the deploy task calls :func:`next_step`; a delivery step that
+fails (its outcome, or its task's ``on_failure``) calls :func:`compensate`; the sweeper
+calls :func:`resume` and :func:`compensate`; the CLI calls :func:`after_review`,
+:func:`request_deploy` and :func:`request_rollback`.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from celery import chain, chord
 from celery.canvas import Signature
 
 from cortex_school.celery import app
-from cortex_school.models import Improvement
+from cortex_school.models import Improvement, Status, utcnow
 from cortex_school.router import panel, route
 from cortex_school.settings import get_settings
+
+if TYPE_CHECKING:
+    from cortex_school.store import RedisStore
 
 ROUTE = "cortex_school.tasks.route.route"
 EVALUATE = "cortex_school.tasks.evaluate.evaluate"
@@ -22,6 +37,19 @@ AGGREGATE = "cortex_school.tasks.evaluate.aggregate"
 VALIDATE = "cortex_school.tasks.validate.validate"
 APPROVE = "cortex_school.tasks.approve.approve"
 IMPLEMENT = "cortex_school.tasks.implement.implement"
+DEPLOY = "cortex_school.tasks.deploy.deploy"
+VERIFY = "cortex_school.tasks.deploy.verify"
+ROLLBACK = "cortex_school.tasks.deploy.rollback"
+REINDEX_GITOPS = "cortex_school.tasks.index.reindex_gitops"
+SWEEP = "cortex_school.tasks.sweep.sweep_stuck"
+
+# Statuses in which something is (or may be) in the cluster: a failure is compensated by
+# a rollback, never handed to a person as it stands.
+DELIVERY: tuple[Status, ...] = (Status.COMMITTED, Status.DEPLOYED, Status.VERIFIED)
+
+
+def _sig(name: str, improvement_id: str, **kwargs: object) -> Signature:
+    return app.signature(name, args=(improvement_id,), kwargs=kwargs, immutable=True)
 
 
 def build_pipeline(improvement: Improvement, *, fan_out: bool | None = None) -> Signature:
@@ -40,15 +68,11 @@ def build_pipeline(improvement: Improvement, *, fan_out: bool | None = None) -> 
         fan_out = get_settings().experts.fan_out
     experts = panel(expert, secondary, fan_out=fan_out)
     iid = improvement.id
-    evaluations = [
-        app.signature(EVALUATE, args=(iid,), kwargs={"expert": e}, immutable=True) for e in experts
-    ]
     return chain(
-        app.signature(ROUTE, args=(iid,), immutable=True),
-        chord(evaluations, app.signature(AGGREGATE, args=(iid,), kwargs={"experts": experts},
-                                         immutable=True)),
-        app.signature(VALIDATE, args=(iid,), immutable=True),
-        app.signature(APPROVE, args=(iid,), immutable=True),
+        _sig(ROUTE, iid),
+        chord([_sig(EVALUATE, iid, expert=e) for e in experts], _sig(AGGREGATE, iid, experts=experts)),
+        _sig(VALIDATE, iid),
+        _sig(APPROVE, iid),
         implement_signature(improvement),
     )
 
@@ -56,9 +80,99 @@ def build_pipeline(improvement: Improvement, *, fan_out: bool | None = None) -> 
 def implement_signature(improvement: Improvement) -> Signature:
     from cortex_school.workers import worker_for
 
-    return app.signature(IMPLEMENT, args=(improvement.id,),
-                         kwargs={"worker": worker_for(improvement)}, immutable=True)
+    return _sig(IMPLEMENT, improvement.id, worker=worker_for(improvement))
 
 
 def enqueue(improvement: Improvement) -> None:
+    """Start the pipeline for an improvement (every stage skips what is already done)."""
     build_pipeline(improvement).apply_async()
+
+
+def next_step(status: Status | str, improvement_id: str) -> Signature | None:
+    """The delivery stage that acts on ``status``: committed → deploy, deployed → verify;
+    None when delivery has nothing to do there."""
+    status = Status(status)
+    if status is Status.COMMITTED:
+        return _sig(DEPLOY, improvement_id)
+    if status is Status.DEPLOYED:
+        return _sig(VERIFY, improvement_id)
+    return None
+
+
+def rollback_signature(improvement_id: str, reason: str) -> Signature:
+    return _sig(ROLLBACK, improvement_id, reason=reason[:2000])
+
+
+def compensate(improvement_id: str, reason: str) -> None:
+    """Take a delivered change back out: the one place a rollback is started."""
+    rollback_signature(improvement_id, reason).apply_async()
+
+
+def reindex(commit: str | None) -> None:
+    """Re-index the GitOps corpus (later proposals are compared with what is now there)."""
+    app.signature(REINDEX_GITOPS, args=(commit,), immutable=True).apply_async()
+
+
+def resume(improvement: Improvement, *, rolling_back: str | None) -> None:
+    """Re-enqueue the stage that moves ``improvement`` on from where it sits (the sweeper's
+    and a person's "go on"): a rollback under way is resumed, never a deploy."""
+    status = improvement.status
+    if status in DELIVERY and rolling_back:
+        compensate(improvement.id, rolling_back)
+    elif status in (Status.APPROVED, Status.IMPLEMENTING):
+        implement_signature(improvement).apply_async()
+    elif (step := next_step(status, improvement.id)) is not None:
+        step.apply_async()
+    else:
+        enqueue(improvement)
+
+
+def give_up(store: "RedisStore", improvement: Improvement, reason: str, *, actor: str) -> None:
+    """A stage that will not finish: a delivered change is rolled back, anything else goes
+    to a person with the reason."""
+    if improvement.status in (Status.COMMITTED, Status.DEPLOYED):
+        compensate(improvement.id, reason)
+        return
+    store.transition(improvement.id, Status.PENDING_REVIEW, actor=actor, reason=reason,
+                     fields={"review_reason": reason})
+
+
+def after_commit(store: "RedisStore", improvement_id: str) -> bool:
+    """Queue the deploy stage for a merged commit exactly once, also when an earlier run
+    died between the committed transition and queueing it (and re-index the repository)."""
+    status, merge_pending, commit = store.fields(improvement_id, "status", "merge_pending", "git_commit")
+    if status != Status.COMMITTED.value or merge_pending != "false":
+        return False
+    if not store.set_once(improvement_id, "deploy_queued_at", utcnow().isoformat()):
+        return False
+    step = next_step(Status.COMMITTED, improvement_id)
+    assert step is not None
+    step.apply_async()
+    if get_settings().rag.enabled:
+        reindex(commit)
+    return True
+
+
+def after_review(store: "RedisStore", improvement_id: str) -> bool:
+    """A person approved it: plan afresh (the stored plan is what they sent back) on the
+    assigned worker's queue. False when there is no such improvement."""
+    store.clear_fields(improvement_id, "plan", "policy_violations")
+    improvement = store.get(improvement_id)
+    if improvement is None:
+        return False
+    implement_signature(improvement).apply_async()
+    return True
+
+
+def request_rollback(store: "RedisStore", improvement_id: str, why: str) -> None:
+    """A person asks for a rollback: the flag first (the verify loop honours it, so the
+    rollback races nothing), then the rollback itself."""
+    store.set_fields(improvement_id, {"rollback_requested": why[:500]})
+    compensate(improvement_id, why)
+
+
+def request_deploy(improvement_id: str) -> None:
+    """A person says a committed change may go (e.g. after merging its branch by hand)."""
+    step = next_step(Status.COMMITTED, improvement_id)
+    assert step is not None
+    step.apply_async()

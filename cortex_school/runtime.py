@@ -192,15 +192,15 @@ def get_implementer(expert: str) -> "Implementer":
 @lru_cache(maxsize=1)
 def get_cluster() -> "ClusterTarget":
     """CLUSTER_TARGET: the real cluster (kubeconfig or in-cluster), or the simulation."""
-    from cortex_school.cluster import ClusterError
+    from cortex_school.cluster import ClusterRefused
     from cortex_school.cluster.kubernetes_api import KubernetesCluster, has_kube_config
 
     cfg = get_settings().deploy
     target = cfg.cluster_target
     if target == "auto":
         if not has_kube_config(cfg.kubeconfig):
-            raise ClusterError("no cluster: no kubeconfig and not in a cluster; set KUBECONFIG, "
-                               "or CLUSTER_TARGET=simulated for the demo")
+            raise ClusterRefused("no cluster: no kubeconfig and not in a cluster; set KUBECONFIG, "
+                                 "or CLUSTER_TARGET=simulated for the demo")
         target = "kubernetes"
     if target == "simulated":
         from cortex_school.cluster.simulated import SimulatedCluster, parse_faults

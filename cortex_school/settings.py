@@ -454,13 +454,77 @@ class RagSettings(_Settings):
                                description="Threads per worker process for embedding.")
 
 
+# Each stage task's hard time limit in seconds (TASK_TIME_LIMITS overrides any subset);
+# the soft limit, which raises inside the task so it records why, comes a quarter of it
+# (at most 60 s) earlier.
+DEFAULT_TIME_LIMITS: dict[str, int] = {
+    "route": 60, "evaluate": 300, "aggregate": 60, "validate": 120, "approve": 60,
+    "implement": 300, "reindex_gitops": 300, "deploy": 180, "verify": 180, "rollback": 300,
+    "sweep_stuck": 120,
+}
+
+
+class TaskSettings(_Settings):
+    """How every stage task retries a transient failure and how long it may run."""
+
+    model_config = _ENV
+    max_retries: int = Field(
+        6, ge=0, validation_alias="TASK_MAX_RETRIES",
+        description="Retries of a transient failure (connection, timeout, 429, 5xx, git "
+        "transport) before the stage gives up; evaluations use EXPERT_MAX_RETRIES.",
+    )
+    retry_backoff_seconds: float = Field(
+        5.0, gt=0, validation_alias="TASK_RETRY_BACKOFF",
+        description="Seconds before the first retry; doubles per retry, half of it jittered.",
+    )
+    retry_backoff_max_seconds: float = Field(
+        300.0, gt=0, validation_alias="TASK_RETRY_BACKOFF_MAX",
+        description="Seconds: the longest delay between two retries.",
+    )
+    time_limits: Annotated[dict[str, int], NoDecode] = Field(
+        default_factory=lambda: dict(DEFAULT_TIME_LIMITS), validation_alias="TASK_TIME_LIMITS",
+        description="Hard time limit per stage in seconds: JSON object or 'stage=seconds,...'; "
+        "unnamed stages keep the default. Locks and limiter slots a task holds expire with it.",
+    )
+
+    @field_validator("time_limits", mode="before")
+    @classmethod
+    def _parse_limits(cls, value: Any) -> dict[str, int]:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("{"):
+                value = json.loads(text)
+            else:
+                pairs = [p.partition("=") for p in filter(None, (x.strip() for x in text.split(",")))]
+                if any(not sep for _, sep, _ in pairs):
+                    raise ValueError("TASK_TIME_LIMITS entries are stage=seconds")
+                value = {k.strip(): v.strip() for k, _, v in pairs}
+        if not isinstance(value, dict):
+            raise ValueError("TASK_TIME_LIMITS must be a JSON object or 'stage=seconds,...'")
+        unknown = sorted(set(value) - set(DEFAULT_TIME_LIMITS))
+        if unknown:
+            raise ValueError(f"TASK_TIME_LIMITS names unknown stages: {', '.join(unknown)}")
+        limits = {**DEFAULT_TIME_LIMITS, **{k: int(v) for k, v in value.items()}}
+        if any(v < 10 for v in limits.values()):
+            raise ValueError("TASK_TIME_LIMITS: every limit is at least 10 seconds")
+        return limits
+
+    def hard_limit(self, stage: str) -> int:
+        return self.time_limits[stage]
+
+    def soft_limit(self, stage: str) -> int:
+        hard = self.time_limits[stage]
+        return hard - min(60, hard // 4)
+
+
 class Settings(_Settings):
     model_config = _ENV
     log_level: str = Field("INFO", validation_alias="LOG_LEVEL")
     broker_visibility_timeout: int = Field(
         900, gt=0, validation_alias="BROKER_VISIBILITY_TIMEOUT",
-        description="Seconds before a message a dead worker held is delivered again; above the "
-        "longest task time limit.",
+        description="Seconds before a message a dead worker held is delivered again; keep it "
+        "above the longest TASK_TIME_LIMITS entry, or a task still running is delivered twice "
+        "(harmless, every stage is idempotent, but wasted work).",
     )
     broker_restore_interval: int = Field(
         10, gt=0, validation_alias="BROKER_RESTORE_INTERVAL",
@@ -500,6 +564,7 @@ class Settings(_Settings):
     deploy: DeploySettings = Field(default_factory=DeploySettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     rag: RagSettings = Field(default_factory=RagSettings)
+    tasks: TaskSettings = Field(default_factory=TaskSettings)
 
 
 @lru_cache(maxsize=1)

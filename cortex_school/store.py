@@ -48,6 +48,10 @@ from cortex_school.models import (
 from cortex_school.states import PRIORITY_KEYS, STAGE_KEYS, sources_for
 
 FLAGS_KEY = "improvements:flags"
+ALERTS_KEY = "improvements:alerts"
+DEAD_LETTER_KEY = "improvements:dead_letter"
+# What "the store is unreachable" looks like: transient for every stage.
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (redis.ConnectionError, redis.TimeoutError)
 # Seconds: buckets of the per-stage latency histograms (time spent in a status).
 STAGE_LATENCY_BUCKETS: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
 REJECTED_KEY = "improvements:rejected"
@@ -192,6 +196,12 @@ return {'applied', current}
 """
 
 
+_RELEASE_IF_LUA = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
 @dataclass(frozen=True)
 class TransitionResult:
     outcome: Literal["applied", "noop", "refused", "missing"]
@@ -214,6 +224,7 @@ class RedisStore:
         self._create = client.register_script(_CREATE_LUA)
         self._transition = client.register_script(_TRANSITION_LUA)
         self._save_assessment = client.register_script(_SAVE_ASSESSMENT_LUA)
+        self._release_if = client.register_script(_RELEASE_IF_LUA)
 
     @classmethod
     def from_url(cls, url: str) -> "RedisStore":
@@ -251,6 +262,26 @@ class RedisStore:
 
     def raw_fields(self, improvement_id: str) -> dict[str, str]:
         return self.redis.hgetall(improvement_key(improvement_id))
+
+    def fields(self, improvement_id: str, *names: str) -> list[str | None]:
+        """Some of the improvement's fields, in order (None for each one it lacks)."""
+        return list(self.redis.hmget(improvement_key(improvement_id), list(names)))
+
+    def field(self, improvement_id: str, name: str) -> str | None:
+        return self.fields(improvement_id, name)[0]
+
+    def set_fields(self, improvement_id: str, mapping: dict[str, str]) -> None:
+        """Write fields that do not change the status (progress of a stage, notes)."""
+        if mapping:
+            self.redis.hset(improvement_key(improvement_id), mapping=mapping)
+
+    def set_once(self, improvement_id: str, name: str, value: str) -> bool:
+        """Write a field only if it is not there yet; True for the one caller that did."""
+        return bool(self.redis.hsetnx(improvement_key(improvement_id), name, value))
+
+    def clear_fields(self, improvement_id: str, *names: str) -> None:
+        if names:
+            self.redis.hdel(improvement_key(improvement_id), *names)
 
     def exists(self, improvement_id: str) -> bool:
         return bool(self.redis.exists(improvement_key(improvement_id)))
@@ -371,6 +402,67 @@ class RedisStore:
                 deleted += self.redis.delete(*batch[start : start + 500])
         return deleted
 
+    # -- locks ----------------------------------------------------------------
+    def acquire_lock(self, improvement_id: str, name: str, token: str, *, ttl: float) -> bool:
+        """Hold ``improvement:<id>:<name>`` for ``token`` (a task id) for ``ttl`` seconds;
+        True also when ``token`` already holds it (a redelivered message takes over)."""
+        key = f"{improvement_key(improvement_id)}:{name}"
+        return bool(self.redis.set(key, token, nx=True, ex=max(1, int(ttl)))
+                    or self.redis.get(key) == token)
+
+    def release_lock(self, improvement_id: str, name: str, token: str) -> None:
+        self._release_if(keys=[f"{improvement_key(improvement_id)}:{name}"], args=[token])
+
+    # -- task bookkeeping ---------------------------------------------------
+    def count_delivery(self, task_id: str, retry: int) -> int:
+        """One more start of this task message (per retry); for dead-lettering."""
+        key = f"improvements:deliveries:{task_id}:{retry}"
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.incr(key)
+        pipe.expire(key, 86400)
+        return int(pipe.execute()[0])
+
+    def clear_delivery(self, task_id: str, retry: int) -> None:
+        self.redis.delete(f"improvements:deliveries:{task_id}:{retry}")
+
+    def count_attempt(self, task_id: str) -> int:
+        """One more consecutive transient failure of this task message (retries keep its id)."""
+        key = f"improvements:attempts:{task_id}"
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.incr(key)
+        pipe.expire(key, 86400)
+        return int(pipe.execute()[0])
+
+    def clear_attempts(self, task_id: str) -> None:
+        try:
+            self.redis.delete(f"improvements:attempts:{task_id}")
+        except CONNECTION_ERRORS:
+            pass  # it expires on its own
+
+    def dead_letter(self, **record: object) -> None:
+        self.redis.lpush(DEAD_LETTER_KEY, json.dumps({**record, "at": utcnow().isoformat()}))
+        self.count("dead_lettered")
+
+    def dead_letters(self, key: str = DEAD_LETTER_KEY, limit: int = 100) -> list[dict[str, object]]:
+        out = []
+        for raw in self.redis.lrange(key, 0, limit - 1):
+            try:
+                out.append(json.loads(raw))
+            except ValueError:
+                out.append({"raw": raw[:500]})
+        return out
+
+    def dead_letter_count(self, key: str = DEAD_LETTER_KEY) -> int:
+        return int(self.redis.llen(key))
+
+    # -- alerts -------------------------------------------------------------
+    def alert(self, improvement_id: str, text: str, level: str) -> None:
+        self.redis.lpush(ALERTS_KEY, json.dumps({"improvement_id": improvement_id, "level": level,
+                                                 "text": text, "at": utcnow().isoformat()}))
+
+    def alerts(self, limit: int = 100) -> list[dict[str, object]]:
+        return [json.loads(raw) for raw in self.redis.lrange(ALERTS_KEY, 0, limit - 1)]
+
     # -- rejected input -----------------------------------------------------
     def record_rejection(self, rejection: Rejection) -> None:
         self.redis.rpush(REJECTED_KEY, rejection.model_dump_json())
@@ -386,10 +478,17 @@ class RedisStore:
         stored = self.redis.hgetall(FLAGS_KEY)
         return {name: stored.get(name) == "true" for name in OVERRIDE_FLAGS}
 
-    def set_flag(self, name: str, value: bool) -> None:
+    def set_flag(self, name: str, value: bool, *, reason: str | None = None) -> None:
+        """Set an override flag; ``reason`` (why the system set it) is kept beside it."""
         if name not in OVERRIDE_FLAGS:
             raise KeyError(f"unknown flag {name!r}; known: {', '.join(OVERRIDE_FLAGS)}")
-        self.redis.hset(FLAGS_KEY, name, "true" if value else "false")
+        mapping = {name: "true" if value else "false"}
+        if reason is not None:
+            mapping[f"{name}_reason"] = reason[:500]
+        self.redis.hset(FLAGS_KEY, mapping=mapping)
+
+    def flag_reason(self, name: str) -> str | None:
+        return self.redis.hget(FLAGS_KEY, f"{name}_reason")
 
     # -- rollbacks (written by the rollback stage, read by the circuit breaker) --
     def log_rollback(self, improvement_id: str, reason: str, at: datetime | None = None) -> None:

@@ -39,3 +39,24 @@ def store(settings) -> Iterator[RedisStore]:
     s = RedisStore.from_url(settings.redis.url)
     s.purge()
     yield s
+
+
+@pytest.fixture(scope="module")
+def live_worker(tmp_path_factory, settings):
+    """Factory for real Celery worker subprocesses, shared by the live modules.
+
+    ``live_worker(queues=..., env=None, concurrency=2, name_suffix="")`` starts the worker
+    ``pytest[-SUFFIX]-PID@localhost`` on the test database with its log in a tmp dir, waits
+    until it answers a ping and returns a ``tests.live.LiveWorker`` (``.name``, ``.proc``,
+    ``.log_path``). Call it several times for several workers (distinct suffixes). Stale
+    broker messages and store state are purged when this fixture is set up, i.e. before the
+    requesting fixture's own setup; every started worker is stopped at module teardown and
+    the tail of its log printed."""
+    from tests.live import LiveWorkers
+
+    LiveWorkers.purge(settings.redis.url)
+    factory = LiveWorkers(tmp_path_factory.mktemp("workers"))
+    try:
+        yield factory
+    finally:
+        factory.close()

@@ -14,14 +14,13 @@ from pathlib import Path
 import pytest
 
 from celeryconfig import ALL_QUEUES
-from cortex_school.celery import app
 from cortex_school.cluster.simulated import KEY
 from cortex_school.models import Status
 from cortex_school.pipeline import enqueue
 from cortex_school.store import RedisStore
 from cortex_school.workers.gitops import ensure_bare_remote
 from tests.factories import make_improvement
-from tests.live import start_worker, stop_worker, wait_until_idle, wait_until_ready
+from tests.live import wait_until_idle
 
 pytestmark = pytest.mark.live
 SEED = Path(__file__).resolve().parent.parent / "examples" / "platform" / "gitops"
@@ -49,26 +48,14 @@ def remote(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def worker(tmp_path_factory, settings, remote):
-    app.control.purge()
-    store = RedisStore.from_url(settings.redis.url)
-    store.purge()
-    store.redis.delete(KEY)
+def worker(live_worker, tmp_path_factory, settings, remote):
+    RedisStore.from_url(settings.redis.url).redis.delete(KEY)  # the simulated cluster's state
     env = {"GITOPS_REMOTE": str(remote), "GITOPS_WORKDIR": str(tmp_path_factory.mktemp("clones")),
            "ALLOWED_NAMESPACES": "cortex-system,cortex,monitoring", "RAG_ENABLED": "false",
            "CLUSTER_TARGET": "simulated", "SIMULATED_FAULTS": "flaky-api=crashloop",
            "HEALTH_CHECK_DURATION": "3", "HEALTH_CHECK_INTERVAL": "1", "DEPLOY_POLL_INTERVAL": "0.5",
            "METRICS_PORT": str(METRICS_PORT)}
-    name = f"pytest-deploy-{os.getpid()}@localhost"
-    log_path = tmp_path_factory.mktemp("worker") / "worker.log"
-    with open(log_path, "wb") as log:
-        proc = start_worker(queues=ALL_QUEUES, concurrency=2, name=name, log=log, env=env)
-        try:
-            wait_until_ready(name, proc)
-            yield name
-        finally:
-            stop_worker(proc)
-            print(log_path.read_text()[-3000:])
+    return live_worker(queues=ALL_QUEUES, concurrency=2, env=env, name_suffix="deploy").name
 
 
 def submit(store, description, notes, video):

@@ -7,7 +7,7 @@ import pytest
 from cortex_school.experts.cache import EvaluationCache, cache_key
 from cortex_school.experts.limits import ExpertLimiter, Throttled
 from cortex_school.experts.offline import OfflineExpert
-from cortex_school.tasks.evaluate import backoff_seconds
+from cortex_school.errors import backoff_seconds
 from tests.factories import make_improvement
 
 

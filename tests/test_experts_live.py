@@ -3,12 +3,10 @@ anthropic SDK, a local server speaking the Messages API."""
 
 from __future__ import annotations
 
-import os
 
 import pytest
 
-from celeryconfig import ALL_QUEUES, EXPERT_QUEUES, STAGE_QUEUES
-from cortex_school.celery import app
+from celeryconfig import EXPERT_QUEUES, STAGE_QUEUES
 from cortex_school.models import Status
 from cortex_school.pipeline import enqueue
 from cortex_school.settings import DEFAULT_EXPERT_MODELS
@@ -16,7 +14,7 @@ from cortex_school.store import RedisStore
 from tests.factories import make_improvement
 from tests.fake_llm import FakeLLM
 from cortex_school.states import RESTING_BEFORE_IMPLEMENTATION
-from tests.live import start_worker, stop_worker, wait_until_idle, wait_until_ready
+from tests.live import wait_until_idle
 
 pytestmark = pytest.mark.live
 
@@ -28,30 +26,15 @@ def llm():
 
 
 @pytest.fixture(scope="module")
-def workers(llm, tmp_path_factory, settings):
+def workers(llm, live_worker):
     """One worker on the stage queues, one on the expert queues, both speaking to the fake API."""
-    app.control.purge()
-    RedisStore.from_url(settings.redis.url).purge()
     env = {
         "EXPERT_BACKEND": "anthropic", "ANTHROPIC_API_KEY": "test-key-not-real",
         "ANTHROPIC_BASE_URL": llm.url, "EXPERT_TIMEOUT": "1", "EXPERT_MAX_RETRIES": "2",
         "EXPERT_RETRY_BACKOFF": "0.2", "EXPERT_RETRY_BACKOFF_MAX": "1",
     }
-    logs = tmp_path_factory.mktemp("workers")
-    procs = []
-    try:
-        for role, queues in (("stages", STAGE_QUEUES), ("experts", EXPERT_QUEUES)):
-            name = f"pytest-{role}-{os.getpid()}@localhost"
-            proc = start_worker(queues=queues, concurrency=2, name=name, env=env,
-                                log=open(logs / f"{role}.log", "wb"))
-            procs.append(proc)
-            wait_until_ready(name, proc)
-        yield
-    finally:
-        for proc in procs:
-            stop_worker(proc)
-        for log in logs.iterdir():
-            print(log.name, log.read_text()[-2000:])
+    for role, queues in (("stages", STAGE_QUEUES), ("experts", EXPERT_QUEUES)):
+        live_worker(queues=queues, concurrency=2, env=env, name_suffix=role)
 
 
 @pytest.fixture

@@ -64,6 +64,7 @@ def encode(doc, mode: int) -> bytes:
     return raw
 
 
+@pytest.mark.slow  # 10,000 examples: left to the full run (make test), not the fast tier
 @settings(max_examples=10_000, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 @given(doc=document, mode=st.sampled_from([0, 0, 0, 1, 2]))
 def test_ingestion_never_crashes_and_every_refusal_has_a_reason(doc, mode):

@@ -13,18 +13,16 @@ from pathlib import Path
 import pytest
 
 from celeryconfig import IMPLEMENT_QUEUES, PIPELINE_QUEUES
-from cortex_school.celery import app
 from cortex_school.models import Decision, Status
 from cortex_school.pipeline import enqueue
 from cortex_school.settings import PolicySettings
 from cortex_school.states import RESTING_BEFORE_DEPLOY
-from cortex_school.store import RedisStore
 from cortex_school.workers.gitops import GitOpsRepo, ensure_bare_remote
 from cortex_school.workers.implement import Implementer, run_implement
 from cortex_school.workers.planner import OfflinePlanner
 from cortex_school.workers.schema_check import SchemaChecker
 from tests.factories import make_improvement
-from tests.live import celery_call, start_worker, stop_worker, wait_until_idle, wait_until_ready
+from tests.live import celery_call, wait_until_idle
 
 pytestmark = pytest.mark.live
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,21 +41,11 @@ def remote(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def worker(tmp_path_factory, settings, remote):
-    app.control.purge()
-    RedisStore.from_url(settings.redis.url).purge()
+def worker(live_worker, tmp_path_factory, remote):
     env = {"GITOPS_REMOTE": str(remote), "GITOPS_WORKDIR": str(tmp_path_factory.mktemp("clones")),
            "ALLOWED_NAMESPACES": NAMESPACES, "RAG_ENABLED": "false"}
-    name = f"pytest-impl-{os.getpid()}@localhost"
-    log_path = tmp_path_factory.mktemp("worker") / "worker.log"
-    with open(log_path, "wb") as log:
-        proc = start_worker(queues=PIPELINE_QUEUES + IMPLEMENT_QUEUES, concurrency=2, name=name, log=log, env=env)
-        try:
-            wait_until_ready(name, proc)
-            yield name
-        finally:
-            stop_worker(proc)
-            print(log_path.read_text()[-3000:])
+    return live_worker(queues=PIPELINE_QUEUES + IMPLEMENT_QUEUES, concurrency=2, env=env,
+                       name_suffix="impl").name
 
 
 def review_approve(improvement_id: str, who: str) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 from celery.result import AsyncResult
@@ -19,7 +18,7 @@ from cortex_school.store import RedisStore
 from cortex_school.states import RESTING_BEFORE_IMPLEMENTATION as RESTING
 from tests.conftest import SAMPLES
 from tests.factories import make_improvement
-from tests.live import celery_call, start_worker, stop_worker, wait_until_idle, wait_until_ready
+from tests.live import celery_call, wait_until_idle
 
 pytestmark = pytest.mark.live
 
@@ -28,20 +27,10 @@ PLATFORM = SAMPLES.parent / "platform"
 
 
 @pytest.fixture(scope="module")
-def worker(tmp_path_factory, settings):
-    app.control.purge()  # stale messages from an earlier, interrupted run
-    RedisStore.from_url(settings.redis.url).purge()
+def worker(live_worker):
+    """A worker on the pipeline queues (``live_worker`` purged first) after indexing."""
     worker_env = index_platform(PLATFORM)  # the sample platform the RAG checks compare against
-    name = f"pytest-{os.getpid()}@localhost"
-    log_path = tmp_path_factory.mktemp("worker") / "worker.log"
-    with open(log_path, "wb") as log:
-        proc = start_worker(queues=PIPELINE_QUEUES, concurrency=2, name=name, log=log, env=worker_env)
-        try:
-            wait_until_ready(name, proc)
-            yield name
-        finally:
-            stop_worker(proc)
-            print(log_path.read_text()[-3000:])
+    return live_worker(queues=PIPELINE_QUEUES, concurrency=2, env=worker_env).name
 
 
 def ingest_samples(store, caps):

@@ -479,34 +479,20 @@ def test_every_refusal_names_object_path_and_rule_and_reads_like_a_reason():
 # -- the whole pipeline, through real workers ----------------------------------------------
 
 @pytest.fixture(scope="module")
-def pipeline_workers(llm, tmp_path_factory, settings):
+def pipeline_workers(llm, live_worker, tmp_path_factory):
     """A real worker on every stage, expert and implement queue; the experts are Claude on
     the fake Messages API, auto-approval on (no flags), RAG off."""
-    import os
-
     from celeryconfig import IMPLEMENT_QUEUES, PIPELINE_QUEUES
-    from cortex_school.celery import app as celery_app
-    from cortex_school.store import RedisStore
-    from tests.live import start_worker, stop_worker, wait_until_ready
 
-    celery_app.control.purge()
-    RedisStore.from_url(settings.redis.url).purge()
     remote = ensure_bare_remote(tmp_path_factory.mktemp("gitops") / "remote.git", "main", SEED)
     env = {"EXPERT_BACKEND": "anthropic", "ANTHROPIC_API_KEY": "test-key-not-real",
            "ANTHROPIC_BASE_URL": llm.url, "EXPERT_TIMEOUT": "5", "EXPERT_FAN_OUT": "false",
            "GITOPS_REMOTE": str(remote), "GITOPS_WORKDIR": str(tmp_path_factory.mktemp("clones")),
            "ALLOWED_NAMESPACES": "cortex-system,monitoring", "RAG_ENABLED": "false",
            "CLUSTER_TARGET": "simulated"}
-    name = f"pytest-boundary-{os.getpid()}@localhost"
-    log = tmp_path_factory.mktemp("worker") / "worker.log"
-    proc = start_worker(queues=PIPELINE_QUEUES + IMPLEMENT_QUEUES, concurrency=2, name=name,
-                        env=env, log=open(log, "wb"))
-    try:
-        wait_until_ready(name, proc)
-        yield remote
-    finally:
-        stop_worker(proc)
-        print(log.read_text()[-3000:])
+    live_worker(queues=PIPELINE_QUEUES + IMPLEMENT_QUEUES, concurrency=2, env=env,
+                name_suffix="boundary")
+    return remote
 
 
 @pytest.mark.live

@@ -11,6 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from cortex_school.errors import (
+    PermanentError,
+    PipelineError,
+    TransientError,
+    is_transient_status,
+    retry_after_seconds,
+)
+
 
 @dataclass(frozen=True)
 class AppState:
@@ -37,8 +45,27 @@ class PodState:
     containers: tuple[str, ...] = ()
 
 
-class ClusterError(Exception):
-    """The cluster could not be asked (connection, auth, an unexpected answer)."""
+class ClusterError(PipelineError):
+    """The cluster could not be asked; one of the two kinds below."""
+
+
+class ClusterUnreachable(ClusterError, TransientError):
+    """Connection trouble, a timeout, 429 or 5xx: ask again later."""
+
+
+class ClusterRefused(ClusterError, PermanentError):
+    """401, 403, or an answer that will not change by asking again (an object that must
+    exist and does not): a person has to fix permissions or configuration."""
+
+
+def cluster_error(where: str, status: int | None, reason: str, headers: object = None) -> ClusterError:
+    """An API answer (``status``; None: no answer at all) as the error kind it means."""
+    if status is None:
+        return ClusterUnreachable(f"{where} unreachable: {reason}"[:500])
+    if is_transient_status(status):
+        return ClusterUnreachable(f"{where} {status}: {reason}"[:500],
+                                  delay=retry_after_seconds(headers))
+    return ClusterRefused(f"{where} {status}: {reason}"[:500])
 
 
 class ClusterTarget(Protocol):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cortex_school.cluster import AppState, ClusterError, PodState
+from cortex_school.cluster import AppState, ClusterError, ClusterRefused, PodState, cluster_error
 
 ARGO_GROUP, ARGO_VERSION, ARGO_PLURAL = "argoproj.io", "v1alpha1", "applications"
 # REST paths of the kinds the gate asks about: (API prefix, plural, namespaced).
@@ -69,9 +69,9 @@ class KubernetesCluster:
         except self._api_exception as exc:
             if exc.status == 404:
                 return None
-            raise ClusterError(f"Kubernetes API {exc.status}: {exc.reason}") from None
+            raise cluster_error("Kubernetes API", exc.status, str(exc.reason), exc.headers) from exc
         except Exception as exc:  # urllib3 connection errors and the like
-            raise ClusterError(f"Kubernetes API unreachable: {type(exc).__name__}: {str(exc)[:200]}") from None
+            raise cluster_error("Kubernetes API", None, f"{type(exc).__name__}: {str(exc)[:200]}") from exc
 
     def application(self, app: str) -> AppState | None:
         obj = self._call(self.custom.get_namespaced_custom_object, ARGO_GROUP, ARGO_VERSION,
@@ -94,7 +94,7 @@ class KubernetesCluster:
         body = {"metadata": {"annotations": {"argocd.argoproj.io/refresh": "hard"}}}
         if self._call(self.custom.patch_namespaced_custom_object, ARGO_GROUP, ARGO_VERSION,
                       self.argocd_namespace, ARGO_PLURAL, app, body) is None:
-            raise ClusterError(f"ArgoCD Application {self.argocd_namespace}/{app} not found")
+            raise ClusterRefused(f"ArgoCD Application {self.argocd_namespace}/{app} not found")
 
     def pods(self, namespace: str, selector: dict[str, str]) -> list[PodState]:
         label_selector = ",".join(f"{k}={v}" for k, v in sorted(selector.items()))
@@ -130,9 +130,9 @@ class KubernetesCluster:
             except self._api_exception as exc:
                 if exc.status in (400, 404):  # not started yet, or gone: no log to read
                     continue
-                raise ClusterError(f"Kubernetes API {exc.status}: {exc.reason}") from None
+                raise cluster_error("Kubernetes API", exc.status, str(exc.reason), exc.headers) from exc
             except Exception as exc:  # noqa: BLE001 - connection trouble
-                raise ClusterError(f"Kubernetes API unreachable: {type(exc).__name__}") from None
+                raise cluster_error("Kubernetes API", None, type(exc).__name__) from exc
         return "\n".join(texts)
 
     def workload(self, kind: str, namespace: str, name: str) -> tuple[int, int] | None:
@@ -173,9 +173,9 @@ class KubernetesCluster:
                 return False
             if exc.status in (401, 403):
                 return None
-            raise ClusterError(f"Kubernetes API {exc.status}: {exc.reason}") from None
+            raise cluster_error("Kubernetes API", exc.status, str(exc.reason), exc.headers) from exc
         except Exception as exc:  # noqa: BLE001 - connection trouble
-            raise ClusterError(f"Kubernetes API unreachable: {type(exc).__name__}") from None
+            raise cluster_error("Kubernetes API", None, type(exc).__name__) from exc
         labels = ((obj or {}).get("metadata") or {}).get("labels") or {}
         return labels.get("app.kubernetes.io/managed-by") != "cortex-school"
 

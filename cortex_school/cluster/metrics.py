@@ -10,7 +10,7 @@ from typing import Protocol
 
 import httpx
 
-from cortex_school.cluster import ClusterError
+from cortex_school.cluster import cluster_error
 
 
 class MetricsSource(Protocol):
@@ -40,10 +40,11 @@ class PrometheusMetrics:
             response = httpx.get(f"{self.url}/api/v1/query", params=params, timeout=self.timeout)
             body = response.json()
         except (httpx.HTTPError, ValueError) as exc:
-            raise ClusterError(f"Prometheus at {self.url} unreachable: {exc}") from None
+            raise cluster_error(f"Prometheus at {self.url}", None, str(exc)) from exc
         if response.status_code != 200 or body.get("status") != "success":
-            raise ClusterError(f"Prometheus query failed ({response.status_code}): "
-                               f"{body.get('error', '')[:200]}")
+            # A query Prometheus cannot run (400, 422) fails the same way every time.
+            raise cluster_error(f"Prometheus query at {self.url}", response.status_code,
+                                str(body.get("error", ""))[:200], response.headers)
         data = body["data"]
         if data["resultType"] == "scalar":
             values = [data["result"][1]]

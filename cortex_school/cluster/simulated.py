@@ -102,9 +102,9 @@ class SimulatedCluster:
         root = self.repo.sync()
         spec = self._applications(root).get(app)
         if spec is None:
-            from cortex_school.cluster import ClusterError
+            from cortex_school.cluster import ClusterRefused
 
-            raise ClusterError(f"ArgoCD Application {app} not found")
+            raise ClusterRefused(f"ArgoCD Application {app} not found")
         previous = self._state(app) or {}
         if self.faults.get(app) == "never_sync":
             state = {**spec, "revision": previous.get("revision"), "sync_status": "OutOfSync",

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
+from cortex_school.errors import PermanentError
 from cortex_school.models import Assessment, Improvement
 
 
-class ExpertFailure(Exception):
+class ExpertFailure(PermanentError):
     """The expert could not produce a valid assessment; the improvement goes to a person."""
 
 

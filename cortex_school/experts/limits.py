@@ -13,6 +13,8 @@ from typing import Iterator
 
 import redis
 
+from cortex_school.errors import Wait
+
 _ACQUIRE_SLOT = """
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
 if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then
@@ -23,9 +25,11 @@ return 1
 """
 
 
-class Throttled(Exception):
+class Throttled(Wait):
+    """The expert's rate or concurrency limit is reached: come back after ``retry_after``."""
+
     def __init__(self, message: str, retry_after: float) -> None:
-        super().__init__(message)
+        super().__init__(retry_after, message)
         self.retry_after = retry_after
 
 

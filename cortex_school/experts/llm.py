@@ -34,14 +34,15 @@ from cortex_school.experts.prompts import (
     proposal_message,
     system_prompt,
 )
+from cortex_school.errors import TransientError, is_transient_status, retry_after_seconds
 from cortex_school.models import Assessment, Improvement, Usage
 
 
-class ExpertUnavailable(Exception):
+class ExpertUnavailable(TransientError):
     """A transient failure (rate limit, overload, 5xx, timeout, network): retry later."""
 
     def __init__(self, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
+        super().__init__(message, delay=retry_after)
         self.retry_after = retry_after
 
 
@@ -54,21 +55,6 @@ class Reply:
     output_tokens: int
     history: list[dict[str, Any]]  # messages to append before feedback
     tool_call_id: str | None
-
-
-def retry_after_seconds(headers: Any) -> float | None:
-    try:
-        value = headers.get("retry-after") if headers is not None else None
-        return float(value) if value is not None else None
-    except (TypeError, ValueError):
-        return None
-
-
-TRANSIENT_STATUS = frozenset({408, 409, 425, 429})
-
-
-def is_transient_status(status: int) -> bool:
-    return status in TRANSIENT_STATUS or status >= 500
 
 
 def status_error(where: str, status: int, detail: str, headers: Any) -> Exception:

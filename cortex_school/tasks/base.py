@@ -1,87 +1,163 @@
-"""The base class every pipeline task uses: retry policy and failure recording.
+"""The base class every stage task uses: the one error policy, and failure recording.
 
-Two kinds of error: transient ones (Redis connection trouble) are retried with
-exponential backoff and jitter; anything else is permanent for this message and is
-recorded on the improvement, which goes to a person (``pending_review``) with the
-reason, so a failing stage never leaves an improvement silently stuck.
+What a stage raises decides what happens (see :mod:`cortex_school.errors`):
+
+* :class:`~cortex_school.errors.Wait` - run again after its delay; not counted.
+* :class:`~cortex_school.errors.TransientError` (and Redis connection trouble) - retried
+  with one jittered exponential backoff (``TASK_RETRY_BACKOFF`` doubling up to
+  ``TASK_RETRY_BACKOFF_MAX``; a server's Retry-After wins), at most ``max_retries()``
+  times; then :meth:`PipelineTask.give_up`.
+* :class:`~cortex_school.errors.NeedsReview` - the improvement goes to a person with the
+  reason.
+* anything else (:class:`~cortex_school.errors.PermanentError` and bugs) - not retried;
+  :meth:`PipelineTask.on_failure` records it: the improvement goes to a person, or, if it
+  was already delivered, is rolled back (``pipeline.compensate``).
+
+Transient failures are counted per task message in the store (a retry keeps the task
+id), so waiting never uses up the retries. Every retry and every give-up is logged on
+``cortex_school.tasks`` with the improvement id, stage, attempt and reason.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import json
-
-import redis
 from celery import Task
+from celery.exceptions import Retry
+from celery.utils.log import get_task_logger
 
-from cortex_school.models import Rejection, Status, utcnow
+from cortex_school.errors import NeedsReview, PermanentError, TransientError, Wait, backoff_seconds
+from cortex_school.models import Rejection, Status
 from cortex_school.runtime import get_settings, get_store
-from cortex_school.store import ensure_valid_id
+from cortex_school.store import CONNECTION_ERRORS, ensure_valid_id
+
+logger = get_task_logger("cortex_school.tasks")
 
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
-    redis.ConnectionError,
-    redis.TimeoutError,
+    TransientError,
+    *CONNECTION_ERRORS,
     ConnectionError,
     TimeoutError,
 )
 
-
-DEAD_LETTER_KEY = "improvements:dead_letter"
-# For retries that wait (throttling, a held lock or lease, ArgoCD, the health window): our own
-# bounds apply (failure counters, timeouts). Celery reads max_retries=None as "the default",
-# which would silently stop a wait after six rounds.
+# Waiting (a lock, a lease, ArgoCD, the health window) is bounded by each stage's own
+# deadline, transient failures by max_retries(). Celery reads max_retries=None as "the
+# default", which would silently stop a wait after three rounds.
 UNBOUNDED = 1_000_000
 
 
-class InvalidTaskInput(ValueError):
+class InvalidTaskInput(PermanentError, ValueError):
     """The task was called with an argument it must not act on (e.g. a hostile id)."""
 
 
 class PipelineTask(Task):  # type: ignore[misc]
-    autoretry_for = TRANSIENT_ERRORS
-    retry_backoff = 2
-    retry_backoff_max = 120
-    retry_jitter = True
-    max_retries = 6
+    max_retries = UNBOUNDED
+
+    @property
+    def stage(self) -> str:
+        return str(self.name).rsplit(".", 1)[-1]
+
+    def actor(self) -> str:
+        return f"{self.stage}@{self.request.hostname or 'local'}"
+
+    def retry_budget(self) -> int:
+        """Transient failures retried before :meth:`give_up`."""
+        return get_settings().tasks.max_retries
+
+    def backoff(self, attempt: int) -> float:
+        cfg = get_settings().tasks
+        return backoff_seconds(attempt, cfg.retry_backoff_seconds, cfg.retry_backoff_max_seconds)
+
+    def give_up(self, improvement_id: str, exc: BaseException, attempts: int) -> Any:
+        """Out of retries. By default the failure stands (``on_failure`` records it); a stage
+        may record something better and return its outcome instead."""
+        raise exc
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        """Count starts of this message (per retry); one that never finishes because its
-        worker dies every time is dead-lettered after TASK_MAX_DELIVERIES instead of looping."""
         task_id = getattr(self.request, "id", None)
         if task_id is None:  # called directly, not from a message
             return super().__call__(*args, **kwargs)
-        redis_client = get_store().redis
-        key = f"improvements:deliveries:{task_id}:{self.request.retries}"
-        starts = redis_client.incr(key)
-        redis_client.expire(key, 86400)
-        cap = get_settings().max_deliveries
-        if starts > cap:
+        store = get_store()
+        # Starts of this message (per retry) that never finish because its worker dies
+        # every time are dead-lettered after TASK_MAX_DELIVERIES instead of looping.
+        starts = store.count_delivery(task_id, self.request.retries)
+        if starts > get_settings().max_deliveries:
             return self._dead_letter(args, starts - 1)
+        improvement_id = str(args[0])[:64] if args else ""
         try:
-            return super().__call__(*args, **kwargs)
-        finally:
-            redis_client.delete(key)
+            try:
+                result = super().__call__(*args, **kwargs)
+            finally:
+                try:
+                    store.clear_delivery(task_id, self.request.retries)
+                except CONNECTION_ERRORS:
+                    pass  # expires on its own; the failure below is what matters
+        except Retry:
+            raise
+        except Wait as exc:
+            store.clear_attempts(task_id)  # failures count while consecutive
+            logger.info("wait improvement=%s stage=%s delay=%.1fs reason=%s",
+                        improvement_id, self.stage, exc.delay, exc)
+            raise self.retry(countdown=max(0.0, exc.delay), max_retries=UNBOUNDED) from None
+        except NeedsReview as exc:
+            return self._hand_over(improvement_id, exc.reason)
+        except PermanentError:
+            raise
+        except TRANSIENT_ERRORS as exc:
+            return self._transient(store, task_id, improvement_id, exc)
+        store.clear_attempts(task_id)
+        return result
+
+    def _transient(self, store: Any, task_id: str, improvement_id: str, exc: BaseException) -> Any:
+        store_down = isinstance(exc, CONNECTION_ERRORS)
+        try:
+            attempt = store.count_attempt(task_id)
+        except CONNECTION_ERRORS:  # the store itself is down: Celery's own count
+            store_down, attempt = True, self.request.retries + 1
+        budget = self.retry_budget()
+        reason = f"{type(exc).__name__}: {str(exc)[:300]}"
+        if attempt > budget:
+            logger.error("give up improvement=%s stage=%s attempt=%d/%d reason=%s",
+                         improvement_id, self.stage, attempt, budget, reason)
+            if not store_down:
+                store.clear_attempts(task_id)
+            return self.give_up(improvement_id, exc, attempt)
+        delay = getattr(exc, "delay", None)
+        countdown = delay if delay is not None else self.backoff(attempt - 1)
+        logger.warning("retry improvement=%s stage=%s attempt=%d/%d delay=%.1fs reason=%s",
+                       improvement_id, self.stage, attempt, budget, countdown, reason)
+        raise self.retry(countdown=countdown, max_retries=UNBOUNDED, exc=exc)
+
+    def _hand_over(self, improvement_id: str, reason: str) -> dict[str, Any]:
+        logger.warning("needs review improvement=%s stage=%s reason=%s",
+                       improvement_id, self.stage, reason[:300])
+        store = get_store()
+        moved = store.transition(improvement_id, Status.PENDING_REVIEW, actor=self.actor(),
+                                 reason=reason[:2000], fields={"review_reason": reason[:2000]})
+        if moved.applied:
+            from cortex_school.leases import release
+
+            release(store, improvement_id)
+        return {"improvement_id": improvement_id, "stage": self.stage,
+                "outcome": "applied" if moved.applied else "skipped",
+                "status": Status.PENDING_REVIEW.value if moved.applied else moved.previous,
+                "detail": reason[:2000]}
 
     def _dead_letter(self, args: Any, deliveries: int) -> dict[str, Any]:
         store = get_store()
         improvement_id = str(args[0]) if args else ""
         reason = (f"dead-lettered: {self.name} was delivered {deliveries} times and its worker "
                   "died every time; not run again")
-        store.redis.lpush(DEAD_LETTER_KEY, json.dumps({
-            "task": self.name, "task_id": self.request.id, "args": [str(a)[:100] for a in args],
-            "deliveries": deliveries, "at": utcnow().isoformat()}))
-        store.count("dead_lettered")
+        logger.error("dead letter improvement=%.64s stage=%s deliveries=%d",
+                     improvement_id, self.stage, deliveries)
+        store.dead_letter(task=self.name, task_id=self.request.id,
+                          args=[str(a)[:100] for a in args], deliveries=deliveries)
         if store.exists(improvement_id):
-            store.redis.hset(f"improvement:{improvement_id}", "dead_lettered", reason)
+            store.set_fields(improvement_id, {"dead_lettered": reason})
             store.transition(improvement_id, Status.PENDING_REVIEW, actor=self.actor(),
                              reason=reason, fields={"review_reason": reason})
-        return {"improvement_id": improvement_id, "stage": self.name.rsplit(".", 1)[-1],
+        return {"improvement_id": improvement_id, "stage": self.stage,
                 "outcome": "dead_lettered", "detail": reason}
-
-    def actor(self) -> str:
-        stage = self.name.rsplit(".", 1)[-1]
-        return f"{stage}@{self.request.hostname or 'local'}"
 
     def checked_id(self, improvement_id: Any) -> str:
         try:
@@ -90,34 +166,33 @@ class PipelineTask(Task):  # type: ignore[misc]
             get_store().record_rejection(
                 Rejection(source=f"task:{self.name}", location="args[0]", reason=str(exc))
             )
-            raise InvalidTaskInput(str(exc)) from None
+            raise InvalidTaskInput(str(exc)) from exc
 
     def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
         if isinstance(exc, InvalidTaskInput) or not args:
+            logger.warning("refused task=%s reason=%s", self.name, str(exc)[:300])
             return
         improvement_id = str(args[0])
         reason = f"{self.name} failed: {type(exc).__name__}: {str(exc)[:500]}"
+        logger.error("failed improvement=%s stage=%s reason=%s", improvement_id, self.stage,
+                     reason, exc_info=not isinstance(exc, PipelineErrorTypes))
         store = get_store()
         if not store.exists(improvement_id):
             return
-        store.redis.hset(f"improvement:{improvement_id}", "last_error", reason)
+        store.set_fields(improvement_id, {"last_error": reason})
         from cortex_school.leases import release
+        from cortex_school.pipeline import DELIVERY, compensate
 
-        status = store.redis.hget(f"improvement:{improvement_id}", "status")
-        if status in (Status.COMMITTED.value, Status.DEPLOYED.value, Status.VERIFIED.value):
+        if store.field(improvement_id, "status") in {s.value for s in DELIVERY}:
             # Something is (or may be) in the cluster: a person cannot take it over from
             # here, so take it back out; if the rollback itself is what failed, say so loudly.
-            if self.name.endswith(".rollback"):
-                store.redis.lpush("improvements:alerts", json.dumps({
-                    "improvement_id": improvement_id, "level": "critical",
-                    "text": f"rollback failed: {reason}", "at": utcnow().isoformat()}))
+            if self.stage == "rollback":
+                store.alert(improvement_id, f"rollback failed: {reason}", "critical")
                 store.transition(improvement_id, Status.FAILED, actor=self.actor(), reason=reason,
-                                 fields={"failure_reason": reason, "rollback_status": f"failed: {reason}"[:500]})
+                                 fields={"failure_reason": reason,
+                                         "rollback_status": f"failed: {reason}"[:500]})
             else:
-                from cortex_school.celery import app as celery_app
-
-                celery_app.send_task("cortex_school.tasks.deploy.rollback", args=(improvement_id,),
-                                     kwargs={"reason": reason})
+                compensate(improvement_id, reason)
             return
         result = store.transition(
             improvement_id, Status.PENDING_REVIEW, actor=self.actor(), reason=reason,
@@ -125,3 +200,6 @@ class PipelineTask(Task):  # type: ignore[misc]
         )
         if result.applied:
             release(store, improvement_id)
+
+
+PipelineErrorTypes = (TransientError, PermanentError)

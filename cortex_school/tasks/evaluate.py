@@ -7,25 +7,42 @@ import random
 from typing import Any
 
 from cortex_school.celery import app
+from cortex_school.errors import Wait, backoff_seconds
 from cortex_school.experts.limits import Throttled
 from cortex_school.experts.llm import ExpertUnavailable
 from cortex_school.router import panel
 from cortex_school.runtime import get_cache, get_expert, get_limiter, get_store
 from cortex_school.settings import EXPERTS, get_settings
 from cortex_school.stages import StageOutcome, record_expert_failure, run_aggregate, run_consult
-from cortex_school.tasks.base import UNBOUNDED, InvalidTaskInput, PipelineTask
+from cortex_school.tasks.base import InvalidTaskInput, PipelineTask
 
 
-def backoff_seconds(failures: int, base: float, cap: float) -> float:
-    """Exponential backoff with jitter: half fixed, half random, capped."""
-    delay = min(cap, base * (2 ** failures))
-    return delay / 2 + random.uniform(0, delay / 2)
+class EvaluateTask(PipelineTask):
+    """An expert call: the experts' own retry budget and backoff (EXPERT_MAX_RETRIES,
+    EXPERT_RETRY_BACKOFF, EXPERT_RETRY_BACKOFF_MAX); out of retries, the expert is declared
+    unreachable and the improvement goes to a person."""
+
+    def retry_budget(self) -> int:
+        return get_settings().experts.max_transient_retries
+
+    def backoff(self, attempt: int) -> float:
+        cfg = get_settings().experts
+        return backoff_seconds(attempt, cfg.retry_backoff_seconds, cfg.retry_backoff_max_seconds)
+
+    def give_up(self, improvement_id: str, exc: BaseException, attempts: int) -> Any:
+        if not isinstance(exc, ExpertUnavailable):
+            raise exc
+        store = get_store()
+        name = (self.request.kwargs or {}).get("expert") or store.field(improvement_id, "expert") or "?"
+        store.count(f"expert_unreachable:{name}")
+        return record_expert_failure(
+            store, improvement_id, str(name), f"unreachable after {attempts} attempts: {exc}",
+            actor=self.actor(),
+        ).model_dump()
 
 
-@app.task(bind=True, base=PipelineTask, name="cortex_school.tasks.evaluate.evaluate")
-def evaluate(
-    self: PipelineTask, improvement_id: str, expert: str | None = None, failures: int = 0
-) -> dict[str, Any]:
+@app.task(bind=True, base=EvaluateTask, name="cortex_school.tasks.evaluate.evaluate")
+def evaluate(self: EvaluateTask, improvement_id: str, expert: str | None = None) -> dict[str, Any]:
     """Ask one expert for an assessment; routed to ``expert.<expert>``.
 
     Without ``expert`` the routed (primary) expert answers. Rate limits re-schedule
@@ -34,11 +51,11 @@ def evaluate(
     """
     checked = self.checked_id(improvement_id)
     store = get_store()
-    name = expert or store.redis.hget(f"improvement:{checked}", "expert")
+    name = expert or store.field(checked, "expert")
     if name is None:
         return StageOutcome(
             improvement_id=checked, stage="evaluate", outcome="skipped",
-            status=store.redis.hget(f"improvement:{checked}", "status"), detail="not routed yet",
+            status=store.field(checked, "status"), detail="not routed yet",
         ).model_dump()
     if name not in EXPERTS:
         raise InvalidTaskInput(f"unknown expert {name!r}")
@@ -47,23 +64,8 @@ def evaluate(
             store, checked, expert=get_expert(name), actor=self.actor(),
             cache=get_cache(), limiter=get_limiter(name),
         )
-    except Throttled as exc:
-        raise self.retry(countdown=exc.retry_after + random.uniform(0, 1), max_retries=UNBOUNDED)
-    except ExpertUnavailable as exc:
-        cfg = get_settings().experts
-        if failures >= cfg.max_transient_retries:
-            store.count(f"expert_unreachable:{name}")
-            return record_expert_failure(
-                store, checked, name, f"unreachable after {failures + 1} attempts: {exc}",
-                actor=self.actor(),
-            ).model_dump()
-        countdown = exc.retry_after or backoff_seconds(
-            failures, cfg.retry_backoff_seconds, cfg.retry_backoff_max_seconds
-        )
-        raise self.retry(
-            countdown=countdown, max_retries=UNBOUNDED,
-            kwargs={"expert": name, "failures": failures + 1},
-        )
+    except Throttled as exc:  # spread a crowd of throttled tasks over a second
+        raise Wait(exc.retry_after + random.uniform(0, 1), str(exc)) from None
     return outcome.model_dump()
 
 

@@ -7,19 +7,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from celery import Task
-
 from cortex_school.celery import app
 from cortex_school.indexing import reindex_gitops_repo
 from cortex_school.runtime import get_gitops_repo, get_rag, get_settings
-from cortex_school.tasks.base import TRANSIENT_ERRORS
-from cortex_school.workers.gitops import GitOpsError
+from cortex_school.tasks.base import PipelineTask
 
 
-@app.task(bind=True, base=Task, name="cortex_school.tasks.index.reindex_gitops",
-          autoretry_for=(*TRANSIENT_ERRORS, GitOpsError), retry_backoff=5, retry_jitter=True,
-          max_retries=5)
-def reindex_gitops(self: Task, commit: str | None = None) -> dict[str, Any]:
+@app.task(bind=True, base=PipelineTask, name="cortex_school.tasks.index.reindex_gitops")
+def reindex_gitops(self: PipelineTask, commit: str | None = None) -> dict[str, Any]:
     """Sync the gitops corpus with the repository's tip (``commit`` is informational)."""
     if not get_settings().rag.enabled:
         return {"outcome": "skipped", "detail": "RAG_ENABLED is false"}

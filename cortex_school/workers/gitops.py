@@ -30,6 +30,8 @@ from typing import IO
 import git
 from git.exc import GitCommandError
 
+from cortex_school.errors import PermanentError, TransientError
+
 TRAILER = "Improvement-Id"
 REVERT_TRAILER = "Reverts-Improvement"
 _ASKPASS = """#!/bin/sh
@@ -42,12 +44,16 @@ _REJECTED = re.compile(r"rejected|non-fast-forward|fetch first|failed to (update
                        r"cannot lock ref|stale info|remote ref updated since", re.I)
 
 
-class GitOpsError(Exception):
-    """A git operation failed; the message is already redacted."""
+class GitOpsError(TransientError):
+    """A git operation failed (a remote that is down, the network, a push raced by
+    another writer): worth another try. The message is already redacted; causes are
+    dropped on purpose (``from None``): git's own exception carries the remote URL with
+    its credentials."""
 
 
-class GitOpsConflict(GitOpsError):
-    """The change cannot be committed as generated (overwrites, merge conflicts)."""
+class GitOpsConflict(GitOpsError, PermanentError):
+    """The change cannot be committed as generated (overwrites, merge conflicts): the
+    same commit fails again, so a person looks at it."""
 
 
 @dataclass
