@@ -23,7 +23,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     HOME=/tmp \
     PYTHONUNBUFFERED=1
 # Fail the build, not the first task, if the model is not in the image.
-RUN python -c "from cortex_school.rag.embedding import get_embedder; get_embedder(None, 1).encode(['ok'])"
+RUN python -c "from cortex_school.validation.rag.embedding import get_embedder; get_embedder(None, 1).encode(['ok'])"
 USER 10001:10001
 WORKDIR /tmp
 ENTRYPOINT ["tini", "--"]

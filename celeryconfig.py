@@ -11,8 +11,20 @@ from typing import Any
 
 from kombu import Queue
 
-from cortex_school.settings import EXPERTS, get_settings
-from cortex_school.workers.plan import WORKERS
+from cortex_school.pipeline import (
+    AGGREGATE,
+    APPROVE,
+    DEPLOY,
+    EVALUATE,
+    IMPLEMENT,
+    REINDEX_GITOPS,
+    ROLLBACK,
+    ROUTE,
+    SWEEP,
+    VALIDATE,
+    VERIFY,
+)
+from cortex_school.settings import EXPERTS, WORKERS, get_settings
 
 _settings = get_settings()
 
@@ -70,19 +82,17 @@ task_queues = tuple(Queue(name, routing_key=name) for name in ALL_QUEUES)
 task_default_queue = "route"
 task_create_missing_queues = False
 
-EVALUATE_TASK = "cortex_school.tasks.evaluate.evaluate"
-IMPLEMENT_TASK = "cortex_school.tasks.implement.implement"
 STATIC_ROUTES: dict[str, dict[str, str]] = {
-    "cortex_school.tasks.route.route": {"queue": "route"},
-    "cortex_school.tasks.evaluate.aggregate": {"queue": "aggregate"},
-    "cortex_school.tasks.validate.validate": {"queue": "validate"},
-    "cortex_school.tasks.approve.approve": {"queue": "approve"},
-    "cortex_school.tasks.deploy.deploy": {"queue": "deploy"},
-    "cortex_school.tasks.sweep.sweep_stuck": {"queue": "route"},
-    "cortex_school.tasks.deploy.verify": {"queue": "verify"},
-    "cortex_school.tasks.deploy.rollback": {"queue": "rollback"},
+    ROUTE: {"queue": "route"},
+    AGGREGATE: {"queue": "aggregate"},
+    VALIDATE: {"queue": "validate"},
+    APPROVE: {"queue": "approve"},
+    DEPLOY: {"queue": "deploy"},
+    SWEEP: {"queue": "route"},
+    VERIFY: {"queue": "verify"},
+    ROLLBACK: {"queue": "rollback"},
     # On validate: its workers already hold the embedding model.
-    "cortex_school.tasks.index.reindex_gitops": {"queue": "validate"},
+    REINDEX_GITOPS: {"queue": "validate"},
 }
 
 
@@ -90,10 +100,10 @@ def route_task(
     name: str, args: Any, kwargs: Any, options: Any, task: Any = None, **_: Any
 ) -> dict[str, str] | None:
     """Static routes, plus: an expert evaluation goes to its expert's queue."""
-    if name == EVALUATE_TASK:
+    if name == EVALUATE:
         expert = (kwargs or {}).get("expert")
         return {"queue": f"expert.{expert}" if expert in EXPERTS else "expert.architecture"}
-    if name == IMPLEMENT_TASK:
+    if name == IMPLEMENT:
         worker = (kwargs or {}).get("worker")
         return {"queue": f"implement.{worker}" if worker in WORKERS else "implement.architecture"}
     return STATIC_ROUTES.get(name)
@@ -101,21 +111,16 @@ def route_task(
 
 task_routes = (route_task,)
 
-# Soft limits raise inside the task so it can record why; hard limits kill it.
+# Soft limits raise inside the task so it can record why; hard limits kill it. Both come
+# from TASK_TIME_LIMITS (the stage is the task name's last part).
 task_annotations = {
-    "cortex_school.tasks.route.route": {"soft_time_limit": 30, "time_limit": 60},
-    EVALUATE_TASK: {"soft_time_limit": 240, "time_limit": 300},
-    "cortex_school.tasks.evaluate.aggregate": {"soft_time_limit": 30, "time_limit": 60},
-    "cortex_school.tasks.validate.validate": {"soft_time_limit": 90, "time_limit": 120},
-    "cortex_school.tasks.approve.approve": {"soft_time_limit": 30, "time_limit": 60},
-    IMPLEMENT_TASK: {"soft_time_limit": 240, "time_limit": 300},
-    "cortex_school.tasks.index.reindex_gitops": {"soft_time_limit": 240, "time_limit": 300},
-    "cortex_school.tasks.deploy.deploy": {"soft_time_limit": 120, "time_limit": 180},
-    "cortex_school.tasks.deploy.verify": {"soft_time_limit": 120, "time_limit": 180},
-    "cortex_school.tasks.deploy.rollback": {"soft_time_limit": 240, "time_limit": 300},
+    name: {"soft_time_limit": _settings.tasks.soft_limit(name.rsplit(".", 1)[-1]),
+           "time_limit": _settings.tasks.hard_limit(name.rsplit(".", 1)[-1])}
+    for name in (ROUTE, EVALUATE, AGGREGATE, VALIDATE, APPROVE, IMPLEMENT, REINDEX_GITOPS, DEPLOY,
+                 VERIFY, ROLLBACK, SWEEP)
 }
 
 # `celery -A cortex_school beat`: the stuck-improvement sweep.
 beat_schedule = {
-    "sweep-stuck-improvements": {"task": "cortex_school.tasks.sweep.sweep_stuck", "schedule": 60.0},
+    "sweep-stuck-improvements": {"task": SWEEP, "schedule": 60.0},
 }

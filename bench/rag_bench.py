@@ -23,16 +23,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("REDIS_DB", os.environ.get("BENCH_REDIS_DB", "13"))
 
 from cortex_school.models import Status  # noqa: E402
-from cortex_school.rag.checks import (  # noqa: E402
+from cortex_school.validation import (  # noqa: E402
     ArchitecturalConflictCheck,
     CapacityCheck,
     DependencyCheck,
     RagContext,
     SemanticDuplicateCheck,
 )
-from cortex_school.rag.chunking import Chunk, chunk_manifests  # noqa: E402
-from cortex_school.rag.embedding import get_embedder  # noqa: E402
-from cortex_school.rag.index import EmbeddedIndex  # noqa: E402
+from cortex_school.validation.rag.chunking import Chunk, chunk_manifests  # noqa: E402
+from cortex_school.validation.rag.embedding import get_embedder  # noqa: E402
+from cortex_school.validation.rag.index import EmbeddedIndex  # noqa: E402
 from cortex_school.settings import get_settings  # noqa: E402
 from cortex_school.store import RedisStore  # noqa: E402
 from cortex_school.validation import ExactDuplicateCheck, validate  # noqa: E402
@@ -134,7 +134,7 @@ def main() -> None:
         return
     import subprocess
 
-    from cortex_school.rag.embedding import use_all_cores
+    from cortex_school.validation.rag.embedding import use_all_cores
 
     rng = random.Random(7)
     settings = get_settings()

@@ -23,9 +23,8 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from cortex_school.models import Status
-from cortex_school.settings import EXPERTS
-from cortex_school.workers.plan import WORKERS
-from cortex_school.store import ROLLBACK_LOG_KEY, RedisStore, status_key
+from cortex_school.settings import EXPERTS, WORKERS
+from cortex_school.store import RedisStore
 
 # Kombu's Redis transport keeps a queue's messages in the list named after the queue,
 # plus one list per priority step.
@@ -78,9 +77,9 @@ class RedisCollector(Collector):
         self.queues = tuple(queues)
 
     def collect(self) -> Iterator[Metric]:
-        r = self.store.redis
-        stats = self.store.stats()
-        transitions = {k: int(v) for k, v in r.hgetall("improvements:metrics:transitions").items()}
+        store = self.store
+        stats = store.stats()
+        transitions = store.transition_counts()
 
         entered = CounterMetricFamily("cortex_school_improvements", "Improvements that entered each "
                                       "stage (status), since the state store began.", labels=["stage"])
@@ -88,23 +87,13 @@ class RedisCollector(Collector):
             entered.add_metric([status.value], transitions.get(status.value, 0))
         yield entered
 
-        pipe = r.pipeline(transaction=False)
-        for status in Status:
-            pipe.scard(status_key(status))
         current = GaugeMetricFamily("cortex_school_improvements_in_stage",
                                     "Improvements in each stage now (the funnel).", labels=["stage"])
-        for status, count in zip(Status, pipe.execute()):
+        for status, count in store.funnel().items():
             current.add_metric([status.value], count)
         yield current
 
-        now_minute = int(time.time() // 60)
-        pipe = r.pipeline(transaction=False)
-        for minute in range(now_minute - 4, now_minute + 1):
-            pipe.hgetall(f"improvements:metrics:minute:{minute}")
-        recent: dict[str, int] = {}
-        for per_minute in pipe.execute():
-            for stage, count in per_minute.items():
-                recent[stage] = recent.get(stage, 0) + int(count)
+        recent = store.recent_transitions(5, time.time())
         rate = GaugeMetricFamily("cortex_school_processing_rate", "Improvements entering each "
                                  "stage per minute, over the last 5 minutes.", labels=["stage"])
         for status in Status:
@@ -122,7 +111,7 @@ class RedisCollector(Collector):
                                         "Time an improvement spent in a stage before leaving it.",
                                         labels=["stage"])
         for status in Status:
-            raw = r.hgetall(f"improvements:metrics:latency:{status.value}")
+            raw = store.stage_latency(status.value)
             if raw:
                 _histogram("", "", raw, {"stage": status.value}, latency)
         yield latency
@@ -135,7 +124,7 @@ class RedisCollector(Collector):
         yield CounterMetricFamily("cortex_moe_llmd_requests", "Requests to the LLM-D endpoint.",
                                   value=stats.get("backend:llmd:requests", 0.0))
         yield _histogram("cortex_moe_llmd_latency_seconds", "LLM-D evaluation latency.",
-                         r.hgetall("improvements:metrics:hist:llm_latency:llmd"))
+                         store.histogram("llm_latency:llmd"))
         requests = CounterMetricFamily("cortex_moe_llm_requests", "Requests per expert backend.",
                                        labels=["backend"])
         for key, value in stats.items():
@@ -178,20 +167,16 @@ class RedisCollector(Collector):
             rollbacks.add_metric(list(labels), value)
         yield rollbacks
         yield _histogram("cortex_rollback_duration_seconds", "From revert to the system checked "
-                         "healthy again.", r.hgetall("improvements:metrics:hist:rollback_duration"))
+                         "healthy again.", store.histogram("rollback_duration"))
 
         depth = GaugeMetricFamily("cortex_queue_depth", "Messages waiting in each Celery queue.",
                                   labels=["queue"])
-        pipe = r.pipeline(transaction=False)
-        for queue in self.queues:
-            for suffix in _PRIORITY_SUFFIXES:
-                pipe.llen(queue + suffix)
-        lengths = pipe.execute()
+        lengths = store.list_lengths([q + suffix for q in self.queues for suffix in _PRIORITY_SUFFIXES])
         for n, queue in enumerate(self.queues):
             depth.add_metric([queue], sum(lengths[n * 4:(n + 1) * 4]))
         yield depth
         yield GaugeMetricFamily("cortex_school_rollback_log_length", "Entries in the rollback log.",
-                                value=r.llen(ROLLBACK_LOG_KEY))
+                                value=store.rollback_log_length())
 
 
 def registry_for(store: RedisStore, queues: Iterable[str]) -> CollectorRegistry:

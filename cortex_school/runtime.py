@@ -12,29 +12,35 @@ from cortex_school.experts import Expert, make_expert
 from cortex_school.experts.cache import EvaluationCache
 from cortex_school.experts.limits import ExpertLimiter
 from cortex_school.settings import get_settings
-from cortex_school.store import RedisStore
+from cortex_school.store import RedisStore, connect
 
 if TYPE_CHECKING:
-    from cortex_school.rag.checks import RagContext
-    from cortex_school.rag.embedding import Embedder
-    from cortex_school.rag.index import VectorIndex
-    from cortex_school.rag.judge import LLMJudge
-    from cortex_school.cluster import ClusterTarget
-    from cortex_school.cluster.metrics import MetricsSource
-    from cortex_school.deployment import Deployer
+    import redis
+
+    from cortex_school.validation import RagContext
+    from cortex_school.validation.rag.embedding import Embedder
+    from cortex_school.validation.rag.index import VectorIndex
+    from cortex_school.validation.rag.judge import LLMJudge
+    from cortex_school.delivery.cluster import ClusterTarget
+    from cortex_school.delivery.cluster.metrics import MetricsSource
+    from cortex_school.delivery import Deployer
     from cortex_school.validation import Check
     from cortex_school.workers.gitops import GitOpsRepo
     from cortex_school.workers.implement import Implementer
-    from cortex_school.workers.planner import Planner
+    from cortex_school.workers.planning import Planner
     from cortex_school.workers.schema_check import SchemaChecker
 
-# The expert task's hard time limit: a limiter slot held longer than this is stale.
-EXPERT_SLOT_TTL_SECONDS = 300.0
+
+@lru_cache(maxsize=1)
+def get_redis() -> "redis.Redis":
+    """This process's connection for the adapters that keep their own structures in the
+    same Redis (expert cache and limits, the simulated cluster)."""
+    return connect(get_settings().redis.url)
 
 
 @lru_cache(maxsize=1)
 def get_store() -> RedisStore:
-    return RedisStore.from_url(get_settings().redis.url)
+    return RedisStore(get_redis())
 
 
 @lru_cache(maxsize=None)
@@ -44,35 +50,37 @@ def get_expert(name: str) -> Expert:
 
 @lru_cache(maxsize=1)
 def get_cache() -> EvaluationCache:
-    return EvaluationCache(get_store().redis, get_settings().experts.cache_ttl_seconds)
+    return EvaluationCache(get_redis(), get_settings().experts.cache_ttl_seconds)
 
 
 @lru_cache(maxsize=None)
 def get_limiter(name: str) -> ExpertLimiter:
-    cfg = get_settings().experts
+    settings = get_settings()
+    cfg = settings.experts
+    # A limiter slot held longer than the evaluate task's hard time limit is stale.
     return ExpertLimiter(
-        get_store().redis, name, per_minute=cfg.rate_limit_per_minute,
-        concurrency=cfg.concurrency, slot_ttl_seconds=EXPERT_SLOT_TTL_SECONDS,
+        get_redis(), name, per_minute=cfg.rate_limit_per_minute,
+        concurrency=cfg.concurrency, slot_ttl_seconds=float(settings.tasks.hard_limit("evaluate")),
     )
 
 
 @lru_cache(maxsize=1)
 def get_rag() -> "RagContext":
     """The embedder (loaded once per process) and the vector index (server or embedded)."""
-    from cortex_school.rag.checks import RagContext
+    from cortex_school.validation import RagContext
 
     return RagContext(make_index(), get_embedder_from_settings())
 
 
 def get_embedder_from_settings() -> "Embedder":
-    from cortex_school.rag.embedding import get_embedder
+    from cortex_school.validation.rag.embedding import get_embedder
 
     rag = get_settings().rag
     return get_embedder(rag.model_path, rag.torch_threads)
 
 
 def make_index() -> "VectorIndex":
-    from cortex_school.rag.index import EmbeddedIndex, ServerIndex
+    from cortex_school.validation.rag.index import EmbeddedIndex, ServerIndex
 
     settings = get_settings()
     embedder = get_embedder_from_settings()
@@ -94,7 +102,7 @@ def get_reranker() -> object | None:
 def get_judge() -> "LLMJudge | None":
     """The architecture expert as contradiction judge, when an LLM backend is configured."""
     from cortex_school.experts.llm import LLMExpert
-    from cortex_school.rag.judge import LLMJudge
+    from cortex_school.validation.rag.judge import LLMJudge
 
     expert = get_expert("architecture")
     return LLMJudge(expert) if isinstance(expert, LLMExpert) else None
@@ -107,7 +115,7 @@ def get_checks() -> list["Check"]:
     settings = get_settings()
     checks = default_checks(get_store())
     if settings.rag.enabled:
-        from cortex_school.rag.checks import (
+        from cortex_school.validation import (
             ArchitecturalConflictCheck,
             CapacityCheck,
             DependencyCheck,
@@ -152,7 +160,7 @@ def get_planner(expert: str) -> "Planner":
     """The improvement's expert plans when an LLM backend is configured; else the offline
     planner."""
     from cortex_school.experts.llm import LLMExpert
-    from cortex_school.workers.planner import LLMPlanner, OfflinePlanner
+    from cortex_school.workers.planning import LLMPlanner, OfflinePlanner
 
     default_namespace = get_settings().policy.allowed_namespaces[0]
     backend = get_expert(expert)
@@ -164,8 +172,8 @@ def get_planner(expert: str) -> "Planner":
 def get_implementer(expert: str) -> "Implementer":
     from cortex_school.workers.implement import Implementer
 
-    from cortex_school.cluster import ClusterError
-    from cortex_school.deployment import sync_target_problems
+    from cortex_school.delivery.cluster import ClusterError
+    from cortex_school.delivery import sync_target_problems
 
     settings = get_settings()
     try:
@@ -173,7 +181,7 @@ def get_implementer(expert: str) -> "Implementer":
         sync_check = lambda namespaces: sync_target_problems(cluster, namespaces, settings.deploy)  # noqa: E731
     except ClusterError:
         sync_check = None  # no cluster configured: the deploy stage reports it
-    from cortex_school.leases import acquire
+    from cortex_school.delivery.leases import acquire
 
     store = get_store()
     lease = (lambda iid, nss: acquire(store, iid, nss)) if settings.one_change_per_namespace else None
@@ -192,8 +200,8 @@ def get_implementer(expert: str) -> "Implementer":
 @lru_cache(maxsize=1)
 def get_cluster() -> "ClusterTarget":
     """CLUSTER_TARGET: the real cluster (kubeconfig or in-cluster), or the simulation."""
-    from cortex_school.cluster import ClusterRefused
-    from cortex_school.cluster.kubernetes_api import KubernetesCluster, has_kube_config
+    from cortex_school.delivery.cluster import ClusterRefused
+    from cortex_school.delivery.cluster.kubernetes_api import KubernetesCluster, has_kube_config
 
     cfg = get_settings().deploy
     target = cfg.cluster_target
@@ -203,16 +211,16 @@ def get_cluster() -> "ClusterTarget":
                                  "or CLUSTER_TARGET=simulated for the demo")
         target = "kubernetes"
     if target == "simulated":
-        from cortex_school.cluster.simulated import SimulatedCluster, parse_faults
+        from cortex_school.delivery.cluster.simulated import SimulatedCluster, parse_faults
 
-        return SimulatedCluster(get_store().redis, get_gitops_repo(), parse_faults(cfg.simulated_faults))
+        return SimulatedCluster(get_redis(), get_gitops_repo(), parse_faults(cfg.simulated_faults))
     return KubernetesCluster(argocd_namespace=cfg.argocd_namespace, kubeconfig=cfg.kubeconfig,
                              context=cfg.kube_context)
 
 
 @lru_cache(maxsize=1)
 def get_metrics() -> "MetricsSource":
-    from cortex_school.cluster.metrics import PrometheusMetrics, SimulatedMetrics
+    from cortex_school.delivery.cluster.metrics import PrometheusMetrics, SimulatedMetrics
 
     settings = get_settings()
     cluster = get_cluster()
@@ -224,7 +232,7 @@ def get_metrics() -> "MetricsSource":
 
 
 def get_deployer() -> "Deployer":
-    from cortex_school.deployment import Deployer
+    from cortex_school.delivery import Deployer
 
     settings = get_settings()
     return Deployer(cluster=get_cluster(), metrics=get_metrics(), repo=get_gitops_repo(),

@@ -38,6 +38,10 @@ EXPERTS: tuple[str, ...] = (
     "monitoring",
 )
 
+# The implementation workers (queue ``implement.<worker>``); networking changes go to
+# security or integration.
+WORKERS: tuple[str, ...] = ("architecture", "integration", "security", "database", "monitoring")
+
 # The design's model per expert; EXPERT_MODELS overrides any subset.
 DEFAULT_EXPERT_MODELS: dict[str, str] = {
     "architecture": "claude-opus-4-5",

@@ -32,77 +32,16 @@ from cortex_school.router import route
 from cortex_school.settings import Settings
 from cortex_school.store import RedisStore, TransitionRefused
 from cortex_school.validation import Check, validate
-
-
-class StageOutcome(BaseModel):
-    """What a stage did; the JSON a task returns (and Flower shows)."""
-
-    improvement_id: str
-    stage: str
-    outcome: Literal["applied", "skipped", "missing", "waiting"]
-    status: str | None
-    detail: str
-
-
-def _load(store: RedisStore, improvement_id: str, stage: str) -> Improvement | StageOutcome:
-    improvement = store.get(improvement_id)
-    if improvement is None:
-        return StageOutcome(
-            improvement_id=improvement_id, stage=stage, outcome="missing", status=None,
-            detail="no such improvement",
-        )
-    return improvement
-
-
-def _at(store: RedisStore, improvement_id: str, stage: str, expected: Status) -> Improvement | StageOutcome:
-    """The improvement if it is at ``expected``; otherwise the outcome that says why not."""
-    loaded = _load(store, improvement_id, stage)
-    if isinstance(loaded, StageOutcome) or loaded.status is expected:
-        return loaded
-    return _skip(loaded, stage, expected)
-
-
-def _skip(improvement: Improvement, stage: str, expected: Status) -> StageOutcome:
-    return StageOutcome(
-        improvement_id=improvement.id, stage=stage, outcome="skipped",
-        status=improvement.status.value,
-        detail=f"nothing to do: status is {improvement.status.value}, this stage acts on {expected.value}",
-    )
-
-
-def _apply(
-    store: RedisStore,
-    improvement: Improvement,
-    stage: str,
-    target: Status,
-    *,
-    actor: str,
-    reason: str,
-    fields: dict[str, str],
-    score: float = 0.0,
-) -> StageOutcome:
-    result = store.transition(
-        improvement.id, target, actor=actor, reason=reason, fields=fields, priority=score
-    )
-    if result.applied:
-        return StageOutcome(
-            improvement_id=improvement.id, stage=stage, outcome="applied", status=target.value,
-            detail=reason,
-        )
-    # Another worker got there first (or the id vanished): report, change nothing.
-    return StageOutcome(
-        improvement_id=improvement.id, stage=stage, outcome="skipped",
-        status=result.previous, detail=f"transition to {target.value} {result.outcome}",
-    )
+from cortex_school.outcome import StageOutcome, apply_transition, at_status, load, skip
 
 
 def run_route(store: RedisStore, improvement_id: str, *, actor: str) -> StageOutcome:
-    loaded = _at(store, improvement_id, "route", Status.RAW)
+    loaded = at_status(store, improvement_id, "route", Status.RAW)
     if isinstance(loaded, StageOutcome):
         return loaded
     routing = route(loaded.category, loaded.description, loaded.implementation_notes)
     store.count(f"routed:{routing.expert}")
-    return _apply(
+    return apply_transition(
         store, loaded, "route", Status.CATEGORIZED, actor=actor,
         reason=f"routed to {routing.expert} expert: {routing.reason}",
         fields={
@@ -130,7 +69,7 @@ def run_consult(
     inside the expert's rate and concurrency limits. ``Throttled`` and
     ``ExpertUnavailable`` propagate so the task can re-schedule itself.
     """
-    loaded = _at(store, improvement_id, "evaluate", Status.CATEGORIZED)
+    loaded = at_status(store, improvement_id, "evaluate", Status.CATEGORIZED)
     if isinstance(loaded, StageOutcome):
         return loaded
     consulted = [loaded.expert, *loaded.secondary_experts]
@@ -209,7 +148,7 @@ def run_aggregate(
     improvement, the panel's and any other consulted expert's, never fewer: naming a
     smaller panel cannot drop an expert's block or risk.
     """
-    loaded = _at(store, improvement_id, "aggregate", Status.CATEGORIZED)
+    loaded = at_status(store, improvement_id, "aggregate", Status.CATEGORIZED)
     if isinstance(loaded, StageOutcome):
         return loaded
     answers = store.assessments(loaded.id)
@@ -228,7 +167,7 @@ def run_aggregate(
     names = panel + sorted(e for e in answers if e not in panel)
     combined = combine([answers[e] for e in names], primary=loaded.expert or names[0])
     panel_text = f"panel of {len(names)} ({', '.join(names)}): " if len(names) > 1 else ""
-    return _apply(
+    return apply_transition(
         store, loaded, "aggregate", Status.ASSESSED, actor=actor,
         reason=(
             f"{panel_text}{combined.expert} expert ({combined.backend}/{combined.model}): "
@@ -263,7 +202,7 @@ def record_expert_failure(
 def run_validate(
     store: RedisStore, improvement_id: str, *, checks: Sequence[Check], actor: str
 ) -> StageOutcome:
-    loaded = _at(store, improvement_id, "validate", Status.ASSESSED)
+    loaded = at_status(store, improvement_id, "validate", Status.ASSESSED)
     if isinstance(loaded, StageOutcome):
         return loaded
     report = validate(loaded, checks)
@@ -271,7 +210,7 @@ def run_validate(
     store.count(f"rag_validations:{'pass' if report.passed else 'conflict'}")
     for kind in {f.check for f in report.conflicts}:
         store.count(f"rag_conflicts:{kind}")
-    return _apply(
+    return apply_transition(
         store, loaded, "validate", Status.VALIDATED, actor=actor,
         reason="no conflicts" if report.passed else "; ".join(conflicts),
         fields={
@@ -299,7 +238,7 @@ def gate_context(store: RedisStore, settings: Settings) -> GateContext:
 def run_approve(
     store: RedisStore, improvement_id: str, *, ctx: GateContext, actor: str = GATE_ACTOR
 ) -> StageOutcome:
-    loaded = _at(store, improvement_id, "approve", Status.VALIDATED)
+    loaded = at_status(store, improvement_id, "approve", Status.VALIDATED)
     if isinstance(loaded, StageOutcome):
         return loaded
     decision = decide(loaded, ctx, assessments=store.assessments(loaded.id))
@@ -318,12 +257,12 @@ def _apply_decision(
             approved_by=decision.decided_by,
             priority=str(priority(improvement)),
         )
-        return _apply(
+        return apply_transition(
             store, improvement, "approve", Status.APPROVED, actor=actor, reason=decision.reason,
             fields=fields, score=priority(improvement),
         )
     fields["review_reason"] = decision.reason
-    return _apply(
+    return apply_transition(
         store, improvement, "approve", Status.PENDING_REVIEW, actor=actor,
         reason=decision.reason, fields=fields,
     )
@@ -347,14 +286,14 @@ def review(
     actor = f"human:{reviewer}"
     decision = Decision(approved=approve, reasons=[reason], decided_by=actor)
     if approve and improvement.type is ImprovementType.CONCEPT:
-        return _apply(
+        return apply_transition(
             store, improvement, "review", Status.ACKNOWLEDGED, actor=actor,
             reason=f"knowledge acknowledged: {reason}",
             fields={"decision": decision.model_dump_json(), "reviewed_by": actor},
         )
     if approve:
         return _apply_decision(store, improvement, decision, actor=actor)
-    return _apply(
+    return apply_transition(
         store, improvement, "review", Status.REJECTED, actor=actor, reason=reason,
         fields={"decision": decision.model_dump_json(), "reviewed_by": actor,
                 "rejection_reason": reason},

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Callable
 
 from cortex_school.models import Improvement, Status, TimelineEntry, utcnow
-from cortex_school.store import RedisStore, improvement_key, timeline_key
+from cortex_school.store import RedisStore
 
 BUSY: tuple[Status, ...] = (Status.RAW, Status.CATEGORIZED, Status.ASSESSED, Status.VALIDATED,
                             Status.APPROVED, Status.IMPLEMENTING, Status.COMMITTED, Status.DEPLOYED)
@@ -38,11 +38,9 @@ def find_stuck(store: RedisStore, *, stuck_after: float, health_window: float,
         ids = sorted(store.ids_with_status(status))
         if not ids:
             continue
-        pipe = store.redis.pipeline(transaction=False)
-        for i in ids:
-            pipe.hmget(improvement_key(i), "status_since", "merge_pending", "last_swept_at")
         limit = stuck_after + (health_window if status is Status.DEPLOYED else 0)
-        for i, (since, merge_pending, swept) in zip(ids, pipe.execute()):
+        rows = store.fields_many(ids, "status_since", "merge_pending", "last_swept_at")
+        for i, (since, merge_pending, swept) in rows.items():
             if status is Status.COMMITTED and merge_pending == "true":
                 continue  # waiting for a person to merge the branch, by design
             since_ts = float(since) if since else 0.0
@@ -64,19 +62,19 @@ def sweep(store: RedisStore, stuck: list[Stuck], *, resume: Callable[[Improvemen
         improvement = store.get(s.improvement_id)
         if improvement is None or improvement.status is not s.status:
             continue  # it moved meanwhile
-        key = improvement_key(s.improvement_id)
         # Counted per stage: resumes that helped earlier in its life do not count here.
-        resumes = store.redis.hincrby(key, f"stuck_resumes:{s.status.value}", 1)
+        resumes = store.increment_field(s.improvement_id, f"stuck_resumes:{s.status.value}")
         reason = f"stuck in {s.status.value} for {int(s.age_seconds)}s"
-        store.redis.hset(key, mapping={"stuck_reason": reason, "last_swept_at": str(now.timestamp())})
+        store.set_fields(s.improvement_id, {"stuck_reason": reason,
+                                            "last_swept_at": str(now.timestamp())})
         store.count("stuck_found")
         if resumes > max_resumes:
             give_up(improvement, f"{reason}; {max_resumes} resumes did not help")
             done[s.improvement_id] = "handed over"
         else:
-            store.redis.rpush(timeline_key(s.improvement_id), TimelineEntry(
+            store.note(s.improvement_id, TimelineEntry(
                 at=now, from_status=s.status.value, to_status=s.status.value, actor=SWEEPER,
-                reason=f"{reason}: re-enqueued (resume {resumes}/{max_resumes})").model_dump_json())
+                reason=f"{reason}: re-enqueued (resume {resumes}/{max_resumes})"))
             resume(improvement)
             done[s.improvement_id] = f"resumed {resumes}/{max_resumes}"
     return done

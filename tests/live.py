@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Iterable
 
-from cortex_school.demo import start_worker, stop_worker, wait_until_ready, wait_until_idle
+from cortex_school.cli.demo import start_worker, stop_worker, wait_until_ready, wait_until_idle
 
 __all__ = ["start_worker", "stop_worker", "wait_until_ready", "wait_until_idle", "celery_call",
            "LiveWorker", "LiveWorkers"]

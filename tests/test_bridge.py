@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from cortex_school.bridge import processing_list, run_bridge
-from cortex_school.ingest import ingest_document
+from cortex_school.intake.bridge import processing_list, run_bridge
+from cortex_school.intake.ingest import ingest_document
 from tests.factories import document
 
 SOURCE = "youtube:improvements"
@@ -13,9 +13,9 @@ SOURCE = "youtube:improvements"
 
 @pytest.fixture
 def lists(store):
-    store.redis.delete(SOURCE, processing_list(SOURCE))
-    yield store.redis
-    store.redis.delete(SOURCE, processing_list(SOURCE))
+    store._redis.delete(SOURCE, processing_list(SOURCE))
+    yield store._redis
+    store._redis.delete(SOURCE, processing_list(SOURCE))
 
 
 def make_ingest(store, caps, enqueued):

@@ -24,7 +24,7 @@ def test_ingest_reports_accepted_and_rejected_per_file(store):
     assert "improvements.passive[1].type" in result.output
     assert "expected a JSON object" in result.output
     assert "no such file or directory" in result.output
-    assert store.redis.llen("improvements:rejected") == 3
+    assert store._redis.llen("improvements:rejected") == 3
 
 
 def test_ingest_from_stdin_status_list_and_show(store):

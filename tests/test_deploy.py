@@ -13,16 +13,16 @@ from pathlib import Path
 
 import pytest
 
-from cortex_school.cluster import path_covers, AppState
-from cortex_school.cluster.kubernetes_api import KubernetesCluster
-from cortex_school.deployment import Deployer, run_deploy, run_rollback, run_verify
+from cortex_school.delivery.cluster import path_covers, AppState
+from cortex_school.delivery.cluster.kubernetes_api import KubernetesCluster
+from cortex_school.delivery import Deployer, run_deploy, run_rollback, run_verify
 from cortex_school.models import Decision, Status, utcnow
 from cortex_school.settings import DeploySettings, PolicySettings, ServiceSettings
 from cortex_school.workers.gitops import GitOpsRepo, ensure_bare_remote
 from cortex_school.workers.implement import Implementer, run_implement
-from cortex_school.workers.planner import OfflinePlanner
+from cortex_school.workers.planning import OfflinePlanner
 from cortex_school.workers.schema_check import SchemaChecker
-from cortex_school.deployment import sync_target_problems
+from cortex_school.delivery import sync_target_problems
 from tests.factories import make_improvement
 from tests.fake_kube import FakeApp, FakeKube, FakeWorkload, kube_client
 
@@ -174,7 +174,7 @@ def test_a_crash_looping_pod_is_rolled_back_and_the_revert_lands(store, world, k
     fields = store.raw_fields(imp.id)
     assert fields["status"] == "failed" and "CrashLoopBackOff" in fields["failure_reason"]
     assert fields["failed_at"] and fields["rollback_healthy"] == "true"
-    (entry,) = [json.loads(x) for x in store.redis.lrange("improvements:rollback_log", 0, -1)]
+    (entry,) = [json.loads(x) for x in store._redis.lrange("improvements:rollback_log", 0, -1)]
     assert entry["improvement_id"] == imp.id and "CrashLoopBackOff" in entry["reason"]
     hook = [r for r in kube.requests if r["path"] == "/hooks/slack"]
     assert hook and "rollback performed" in hook[-1]["body"]["text"] and revert in hook[-1]["body"]["text"]
@@ -183,7 +183,7 @@ def test_a_crash_looping_pod_is_rolled_back_and_the_revert_lands(store, world, k
     again = run_rollback(store, imp.id, deployer, reason="again", actor="t@h", breaker_limit=3,
                          breaker_window=timedelta(hours=1))
     assert again.outcome == "skipped" and git(remote, "rev-list", "--count", "main") == commits
-    assert store.redis.llen("improvements:rollback_log") == 1
+    assert store._redis.llen("improvements:rollback_log") == 1
 
 
 def test_an_application_that_never_syncs_times_out_and_is_rolled_back(store, world, kube):
@@ -206,7 +206,7 @@ def test_an_application_that_never_syncs_times_out_and_is_rolled_back(store, wor
                          breaker_window=timedelta(hours=1), now=t0 + timedelta(seconds=1300))
     assert final.outcome == "done" and "STILL UNHEALTHY" in final.detail
     assert store.flags()["auto_approve_none"] is True
-    alert = json.loads(store.redis.lindex("improvements:alerts", 0))
+    alert = json.loads(store._redis.lindex("improvements:alerts", 0))
     assert alert["level"] == "critical"
 
 
@@ -245,7 +245,7 @@ def test_rollback_disabled_flags_the_failure_without_reverting(store, world, kub
     assert step.outcome == "done" and fields["status"] == "failed"
     assert fields["rollback_status"] == "disabled" and "rollback_commit" not in fields
     assert git(remote, "rev-parse", "main").strip() == head
-    assert store.redis.llen("improvements:rollback_log") == 0
+    assert store._redis.llen("improvements:rollback_log") == 0
 
 
 def test_more_than_three_rollbacks_in_an_hour_pause_auto_approval(store, world, kube):
@@ -265,7 +265,7 @@ def test_more_than_three_rollbacks_in_an_hour_pause_auto_approval(store, world, 
                         breaker_window=timedelta(hours=1), now=now + timedelta(seconds=5))
     assert done.outcome == "done" and "healthy again" in done.detail
     assert store.flags()["auto_approve_none"] is True
-    assert "circuit breaker" in store.redis.hget("improvements:flags", "auto_approve_none_reason")
+    assert "circuit breaker" in store._redis.hget("improvements:flags", "auto_approve_none_reason")
 
 
 @pytest.mark.cluster

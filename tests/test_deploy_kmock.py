@@ -13,13 +13,13 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from cortex_school.cluster.kubernetes_api import KubernetesCluster
-from cortex_school.deployment import Deployer, run_deploy, sync_target_problems
+from cortex_school.delivery.cluster.kubernetes_api import KubernetesCluster
+from cortex_school.delivery import Deployer, run_deploy, sync_target_problems
 from cortex_school.models import Status, utcnow
 from cortex_school.settings import DeploySettings, PolicySettings, ServiceSettings
 from cortex_school.workers.gitops import GitOpsRepo, ensure_bare_remote
 from cortex_school.workers.implement import Implementer, run_implement
-from cortex_school.workers.planner import OfflinePlanner
+from cortex_school.workers.planning import OfflinePlanner
 from cortex_school.workers.schema_check import SchemaChecker
 from tests.fake_kube import kube_client
 from tests.test_deploy import AUTHOR, SEED, QuietMetrics

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from celeryconfig import ALL_QUEUES
-from cortex_school.cluster.simulated import KEY
+from cortex_school.delivery.cluster.simulated import KEY
 from cortex_school.models import Status
 from cortex_school.pipeline import enqueue
 from cortex_school.store import RedisStore
@@ -49,7 +49,7 @@ def remote(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def worker(live_worker, tmp_path_factory, settings, remote):
-    RedisStore.from_url(settings.redis.url).redis.delete(KEY)  # the simulated cluster's state
+    RedisStore.from_url(settings.redis.url)._redis.delete(KEY)  # the simulated cluster's state
     env = {"GITOPS_REMOTE": str(remote), "GITOPS_WORKDIR": str(tmp_path_factory.mktemp("clones")),
            "ALLOWED_NAMESPACES": "cortex-system,cortex,monitoring", "RAG_ENABLED": "false",
            "CLUSTER_TARGET": "simulated", "SIMULATED_FAULTS": "flaky-api=crashloop",
@@ -83,7 +83,7 @@ def test_one_is_verified_one_is_rolled_back_and_a_person_rolls_back_the_other(wo
     assert "CrashLoopBackOff" in failed["failure_reason"]
     assert f"Reverts-Improvement: {bad.id}" in git(remote, "log", "-1", "--format=%B", failed["rollback_commit"])
     assert "apps/cortex-system/flaky-api-deployment.yaml" not in git(remote, "ls-tree", "-r", "--name-only", "main")
-    log = [json.loads(x)["improvement_id"] for x in store.redis.lrange("improvements:rollback_log", 0, -1)]
+    log = [json.loads(x)["improvement_id"] for x in store._redis.lrange("improvements:rollback_log", 0, -1)]
     assert log == [bad.id]
 
     cli = Path(sys.executable).with_name("cortex-school")
@@ -208,4 +208,4 @@ def test_two_changes_for_one_namespace_are_serialised(worker, store, remote):
     assert at(later, "committed") >= at(earlier, "verified")
     assert any("one change per namespace" in (e.reason or "") for e in store.timeline(later)) or \
         store.raw_fields(later).get("leased_namespaces") == "cortex-system"
-    assert store.redis.get("improvements:namespace_lease:cortex-system") in (None, later)
+    assert store._redis.get("improvements:namespace_lease:cortex-system") in (None, later)

@@ -23,18 +23,18 @@ def test_cache_key_changes_with_text_expert_model_but_not_video_or_spacing():
 def test_cache_round_trip_and_ttl(store):
     imp = make_improvement()
     key = cache_key(imp, "architecture", "m")
-    cache = EvaluationCache(store.redis, ttl_seconds=60)
+    cache = EvaluationCache(store._redis, ttl_seconds=60)
     assert cache.get(key) is None
     assessment = OfflineExpert("architecture").evaluate(imp)
     cache.put(key, assessment)
     assert cache.get(key) == assessment
-    assert 0 < store.redis.ttl(key) <= 60
-    assert EvaluationCache(store.redis, ttl_seconds=0).get(key) is None  # disabled
+    assert 0 < store._redis.ttl(key) <= 60
+    assert EvaluationCache(store._redis, ttl_seconds=0).get(key) is None  # disabled
 
 
 def test_concurrency_limit_is_shared_and_released(store):
-    a = ExpertLimiter(store.redis, "security", per_minute=100, concurrency=2, slot_ttl_seconds=30)
-    b = ExpertLimiter(store.redis, "security", per_minute=100, concurrency=2, slot_ttl_seconds=30)
+    a = ExpertLimiter(store._redis, "security", per_minute=100, concurrency=2, slot_ttl_seconds=30)
+    b = ExpertLimiter(store._redis, "security", per_minute=100, concurrency=2, slot_ttl_seconds=30)
     with a.slot(), b.slot():
         with pytest.raises(Throttled, match="2 requests in flight"):
             with a.slot():
@@ -44,8 +44,8 @@ def test_concurrency_limit_is_shared_and_released(store):
 
 
 def test_a_dead_workers_slot_expires(store):
-    limiter = ExpertLimiter(store.redis, "database", per_minute=100, concurrency=1, slot_ttl_seconds=0.2)
-    store.redis.zadd("improvements:expert_slots:database", {"dead-worker": time.time() + 0.2})
+    limiter = ExpertLimiter(store._redis, "database", per_minute=100, concurrency=1, slot_ttl_seconds=0.2)
+    store._redis.zadd("improvements:expert_slots:database", {"dead-worker": time.time() + 0.2})
     with pytest.raises(Throttled):
         with limiter.slot():
             pass
@@ -55,7 +55,7 @@ def test_a_dead_workers_slot_expires(store):
 
 
 def test_rate_limit_per_minute(store):
-    limiter = ExpertLimiter(store.redis, "monitoring", per_minute=3, concurrency=10, slot_ttl_seconds=30)
+    limiter = ExpertLimiter(store._redis, "monitoring", per_minute=3, concurrency=10, slot_ttl_seconds=30)
     for _ in range(3):
         with limiter.slot():
             pass

@@ -140,7 +140,7 @@ def test_a_cache_hit_still_runs_the_rules_and_may_block(store):
     run_route(store, imp.id, actor="t")
     routed = store.get(imp.id)
     expert = RemoteExpert(routed.expert, "stub-model")
-    cache = EvaluationCache(store.redis, ttl_seconds=60)
+    cache = EvaluationCache(store._redis, ttl_seconds=60)
     cache.put(cache_key(routed, expert.name, expert.model), lenient(expert.name, expert.model))
 
     outcome = run_consult(store, imp.id, expert=expert, actor="t", cache=cache)

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from typer.testing import CliRunner
 
 from cortex_school.cli import app as cli_app
-from cortex_school.ingest import ingest_document, parse_document
+from cortex_school.intake.ingest import ingest_document, parse_document
 from cortex_school.models import IMPROVEMENT_ID_PATTERN, VIDEO_ID_PATTERN, Status
 from cortex_school.settings import IngestSettings, PolicySettings
 from cortex_school.store import improvement_key
@@ -21,7 +21,7 @@ from cortex_school.workers import render_plan
 from cortex_school.workers.gitops import GitOpsRepo
 from cortex_school.workers.implement import commit_message, to_files
 from cortex_school.workers.manifests import RenderContext
-from cortex_school.workers.planner import Inventory, OfflinePlanner
+from cortex_school.workers.planning import Inventory, OfflinePlanner
 from cortex_school.workers.policy import check_all
 
 CAPS = IngestSettings()
@@ -139,7 +139,7 @@ def test_ten_thousand_proposals_at_once_bounded_memory_exact_funnel(store):
         tracemalloc.stop()
         assert len(report.created) == 1000 and len(report.rejections) == 10
     funnel = store.funnel()
-    rejected = store.redis.llen("improvements:rejected")
+    rejected = store._redis.llen("improvements:rejected")
     print(f"\nflood: 10,000 stored, {rejected} rejection records, {len(enqueued)} pipelines queued, "
           f"peak traced memory per document {max(peaks) / 2**20:.1f} MiB (first {peaks[0] / 2**20:.1f})")
     assert funnel[Status.RAW] == 10_000 == len(enqueued) == len(set(i.id for i in enqueued))

@@ -19,7 +19,7 @@ from cortex_school.settings import PolicySettings
 from cortex_school.states import RESTING_BEFORE_DEPLOY
 from cortex_school.workers.gitops import GitOpsRepo, ensure_bare_remote
 from cortex_school.workers.implement import Implementer, run_implement
-from cortex_school.workers.planner import OfflinePlanner
+from cortex_school.workers.planning import OfflinePlanner
 from cortex_school.workers.schema_check import SchemaChecker
 from tests.factories import make_improvement
 from tests.live import celery_call, wait_until_idle
@@ -67,7 +67,7 @@ def alert_improvement(video_id="implvideo01"):
 
 
 def test_an_approved_improvement_ends_as_a_merge_commit_and_is_queued_for_deploy(worker, store, remote):
-    store.redis.delete("deploy")
+    store._redis.delete("deploy")
     imp = alert_improvement()
     store.create(imp, actor="test", reason="test")
     enqueue(imp)
@@ -88,7 +88,7 @@ def test_an_approved_improvement_ends_as_a_merge_commit_and_is_queued_for_deploy
                  "Co-Authored-By: Cortex Online School <school@cortex.ai>"):
         assert line in body
     assert json.loads(fields["plan"])["planner"] == "offline-planner"
-    assert store.redis.llen("deploy") == 1  # the deploy stage's queue
+    assert store._redis.llen("deploy") == 1  # the deploy stage's queue
     timeline = [e.to_status for e in store.timeline(imp.id)]
     assert timeline[-3:] == ["approved", "implementing", "committed"]
 
@@ -166,7 +166,7 @@ def test_a_rerun_after_a_crash_between_push_and_transition_reuses_the_commit(sto
                                    actor="t@h")
     assert outcome.status == "committed" and first is not None
     # Simulate the worker dying after the push, before the committed transition.
-    store.redis.hset(f"improvement:{imp.id}", "status", "implementing")
+    store._redis.hset(f"improvement:{imp.id}", "status", "implementing")
     count = git(remote, "rev-list", "--count", "main")
     outcome, again = run_implement(store, imp.id, implementer=implementer, worker="monitoring",
                                    actor="t@h")
@@ -179,7 +179,7 @@ def test_a_rerun_after_a_crash_between_push_and_transition_reuses_the_commit(sto
 
 def llm_implementer(llm, remote, tmp_path):
     from cortex_school.experts.anthropic_backend import ClaudeExpert
-    from cortex_school.workers.planner import LLMPlanner
+    from cortex_school.workers.planning import LLMPlanner
 
     expert = ClaudeExpert("monitoring", "claude-haiku-4", api_key="test-key", base_url=llm.url,
                           max_tokens=1024, timeout=5.0)
@@ -247,7 +247,7 @@ def test_a_second_run_waits_while_one_holds_the_improvements_lock(worker, store,
 
     imp = approved(store, alert_improvement("lockvideo01").model_copy(
         update={"description": "Alert when Qdrant has been down for ten minutes"}))
-    lock = store.redis.lock(f"improvement:{imp.id}:implementing", timeout=60)
+    lock = store._redis.lock(f"improvement:{imp.id}:implementing", timeout=60)
     assert lock.acquire(blocking=False)
     implement_signature(imp).apply_async()
     time.sleep(2)

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from cortex_school.ingest import ingest_document, parse_document
+from cortex_school.intake.ingest import ingest_document, parse_document
 from cortex_school.models import Status, improvement_id
 from tests.conftest import SAMPLES
 from tests.factories import document
@@ -141,8 +141,8 @@ def test_ingest_stores_once_records_rejections_and_enqueues_new_only(store, caps
     enqueued = []
     first = ingest_document(store, doc, "f.json", caps=caps, enqueue=enqueued.append)
     assert len(first.created) == 1 and len(first.rejections) == 2
-    assert store.redis.llen("improvements:rejected") == 2
-    stored = json.loads(store.redis.lindex("improvements:rejected", 0))
+    assert store._redis.llen("improvements:rejected") == 2
+    stored = json.loads(store._redis.lindex("improvements:rejected", 0))
     assert stored["source"] == "f.json" and stored["location"].startswith("improvements.passive[1]")
     store.transition(first.created[0], Status.PENDING_REVIEW, actor="t", reason="t")
     again = ingest_document(store, doc, "f.json", caps=caps, enqueue=enqueued.append)

@@ -7,8 +7,8 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from cortex_school import bridge as bridge_module
-from cortex_school.bridge import (
+from cortex_school.intake import bridge as bridge_module
+from cortex_school.intake.bridge import (
     EXCERPT_CHARS,
     dead_letter_list,
     processing_list,
@@ -16,7 +16,7 @@ from cortex_school.bridge import (
     starts_hash,
 )
 from cortex_school.cli import app
-from cortex_school.ingest import ingest_document, iter_sources, max_json_depth, parse_document
+from cortex_school.intake.ingest import ingest_document, iter_sources, max_json_depth, parse_document
 from cortex_school.settings import Settings, _Settings
 from tests.conftest import SAMPLES
 from tests.factories import document
@@ -154,9 +154,9 @@ def test_cli_ingest_of_good_files_still_exits_0(store):
 @pytest.fixture
 def lists(store):
     keys = (SOURCE, processing_list(SOURCE), dead_letter_list(SOURCE), starts_hash(SOURCE))
-    store.redis.delete(*keys)
-    yield store.redis
-    store.redis.delete(*keys)
+    store._redis.delete(*keys)
+    yield store._redis
+    store._redis.delete(*keys)
 
 
 def flaky_ingest(store, caps, enqueued):

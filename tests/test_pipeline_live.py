@@ -9,8 +9,8 @@ from celery.result import AsyncResult
 
 from celeryconfig import PIPELINE_QUEUES
 from cortex_school.celery import app
-from cortex_school.demo import index_platform
-from cortex_school.ingest import ingest_document
+from cortex_school.cli.demo import index_platform
+from cortex_school.intake.ingest import ingest_document
 from cortex_school.models import Status, improvement_id
 from cortex_school.pipeline import enqueue
 from cortex_school.settings import IngestSettings
@@ -44,7 +44,7 @@ def ingest_samples(store, caps):
 
 def state_of(store, ids):
     """Every hash and timeline of the given improvements, plus the stage sorted sets."""
-    r = store.redis
+    r = store._redis
     snap = {i: (r.hgetall(f"improvement:{i}"), r.lrange(f"improvement:{i}:timeline", 0, -1))
             for i in ids}
     for key in r.scan_iter(match="improvements:*"):
@@ -120,14 +120,14 @@ def test_samples_reach_the_right_stages_with_the_right_reasons(processed):
         assert len(answers) == len(imp.assessment.consulted or [imp.expert])
         if imp.status is Status.APPROVED:
             assert imp.relevance >= 0.90 and imp.decision.decided_by == "auto-approval-gate"
-            assert store.redis.zscore("improvements:implementation", imp.id) == round(imp.relevance * 100, 2)
+            assert store._redis.zscore("improvements:implementation", imp.id) == round(imp.relevance * 100, 2)
         else:
-            assert store.redis.zscore("improvements:pending_review", imp.id) is not None
+            assert store._redis.zscore("improvements:pending_review", imp.id) is not None
 
     funnel = store.funnel()
     assert sum(funnel.values()) == len(ids)
-    assert funnel[Status.APPROVED] == store.redis.zcard("improvements:implementation") >= 4
-    assert funnel[Status.PENDING_REVIEW] == store.redis.zcard("improvements:pending_review")
+    assert funnel[Status.APPROVED] == store._redis.zcard("improvements:implementation") >= 4
+    assert funnel[Status.PENDING_REVIEW] == store._redis.zcard("improvements:pending_review")
 
 
 def test_reingesting_the_samples_changes_nothing(processed):

@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from cortex_school.cluster.metrics import PrometheusMetrics
-from cortex_school.health import Targets, check_metrics
+from cortex_school.delivery.cluster.metrics import PrometheusMetrics
+from cortex_school.delivery.health import Targets, check_metrics
 from cortex_school.settings import DeploySettings
 
 PROMETHEUS = shutil.which("prometheus")

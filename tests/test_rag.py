@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from cortex_school.models import Status
-from cortex_school.rag.capacity import estimate_resources, parse_cpu, parse_memory
-from cortex_school.rag.checks import (
+from cortex_school.validation.capacity_model import estimate_resources, parse_cpu, parse_memory
+from cortex_school.validation import (
     ArchitecturalConflictCheck,
     CapacityCheck,
     DependencyCheck,
@@ -19,9 +19,9 @@ from cortex_school.rag.checks import (
     extract_dependencies,
     prohibitions,
 )
-from cortex_school.rag.chunking import chunk_manifests, chunk_markdown
-from cortex_school.rag.embedding import get_embedder
-from cortex_school.rag.index import EmbeddedIndex
+from cortex_school.validation.rag.chunking import chunk_manifests, chunk_markdown
+from cortex_school.validation.rag.embedding import get_embedder
+from cortex_school.validation.rag.index import EmbeddedIndex
 from tests.factories import make_improvement
 
 DOC = textwrap.dedent("""\
@@ -123,7 +123,7 @@ def test_semantic_duplicate_fires_on_a_paraphrase_and_not_on_a_neighbour(index, 
     done = make_improvement("Add a PrometheusRule alerting on Redis memory usage above 80%",
                             video_id="video000001", category="monitoring")
     store.create(done, actor="t", reason="t")
-    store.redis.hset(f"improvement:{done.id}", "status", Status.APPROVED.value)
+    store._redis.hset(f"improvement:{done.id}", "status", Status.APPROVED.value)
     ctx.remember(done)
     check = SemanticDuplicateCheck(ctx, store, 0.85)
     paraphrase = make_improvement("Alert when Redis memory usage goes above 80 percent",
@@ -140,7 +140,7 @@ def test_semantic_duplicate_of_a_failed_improvement_names_the_failure(index, emb
     ctx = RagContext(index, embedder)
     failed = make_improvement("Enable Redis cluster mode with six shards", video_id="video000004")
     store.create(failed, actor="t", reason="t")
-    store.redis.hset(f"improvement:{failed.id}", mapping={"status": "failed",
+    store._redis.hset(f"improvement:{failed.id}", mapping={"status": "failed",
                                                           "failure_reason": "Pod CrashLoopBackOff"})
     ctx.remember(failed)
     again = make_improvement("Turn on Redis cluster mode with 6 shards", video_id="video000005")
@@ -225,7 +225,7 @@ def fake_llm():
 
 def llm_judge(fake_llm):
     from cortex_school.experts.anthropic_backend import ClaudeExpert
-    from cortex_school.rag.judge import LLMJudge
+    from cortex_school.validation.rag.judge import LLMJudge
 
     return LLMJudge(ClaudeExpert("architecture", "claude-opus-4-5", api_key="k", base_url=fake_llm.url,
                                  max_tokens=256, timeout=2))
@@ -255,7 +255,7 @@ def test_an_unusable_judge_is_reported_and_the_rules_still_apply(index, embedder
 
 
 def test_the_gitops_corpus_follows_the_repository_after_a_commit(index, tmp_path):
-    from cortex_school.indexing import reindex_gitops_repo
+    from cortex_school.validation.indexing import reindex_gitops_repo
     from cortex_school.workers.gitops import GitOpsRepo, ensure_bare_remote
 
     seed = Path(__file__).resolve().parent.parent / "examples" / "platform" / "gitops"

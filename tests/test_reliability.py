@@ -96,12 +96,12 @@ def test_a_worker_killed_mid_stage_loses_nothing_and_repeats_nothing(store, env,
         # Kill it while experts, validation and implementation are all busy.
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
-            moved = int(store.redis.hget("improvements:metrics:transitions", "validated") or 0)
-            committing = int(store.redis.hget("improvements:metrics:transitions", "implementing") or 0)
+            moved = int(store._redis.hget("improvements:metrics:transitions", "validated") or 0)
+            committing = int(store._redis.hget("improvements:metrics:transitions", "implementing") or 0)
             if moved >= 250 and committing >= 2:
                 break
             time.sleep(0.05)
-        in_flight = sum(1 for i in ids if store.redis.hget(f"improvement:{i}", "status")
+        in_flight = sum(1 for i in ids if store._redis.hget(f"improvement:{i}", "status")
                         not in {s.value for s in RESTING_BEFORE_DEPLOY})
         kill_hard(first)
     finally:
@@ -158,8 +158,8 @@ def test_a_task_whose_worker_dies_every_time_is_dead_lettered(store, tmp_path):
         kills = 0
 
         def starts() -> int:
-            return sum(int(store.redis.get(k) or 0)
-                       for k in store.redis.scan_iter(match="improvements:deliveries:*"))
+            return sum(int(store._redis.get(k) or 0)
+                       for k in store._redis.scan_iter(match="improvements:deliveries:*"))
 
         for round_ in range(4):
             before = starts()
@@ -191,7 +191,7 @@ def test_a_task_whose_worker_dies_every_time_is_dead_lettered(store, tmp_path):
     assert kills in (2, 3)
     assert fields["status"] == Status.PENDING_REVIEW.value
     assert "delivered 2 times and its worker died every time" in fields["dead_lettered"]
-    record = json.loads(store.redis.lindex("improvements:dead_letter", 0))
+    record = json.loads(store._redis.lindex("improvements:dead_letter", 0))
     assert record["task"] == "cortex_school.tasks.evaluate.evaluate" and record["args"][0] == imp.id
 
 
@@ -213,7 +213,7 @@ def own_redis(tmp_path):
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:
-                store.redis.ping()
+                store._redis.ping()
                 return proc, store
             except Exception:  # noqa: BLE001 - not up yet
                 time.sleep(0.05)
@@ -254,7 +254,7 @@ def test_a_redis_restart_mid_run_loses_nothing_and_workers_reconnect(own_redis, 
         assert len(ids) == 36
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and int(
-                store.redis.hget("improvements:metrics:transitions", "categorized") or 0) < 5:
+                store._redis.hget("improvements:metrics:transitions", "categorized") or 0) < 5:
             time.sleep(0.02)
         store = restart()
         restarted = time.monotonic()
@@ -283,7 +283,7 @@ def test_the_sweep_task_resumes_an_improvement_whose_messages_were_lost(store, t
     imp = make_improvement("A proposal whose messages were lost", video_id="lostmsg0001",
                            relevance=0.5)
     store.create(imp, actor="test", reason="test")  # created, never enqueued: nothing queued
-    store.redis.hset(f"improvement:{imp.id}", "status_since", str(time.time() - 3600))
+    store._redis.hset(f"improvement:{imp.id}", "status_since", str(time.time() - 3600))
     name = f"sweep-{os.getpid()}@localhost"
     proc = start_worker(queues=PIPELINE_QUEUES, concurrency=1, name=name,
                         env={"RAG_ENABLED": "false"}, log=open(tmp_path / "s.log", "wb"))

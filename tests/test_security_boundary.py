@@ -176,7 +176,7 @@ def planner_remote(tmp_path_factory):
 
 def obeying_implementer(llm, remote, workdir, expert="security"):
     from cortex_school.experts.anthropic_backend import ClaudeExpert
-    from cortex_school.workers.planner import LLMPlanner
+    from cortex_school.workers.planning import LLMPlanner
 
     model = ClaudeExpert(expert, "claude-haiku-4", api_key="test-key", base_url=llm.url,
                          max_tokens=1024, timeout=5.0)
@@ -432,7 +432,7 @@ def test_an_object_only_the_cluster_has_is_not_taken_over(httpserver):
     403 (no permission to look) is no claim either way; the system's pods' labels are read."""
     from kubernetes import client
 
-    from cortex_school.cluster.kubernetes_api import KubernetesCluster
+    from cortex_school.delivery.cluster.kubernetes_api import KubernetesCluster
 
     httpserver.expect_request(f"/api/v1/namespaces/{NS}/serviceaccounts/backup-agent").respond_with_json(
         {"kind": "ServiceAccount", "metadata": {"name": "backup-agent", "namespace": NS}})

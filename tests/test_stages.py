@@ -96,10 +96,10 @@ def test_human_review_approve_reject_and_acknowledge(store, settings):
         run_all(store, settings, imp)
         assert store.get(imp.id).status is Status.PENDING_REVIEW
     assert review(store, low.id, approve=True, reviewer="ana", reason="worth it").status == "approved"
-    assert store.redis.zscore("improvements:implementation", low.id) == 50.0
+    assert store._redis.zscore("improvements:implementation", low.id) == 50.0
     assert store.get(low.id).decision.decided_by == "human:ana"
     assert review(store, concept.id, approve=True, reviewer="ana", reason="noted").status == "acknowledged"
-    assert store.redis.zscore("improvements:implementation", concept.id) is None
+    assert store._redis.zscore("improvements:implementation", concept.id) is None
     assert review(store, other.id, approve=False, reviewer="bo", reason="not for us").status == "rejected"
     with pytest.raises(TransitionRefused, match="not pending_review"):
         review(store, other.id, approve=True, reviewer="bo", reason="changed my mind")

@@ -14,7 +14,7 @@ from tests.factories import make_improvement
 
 def force_status(store, imp_id: str, status: Status, expert: str = "security") -> None:
     """Put an improvement at ``status`` with its stage and status sets, bypassing the machine."""
-    r = store.redis
+    r = store._redis
     current = r.hget(f"improvement:{imp_id}", "status")
     r.srem(status_key(current), imp_id)
     for key in STAGE_KEYS.get(Status(current), ()):
@@ -26,7 +26,7 @@ def force_status(store, imp_id: str, status: Status, expert: str = "security") -
 
 
 def snapshot(store, imp_id):
-    r = store.redis
+    r = store._redis
     keys = sorted(r.scan_iter(match="improvement*"))
     out = {}
     for k in keys:
@@ -40,7 +40,7 @@ def test_create_writes_the_design_keys_once(store):
     imp = make_improvement(category="knowledge")
     assert store.create(imp, actor="test", reason="first") is True
     assert store.create(imp, actor="test", reason="again") is False
-    r = store.redis
+    r = store._redis
     assert r.hget(f"improvement:{imp.id}", "status") == "raw"
     assert r.zscore("improvements:raw", imp.id) is not None
     assert r.sismember("improvements:status:raw", imp.id)
@@ -56,7 +56,7 @@ def test_transition_moves_stage_sets_fields_and_timeline_together(store):
     result = store.transition(imp.id, Status.CATEGORIZED, actor="router", reason="category",
                               fields={"expert": "architecture"})
     assert result.applied and result.previous == "raw"
-    r = store.redis
+    r = store._redis
     assert r.zscore("improvements:raw", imp.id) is None
     assert r.zscore("improvements:category:architecture", imp.id) is not None
     assert not r.sismember("improvements:status:raw", imp.id)
@@ -71,8 +71,8 @@ def test_approved_enters_implementation_with_priority_score(store):
     store.create(imp, actor="t", reason="t")
     force_status(store, imp.id, Status.VALIDATED, expert="architecture")
     store.transition(imp.id, Status.APPROVED, actor="gate", reason="ok", priority=92.0)
-    assert store.redis.zscore("improvements:implementation", imp.id) == 92.0
-    assert store.redis.zscore("improvements:approved", imp.id) > 1e9  # a timestamp
+    assert store._redis.zscore("improvements:implementation", imp.id) == 92.0
+    assert store._redis.zscore("improvements:approved", imp.id) > 1e9  # a timestamp
 
 
 def test_same_transition_twice_is_a_noop_without_a_second_timeline_entry(store):
@@ -87,7 +87,7 @@ def test_same_transition_twice_is_a_noop_without_a_second_timeline_entry(store):
 
 def test_unknown_id_is_missing(store):
     assert store.transition("0" * 16, Status.CATEGORIZED, actor="t", reason="t").outcome == "missing"
-    assert not store.redis.exists("improvement:" + "0" * 16)
+    assert not store._redis.exists("improvement:" + "0" * 16)
 
 
 PAIRS = [(a, b) for a, b in itertools.product(Status, Status) if a != b]
@@ -102,9 +102,9 @@ def test_every_pair_applies_iff_the_table_allows_it(store, source, target):
     result = store.transition(imp.id, target, actor="t", reason="t", fields={"probe": "1"})
     if target in ALLOWED_TRANSITIONS[source]:
         assert result.outcome == "applied"
-        assert store.redis.hget(f"improvement:{imp.id}", "status") == target.value
-        assert store.redis.sismember(status_key(target), imp.id)
-        assert not store.redis.sismember(status_key(source), imp.id)
+        assert store._redis.hget(f"improvement:{imp.id}", "status") == target.value
+        assert store._redis.sismember(status_key(target), imp.id)
+        assert not store._redis.sismember(status_key(source), imp.id)
     else:
         assert (result.outcome, result.previous) == ("refused", source.value)
         assert snapshot(store, imp.id) == before
@@ -114,9 +114,9 @@ def test_rollbacks_since_counts_only_the_window(store):
     now = utcnow()
     for minutes in (200, 90, 50, 20, 5):
         store.log_rollback("a" * 16, "pod crash", at=now - timedelta(minutes=minutes))
-    store.redis.lpush("improvements:rollback_log", "not json")
+    store._redis.lpush("improvements:rollback_log", "not json")
     assert store.rollbacks_since(timedelta(hours=1), now=now) == 3
-    entry = json.loads(store.redis.lindex("improvements:rollback_log", 1))
+    entry = json.loads(store._redis.lindex("improvements:rollback_log", 1))
     assert set(entry) == {"improvement_id", "reason", "timestamp"}
 
 

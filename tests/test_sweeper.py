@@ -18,7 +18,7 @@ def stuck_at(store, status, seconds_ago, video):
                               Status.IMPLEMENTING, Status.COMMITTED, Status.DEPLOYED]}[status]
     for target in path:
         store.transition(imp.id, target, actor="test", reason="test")
-    store.redis.hset(f"improvement:{imp.id}", "status_since", str(time.time() - seconds_ago))
+    store._redis.hset(f"improvement:{imp.id}", "status_since", str(time.time() - seconds_ago))
     return imp
 
 

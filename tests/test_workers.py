@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cortex_school.ingest import parse_document
-from cortex_school.rag.chunking import chunk_gitops_dir
+from cortex_school.intake.ingest import parse_document
+from cortex_school.validation.rag.chunking import chunk_gitops_dir
 from cortex_school.settings import IngestSettings, PolicySettings
 from cortex_school.workers import RENDERERS, render_plan, worker_for
 from cortex_school.workers.manifests import PlanError, RenderContext
 from cortex_school.workers.naming import DNS1123_LABEL, dns1123
 from cortex_school.workers.plan import KIND_OWNERS, ImplementationPlan, PlannedResource, Port
-from cortex_school.workers.planner import Inventory, OfflinePlanner, images_in, namespace_in, ports_in
+from cortex_school.workers.planning import Inventory, OfflinePlanner, images_in, namespace_in, ports_in
 from cortex_school.workers.policy import check_all, check_manifest
 from cortex_school.workers.schema_check import SchemaChecker, crd_validators
 from tests.factories import make_improvement

@@ -135,7 +135,7 @@ class PipelineTask(Task):  # type: ignore[misc]
         moved = store.transition(improvement_id, Status.PENDING_REVIEW, actor=self.actor(),
                                  reason=reason[:2000], fields={"review_reason": reason[:2000]})
         if moved.applied:
-            from cortex_school.leases import release
+            from cortex_school.delivery.leases import release
 
             release(store, improvement_id)
         return {"improvement_id": improvement_id, "stage": self.stage,
@@ -180,7 +180,7 @@ class PipelineTask(Task):  # type: ignore[misc]
         if not store.exists(improvement_id):
             return
         store.set_fields(improvement_id, {"last_error": reason})
-        from cortex_school.leases import release
+        from cortex_school.delivery.leases import release
         from cortex_school.pipeline import DELIVERY, compensate
 
         if store.field(improvement_id, "status") in {s.value for s in DELIVERY}:

@@ -12,7 +12,7 @@ from datetime import timedelta
 from typing import Any
 
 from cortex_school.celery import app
-from cortex_school.deployment import Step, run_deploy, run_rollback, run_verify
+from cortex_school.delivery import Step, run_deploy, run_rollback, run_verify
 from cortex_school.errors import Wait
 from cortex_school.models import Status
 from cortex_school.pipeline import compensate, next_step

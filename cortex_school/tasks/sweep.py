@@ -7,7 +7,7 @@ from typing import Any
 from celery import Task
 
 from cortex_school.celery import app
-from cortex_school.deployment import rollback_under_way
+from cortex_school.delivery import rollback_under_way
 from cortex_school.models import Improvement
 from cortex_school.pipeline import give_up, resume
 from cortex_school.runtime import get_settings, get_store

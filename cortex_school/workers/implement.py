@@ -21,15 +21,15 @@ from typing import Any, Callable
 import yaml
 
 from cortex_school.models import Improvement, Status, utcnow
-from cortex_school.rag.chunking import chunk_gitops_dir
+from cortex_school.validation.rag.chunking import chunk_gitops_dir
 from cortex_school.settings import PolicySettings
-from cortex_school.stages import StageOutcome, _apply, _load
+from cortex_school.outcome import StageOutcome, apply_transition, load
 from cortex_school.store import RedisStore, improvement_key
 from cortex_school.workers import render_plan
 from cortex_school.workers.gitops import CommitResult, GitOpsConflict, GitOpsRepo
 from cortex_school.workers.manifests import PlanError, RenderContext
 from cortex_school.workers.plan import ImplementationPlan
-from cortex_school.workers.planner import Inventory, Planner
+from cortex_school.workers.planning import Inventory, Planner
 from cortex_school.workers.manifest_files import repo_context
 from cortex_school.workers.policy import (
     GateContext,
@@ -148,10 +148,10 @@ def commit_message(improvement: Improvement, plan: ImplementationPlan,
 
 def _to_review(store: RedisStore, improvement: Improvement, reason: str, actor: str,
                extra: dict[str, str] | None = None) -> StageOutcome:
-    from cortex_school.leases import release
+    from cortex_school.delivery.leases import release
 
     release(store, improvement.id)
-    return _apply(store, improvement, STAGE, Status.PENDING_REVIEW, actor=actor,
+    return apply_transition(store, improvement, STAGE, Status.PENDING_REVIEW, actor=actor,
                   reason=reason[:2000], fields={"review_reason": reason[:2000], **(extra or {})})
 
 
@@ -163,7 +163,7 @@ def _violations_reason(violations: list[Violation]) -> str:
 
 def run_implement(store: RedisStore, improvement_id: str, *, implementer: Implementer,
                   worker: str, actor: str) -> tuple[StageOutcome, CommitResult | None]:
-    loaded = _load(store, improvement_id, STAGE)
+    loaded = load(store, improvement_id, STAGE)
     if isinstance(loaded, StageOutcome):
         return loaded, None
     if loaded.status is Status.APPROVED:
@@ -172,7 +172,7 @@ def run_implement(store: RedisStore, improvement_id: str, *, implementer: Implem
             reason=f"assigned to the {worker} worker",
             fields={"assigned_worker": f"{worker}@{actor.split('@', 1)[-1]}",
                     "implementation_started_at": utcnow().isoformat()},
-            priority=float(store.redis.hget(improvement_key(loaded.id), "priority") or 0),
+            priority=float(store.field(loaded.id, "priority") or 0),
         )
         if not started.applied and started.outcome != "noop":
             return StageOutcome(improvement_id=loaded.id, stage=STAGE, outcome="skipped",
@@ -193,13 +193,12 @@ def run_implement(store: RedisStore, improvement_id: str, *, implementer: Implem
         else chunk_gitops_dir(workdir)
     inventory = Inventory.from_payloads([c.payload for c in chunks])
 
-    key = improvement_key(loaded.id)
-    if not store.redis.hget(key, "plan"):
+    if not store.field(loaded.id, "plan"):
         plan = implementer.planner.plan(loaded, inventory)
         # Kept before anything else happens (first writer wins): every run and a person
         # see the same plan.
-        store.redis.hsetnx(key, "plan", plan.model_dump_json())
-    plan = ImplementationPlan.model_validate_json(store.redis.hget(key, "plan") or "{}")
+        store.set_once(loaded.id, "plan", plan.model_dump_json())
+    plan = ImplementationPlan.model_validate_json(store.field(loaded.id, "plan") or "{}")
 
     if not plan.resources:
         steps = "; ".join(plan.manual_steps) or "none"
@@ -234,7 +233,7 @@ def run_implement(store: RedisStore, improvement_id: str, *, implementer: Implem
         holder = implementer.lease(loaded.id, plan.namespaces)
         if holder is not None:
             # Waiting its turn is progress, not a stall: the stuck sweep leaves it alone.
-            store.redis.hset(key, "last_swept_at", str(utcnow().timestamp()))
+            store.set_fields(loaded.id, {"last_swept_at": str(utcnow().timestamp())})
             return StageOutcome(
                 improvement_id=loaded.id, stage=STAGE, outcome="waiting", status=loaded.status.value,
                 detail=f"waiting: {holder} is in flight in {', '.join(plan.namespaces)} "
@@ -278,7 +277,7 @@ def _committed(store: RedisStore, loaded: Improvement, result: CommitResult,
     }
     where = (f"merged into {implementer.repo.branch} as {result.merge_commit[:12]}" if merged
              else f"pushed branch {result.branch} ({result.commit[:12]}); merge left to a person")
-    outcome = _apply(store, loaded, STAGE, Status.COMMITTED, actor=actor,
+    outcome = apply_transition(store, loaded, STAGE, Status.COMMITTED, actor=actor,
                      reason=f"{len(result.files)} file(s) {where}"
                      + (" (existing commit reused)" if result.reused else ""), fields=fields)
     store.count("implement_committed")

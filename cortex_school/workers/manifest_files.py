@@ -15,7 +15,7 @@ from typing import Any, Iterable
 
 import yaml
 
-from cortex_school.ingest import max_json_depth
+from cortex_school.intake.ingest import max_json_depth
 from cortex_school.workers.policy import GateContext
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")

@@ -1,7 +1,7 @@
 """The implementation plan: which Kubernetes resources an improvement needs.
 
 A plan is made by the improvement's expert (an LLM answers with this schema as
-structured output) or, offline, by :mod:`cortex_school.workers.planner`. It is data
+structured output) or, offline, by :mod:`cortex_school.workers.planning`. It is data
 about resources, never manifests: the workers render manifests from it with secure
 defaults, so nothing a model or a video says can add a field such as ``privileged``.
 Fields a kind does not use are ignored by that kind's renderer.
@@ -13,6 +13,8 @@ import re
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from cortex_school.settings import WORKERS as SETTINGS_WORKERS
 
 # What the workers know how to render, and which worker owns each kind.
 KIND_OWNERS: dict[str, str] = {
@@ -44,7 +46,7 @@ ResourceKind = Literal[
     "RoleBinding", "ServiceAccount", "NetworkPolicy", "Certificate", "SecretRotationCronJob",
     "MigrationJob", "BackupCronJob", "PrometheusRule", "ServiceMonitor", "GrafanaDashboard",
 ]
-WORKERS: tuple[str, ...] = ("architecture", "integration", "security", "database", "monitoring")
+WORKERS = SETTINGS_WORKERS
 
 _QUANTITY = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|m|k|M|G|T)?$"
 _CRON = re.compile(r"^(@(hourly|daily|weekly|monthly|yearly)|(\S+\s+){4}\S+)$")

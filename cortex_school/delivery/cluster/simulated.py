@@ -23,7 +23,7 @@ from typing import Any, Iterable
 import redis
 import yaml
 
-from cortex_school.cluster import AppState, PodState
+from cortex_school.delivery.cluster import AppState, PodState
 
 KEY = "simulated:cluster"  # hash: app name → JSON state
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
@@ -102,7 +102,7 @@ class SimulatedCluster:
         root = self.repo.sync()
         spec = self._applications(root).get(app)
         if spec is None:
-            from cortex_school.cluster import ClusterRefused
+            from cortex_school.delivery.cluster import ClusterRefused
 
             raise ClusterRefused(f"ArgoCD Application {app} not found")
         previous = self._state(app) or {}

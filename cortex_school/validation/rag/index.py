@@ -27,8 +27,8 @@ import redis
 from pydantic import BaseModel
 from qdrant_client import QdrantClient, models
 
-from cortex_school.rag.chunking import Chunk
-from cortex_school.rag.embedding import Embedder
+from cortex_school.validation.rag.chunking import Chunk
+from cortex_school.validation.rag.embedding import Embedder
 
 CORPORA: tuple[str, ...] = ("docs", "gitops", "improvements", "known_issues")
 KEYWORD_FIELDS: dict[str, tuple[str, ...]] = {

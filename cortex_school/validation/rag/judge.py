@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from cortex_school.experts.prompts import DATA_CLOSE, DATA_OPEN
 from cortex_school.models import Improvement
-from cortex_school.rag.index import Hit
+from cortex_school.validation.rag.index import Hit
 
 if TYPE_CHECKING:
     from cortex_school.experts.llm import LLMExpert, ToolSpec

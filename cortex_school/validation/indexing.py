@@ -8,14 +8,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cortex_school.models import Status
-from cortex_school.rag.chunking import (
+from cortex_school.store import RedisStore
+from cortex_school.validation.rag.chunking import (
     chunk_docs_dir,
     chunk_gitops_dir,
     chunk_markdown,
     improvement_chunk,
 )
-from cortex_school.rag.index import SyncReport, VectorIndex
-from cortex_school.store import RedisStore
+from cortex_school.validation.rag.index import SyncReport, VectorIndex
 
 if TYPE_CHECKING:
     from cortex_school.workers.gitops import GitOpsRepo

@@ -196,6 +196,24 @@ return {'applied', current}
 """
 
 
+LEASE_PREFIX = "improvements:namespace_lease:"
+_ACQUIRE_LEASES_LUA = """
+-- KEYS: lease keys. ARGV: improvement id. Returns the first other holder, or '' when taken.
+for _, k in ipairs(KEYS) do
+  local cur = redis.call('GET', k)
+  if cur and cur ~= ARGV[1] then return cur end
+end
+for _, k in ipairs(KEYS) do redis.call('SET', k, ARGV[1]) end
+return ''
+"""
+_RELEASE_LEASES_LUA = """
+-- KEYS: lease keys. ARGV: holder. Deletes only leases that holder still has.
+local n = 0
+for _, k in ipairs(KEYS) do
+  if redis.call('GET', k) == ARGV[1] then redis.call('DEL', k); n = n + 1 end
+end
+return n
+"""
 _RELEASE_IF_LUA = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -220,15 +238,20 @@ class RedisStore:
     """The pipeline's state: improvements, their timelines, flags and logs."""
 
     def __init__(self, client: redis.Redis) -> None:
-        self.redis = client
+        self._redis = client
         self._create = client.register_script(_CREATE_LUA)
         self._transition = client.register_script(_TRANSITION_LUA)
         self._save_assessment = client.register_script(_SAVE_ASSESSMENT_LUA)
         self._release_if = client.register_script(_RELEASE_IF_LUA)
+        self._acquire_leases = client.register_script(_ACQUIRE_LEASES_LUA)
+        self._release_leases = client.register_script(_RELEASE_LEASES_LUA)
 
     @classmethod
     def from_url(cls, url: str) -> "RedisStore":
-        return cls(redis.Redis.from_url(url, decode_responses=True, health_check_interval=30))
+        return cls(connect(url))
+
+    def ping(self) -> bool:
+        return bool(self._redis.ping())
 
     # -- improvements -------------------------------------------------------
     def create(self, improvement: Improvement, *, actor: str, reason: str) -> bool:
@@ -257,15 +280,15 @@ class RedisStore:
         return bool(created)
 
     def get(self, improvement_id: str) -> Improvement | None:
-        data = self.redis.hgetall(improvement_key(improvement_id))
+        data = self._redis.hgetall(improvement_key(improvement_id))
         return Improvement.from_hash(data) if data else None
 
     def raw_fields(self, improvement_id: str) -> dict[str, str]:
-        return self.redis.hgetall(improvement_key(improvement_id))
+        return self._redis.hgetall(improvement_key(improvement_id))
 
     def fields(self, improvement_id: str, *names: str) -> list[str | None]:
         """Some of the improvement's fields, in order (None for each one it lacks)."""
-        return list(self.redis.hmget(improvement_key(improvement_id), list(names)))
+        return list(self._redis.hmget(improvement_key(improvement_id), list(names)))
 
     def field(self, improvement_id: str, name: str) -> str | None:
         return self.fields(improvement_id, name)[0]
@@ -273,18 +296,18 @@ class RedisStore:
     def set_fields(self, improvement_id: str, mapping: dict[str, str]) -> None:
         """Write fields that do not change the status (progress of a stage, notes)."""
         if mapping:
-            self.redis.hset(improvement_key(improvement_id), mapping=mapping)
+            self._redis.hset(improvement_key(improvement_id), mapping=mapping)
 
     def set_once(self, improvement_id: str, name: str, value: str) -> bool:
         """Write a field only if it is not there yet; True for the one caller that did."""
-        return bool(self.redis.hsetnx(improvement_key(improvement_id), name, value))
+        return bool(self._redis.hsetnx(improvement_key(improvement_id), name, value))
 
     def clear_fields(self, improvement_id: str, *names: str) -> None:
         if names:
-            self.redis.hdel(improvement_key(improvement_id), *names)
+            self._redis.hdel(improvement_key(improvement_id), *names)
 
     def exists(self, improvement_id: str) -> bool:
-        return bool(self.redis.exists(improvement_key(improvement_id)))
+        return bool(self._redis.exists(improvement_key(improvement_id)))
 
     def transition(
         self,
@@ -338,21 +361,21 @@ class RedisStore:
     def assessments(self, improvement_id: str) -> dict[str, Assessment]:
         return {
             expert: Assessment.model_validate_json(raw)
-            for expert, raw in self.redis.hgetall(assessments_key(improvement_id)).items()
+            for expert, raw in self._redis.hgetall(assessments_key(improvement_id)).items()
         }
 
     def count(self, field: str, amount: float = 1) -> None:
         """Running totals for metrics (``improvements:stats``)."""
         if isinstance(amount, int):
-            self.redis.hincrby(STATS_KEY, field, amount)
+            self._redis.hincrby(STATS_KEY, field, amount)
         else:
-            self.redis.hincrbyfloat(STATS_KEY, field, amount)
+            self._redis.hincrbyfloat(STATS_KEY, field, amount)
 
     def observe(self, name: str, value: float, buckets: tuple[float, ...]) -> None:
         """One observation of a histogram kept in Redis (``improvements:metrics:hist:<name>``),
         so every worker process adds to the same one."""
         key = f"improvements:metrics:hist:{name}"
-        pipe = self.redis.pipeline(transaction=False)
+        pipe = self._redis.pipeline(transaction=False)
         for le in buckets:
             if value <= le:
                 pipe.hincrby(key, str(le), 1)
@@ -361,54 +384,123 @@ class RedisStore:
         pipe.execute()
 
     def stats(self) -> dict[str, float]:
-        return {k: float(v) for k, v in self.redis.hgetall(STATS_KEY).items()}
+        return {k: float(v) for k, v in self._redis.hgetall(STATS_KEY).items()}
 
     def timeline(self, improvement_id: str) -> list[TimelineEntry]:
         return [
             TimelineEntry.model_validate_json(raw)
-            for raw in self.redis.lrange(timeline_key(improvement_id), 0, -1)
+            for raw in self._redis.lrange(timeline_key(improvement_id), 0, -1)
         ]
 
     def ids_with_status(self, status: Status | str) -> set[str]:
-        return set(self.redis.smembers(status_key(status)))
+        return set(self._redis.smembers(status_key(status)))
 
     def ids_with_fingerprint(self, fp: str) -> set[str]:
-        return set(self.redis.smembers(fingerprint_key(fp)))
+        return set(self._redis.smembers(fingerprint_key(fp)))
 
     def ids_for_video(self, video_id: str) -> set[str]:
-        return set(self.redis.smembers(video_key(video_id)))
+        return set(self._redis.smembers(video_key(video_id)))
 
     def many(self, ids: Iterable[str]) -> list[Improvement]:
-        pipe = self.redis.pipeline(transaction=False)
+        pipe = self._redis.pipeline(transaction=False)
         for i in ids:
             pipe.hgetall(improvement_key(i))
         return [Improvement.from_hash(d) for d in pipe.execute() if d]
 
     def funnel(self) -> dict[Status, int]:
-        pipe = self.redis.pipeline(transaction=False)
+        pipe = self._redis.pipeline(transaction=False)
         for status in Status:
             pipe.scard(status_key(status))
         return dict(zip(Status, pipe.execute()))
 
     def stage_members(self, key: str) -> list[tuple[str, float]]:
-        return [(m, s) for m, s in self.redis.zrange(key, 0, -1, withscores=True)]
+        return [(m, s) for m, s in self._redis.zrange(key, 0, -1, withscores=True)]
 
     def purge(self) -> int:
         """Delete every key this store owns (not the broker's). For tests and ``demo --reset``."""
         deleted = 0
         for pattern in ("improvement:*", "improvements:*", "rag:improvements:*"):
-            batch = list(self.redis.scan_iter(match=pattern, count=1000))
+            batch = list(self._redis.scan_iter(match=pattern, count=1000))
             for start in range(0, len(batch), 500):
-                deleted += self.redis.delete(*batch[start : start + 500])
+                deleted += self._redis.delete(*batch[start : start + 500])
         return deleted
+
+    def fields_many(self, ids: Iterable[str], *names: str) -> dict[str, list[str | None]]:
+        """The same fields of many improvements in one round trip: id → values in order."""
+        ordered = list(ids)
+        pipe = self._redis.pipeline(transaction=False)
+        for i in ordered:
+            pipe.hmget(improvement_key(i), list(names))
+        return dict(zip(ordered, pipe.execute()))
+
+    def increment_field(self, improvement_id: str, name: str, amount: int = 1) -> int:
+        return int(self._redis.hincrby(improvement_key(improvement_id), name, amount))
+
+    def note(self, improvement_id: str, entry: TimelineEntry) -> None:
+        """A timeline entry that is not a transition (e.g. the sweeper re-enqueued it)."""
+        self._redis.rpush(timeline_key(improvement_id), entry.model_dump_json())
+
+    # -- namespace leases (the rules are in delivery.leases) ---------------------
+    def take_leases(self, improvement_id: str, names: list[str]) -> str | None:
+        """Take every named lease for ``improvement_id``, or none: the first other holder."""
+        holder = self._acquire_leases(keys=[LEASE_PREFIX + n for n in names], args=[improvement_id])
+        return holder or None
+
+    def drop_leases(self, holder: str, names: list[str]) -> int:
+        """Delete the named leases that ``holder`` still has."""
+        if not names:
+            return 0
+        return int(self._release_leases(keys=[LEASE_PREFIX + n for n in names], args=[holder]))
+
+    def lease_holders(self) -> dict[str, str]:
+        return {k[len(LEASE_PREFIX):]: self._redis.get(k) or ""
+                for k in self._redis.scan_iter(match=f"{LEASE_PREFIX}*")}
+
+    # -- metrics (read by the /metrics exporter) ---------------------------------
+    def transition_counts(self) -> dict[str, int]:
+        return {k: int(v) for k, v in self._redis.hgetall("improvements:metrics:transitions").items()}
+
+    def recent_transitions(self, minutes: int, now: float) -> dict[str, int]:
+        """Transitions into each status over the last ``minutes`` whole minutes."""
+        now_minute = int(now // 60)
+        pipe = self._redis.pipeline(transaction=False)
+        for minute in range(now_minute - minutes + 1, now_minute + 1):
+            pipe.hgetall(f"improvements:metrics:minute:{minute}")
+        recent: dict[str, int] = {}
+        for per_minute in pipe.execute():
+            for stage, count in per_minute.items():
+                recent[stage] = recent.get(stage, 0) + int(count)
+        return recent
+
+    def histogram(self, name: str) -> dict[str, str]:
+        """A histogram kept by :meth:`observe` (``improvements:metrics:hist:<name>``)."""
+        return dict(self._redis.hgetall(f"improvements:metrics:hist:{name}"))
+
+    def stage_latency(self, status: str) -> dict[str, str]:
+        """The time-in-status histogram the transition script keeps."""
+        return dict(self._redis.hgetall(f"improvements:metrics:latency:{status}"))
+
+    def list_lengths(self, keys: list[str]) -> list[int]:
+        """Lengths of Redis lists, e.g. the broker's queues (kombu keeps one list per queue
+        and priority)."""
+        pipe = self._redis.pipeline(transaction=False)
+        for key in keys:
+            pipe.llen(key)
+        return [int(n) for n in pipe.execute()]
+
+    def rollback_log_length(self) -> int:
+        return int(self._redis.llen(ROLLBACK_LOG_KEY))
+
+    def rejection_count(self) -> int:
+        return int(self._redis.llen(REJECTED_KEY))
 
     # -- locks ----------------------------------------------------------------
     def acquire_lock(self, improvement_id: str, name: str, token: str, *, ttl: float) -> bool:
         """Hold ``improvement:<id>:<name>`` for ``token`` (a task id) for ``ttl`` seconds;
         True also when ``token`` already holds it (a redelivered message takes over)."""
         key = f"{improvement_key(improvement_id)}:{name}"
-        return bool(self.redis.set(key, token, nx=True, ex=max(1, int(ttl)))
-                    or self.redis.get(key) == token)
+        return bool(self._redis.set(key, token, nx=True, ex=max(1, int(ttl)))
+                    or self._redis.get(key) == token)
 
     def release_lock(self, improvement_id: str, name: str, token: str) -> None:
         self._release_if(keys=[f"{improvement_key(improvement_id)}:{name}"], args=[token])
@@ -417,35 +509,35 @@ class RedisStore:
     def count_delivery(self, task_id: str, retry: int) -> int:
         """One more start of this task message (per retry); for dead-lettering."""
         key = f"improvements:deliveries:{task_id}:{retry}"
-        pipe = self.redis.pipeline(transaction=False)
+        pipe = self._redis.pipeline(transaction=False)
         pipe.incr(key)
         pipe.expire(key, 86400)
         return int(pipe.execute()[0])
 
     def clear_delivery(self, task_id: str, retry: int) -> None:
-        self.redis.delete(f"improvements:deliveries:{task_id}:{retry}")
+        self._redis.delete(f"improvements:deliveries:{task_id}:{retry}")
 
     def count_attempt(self, task_id: str) -> int:
         """One more consecutive transient failure of this task message (retries keep its id)."""
         key = f"improvements:attempts:{task_id}"
-        pipe = self.redis.pipeline(transaction=False)
+        pipe = self._redis.pipeline(transaction=False)
         pipe.incr(key)
         pipe.expire(key, 86400)
         return int(pipe.execute()[0])
 
     def clear_attempts(self, task_id: str) -> None:
         try:
-            self.redis.delete(f"improvements:attempts:{task_id}")
+            self._redis.delete(f"improvements:attempts:{task_id}")
         except CONNECTION_ERRORS:
             pass  # it expires on its own
 
     def dead_letter(self, **record: object) -> None:
-        self.redis.lpush(DEAD_LETTER_KEY, json.dumps({**record, "at": utcnow().isoformat()}))
+        self._redis.lpush(DEAD_LETTER_KEY, json.dumps({**record, "at": utcnow().isoformat()}))
         self.count("dead_lettered")
 
     def dead_letters(self, key: str = DEAD_LETTER_KEY, limit: int = 100) -> list[dict[str, object]]:
         out = []
-        for raw in self.redis.lrange(key, 0, limit - 1):
+        for raw in self._redis.lrange(key, 0, limit - 1):
             try:
                 out.append(json.loads(raw))
             except ValueError:
@@ -453,29 +545,29 @@ class RedisStore:
         return out
 
     def dead_letter_count(self, key: str = DEAD_LETTER_KEY) -> int:
-        return int(self.redis.llen(key))
+        return int(self._redis.llen(key))
 
     # -- alerts -------------------------------------------------------------
     def alert(self, improvement_id: str, text: str, level: str) -> None:
-        self.redis.lpush(ALERTS_KEY, json.dumps({"improvement_id": improvement_id, "level": level,
+        self._redis.lpush(ALERTS_KEY, json.dumps({"improvement_id": improvement_id, "level": level,
                                                  "text": text, "at": utcnow().isoformat()}))
 
     def alerts(self, limit: int = 100) -> list[dict[str, object]]:
-        return [json.loads(raw) for raw in self.redis.lrange(ALERTS_KEY, 0, limit - 1)]
+        return [json.loads(raw) for raw in self._redis.lrange(ALERTS_KEY, 0, limit - 1)]
 
     # -- rejected input -----------------------------------------------------
     def record_rejection(self, rejection: Rejection) -> None:
-        self.redis.rpush(REJECTED_KEY, rejection.model_dump_json())
+        self._redis.rpush(REJECTED_KEY, rejection.model_dump_json())
 
     def rejections(self, limit: int = 1000) -> list[Rejection]:
         return [
             Rejection.model_validate_json(raw)
-            for raw in self.redis.lrange(REJECTED_KEY, -limit, -1)
+            for raw in self._redis.lrange(REJECTED_KEY, -limit, -1)
         ]
 
     # -- flags --------------------------------------------------------------
     def flags(self) -> dict[str, bool]:
-        stored = self.redis.hgetall(FLAGS_KEY)
+        stored = self._redis.hgetall(FLAGS_KEY)
         return {name: stored.get(name) == "true" for name in OVERRIDE_FLAGS}
 
     def set_flag(self, name: str, value: bool, *, reason: str | None = None) -> None:
@@ -485,10 +577,10 @@ class RedisStore:
         mapping = {name: "true" if value else "false"}
         if reason is not None:
             mapping[f"{name}_reason"] = reason[:500]
-        self.redis.hset(FLAGS_KEY, mapping=mapping)
+        self._redis.hset(FLAGS_KEY, mapping=mapping)
 
     def flag_reason(self, name: str) -> str | None:
-        return self.redis.hget(FLAGS_KEY, f"{name}_reason")
+        return self._redis.hget(FLAGS_KEY, f"{name}_reason")
 
     # -- rollbacks (written by the rollback stage, read by the circuit breaker) --
     def log_rollback(self, improvement_id: str, reason: str, at: datetime | None = None) -> None:
@@ -497,13 +589,13 @@ class RedisStore:
             "reason": reason,
             "timestamp": (at or utcnow()).isoformat(),
         }
-        self.redis.lpush(ROLLBACK_LOG_KEY, json.dumps(entry))
+        self._redis.lpush(ROLLBACK_LOG_KEY, json.dumps(entry))
 
     def rollbacks_since(self, window: timedelta, now: datetime | None = None) -> int:
         """Rollbacks logged within ``window`` (newest first, so stop at the first older one)."""
         cutoff = (now or utcnow()) - window
         count = 0
-        for raw in self.redis.lrange(ROLLBACK_LOG_KEY, 0, 999):
+        for raw in self._redis.lrange(ROLLBACK_LOG_KEY, 0, 999):
             try:
                 stamp = datetime.fromisoformat(json.loads(raw)["timestamp"])
             except (ValueError, KeyError, TypeError):
@@ -514,6 +606,13 @@ class RedisStore:
                 break
             count += 1
         return count
+
+
+def connect(url: str, *, binary: bool = False) -> redis.Redis:
+    """The one way this package opens a Redis connection (the store; and the adapters
+    that keep their own structures in the same Redis: expert cache and limits, the
+    embedded vector index, the simulated cluster, the bridge's source list)."""
+    return redis.Redis.from_url(url, decode_responses=not binary, health_check_interval=30)
 
 
 def ensure_valid_id(value: str) -> ImprovementId:

@@ -16,7 +16,10 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 import yaml
-from langchain_text_splitters import MarkdownHeaderTextSplitter, RecursiveCharacterTextSplitter
+from langchain_text_splitters import (
+    MarkdownHeaderTextSplitter,
+    RecursiveCharacterTextSplitter,
+)
 from pydantic import BaseModel, Field
 
 from cortex_school.models import Improvement

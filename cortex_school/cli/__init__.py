@@ -16,10 +16,16 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from cortex_school.ingest import IngestReport, ingest_document, iter_sources
+from cortex_school.intake.ingest import IngestReport, ingest_document, iter_sources
 from cortex_school.models import Improvement, Rejection, Status
+from cortex_school.cli.render import (
+    _print_sync,
+    decisions_table,
+    funnel_table,
+    print_report,
+)
 from cortex_school.settings import get_settings
-from cortex_school.store import OVERRIDE_FLAGS, RedisStore, TransitionRefused, ensure_valid_id
+from cortex_school.store import OVERRIDE_FLAGS, RedisStore, TransitionRefused, connect, ensure_valid_id
 
 app = typer.Typer(help="Cortex Online School: improvement proposals → reviewed platform changes.",
                   no_args_is_help=True, add_completion=False)
@@ -42,7 +48,7 @@ def _store() -> RedisStore:
     settings = get_settings()
     store = RedisStore.from_url(settings.redis.url)
     try:
-        store.redis.ping()
+        store.ping()
     except redis.ConnectionError as exc:
         err.print(f"[red]Redis at {settings.redis.host}:{settings.redis.port} is not reachable: {exc}[/]")
         raise typer.Exit(2) from None
@@ -53,30 +59,6 @@ def _enqueue(improvement: Improvement) -> None:
     from cortex_school.pipeline import enqueue
 
     enqueue(improvement)
-
-
-def _rejected_part(location: str) -> str:
-    """The proposal a rejection is about (``improvements.passive[2]``), else the whole video."""
-    match = re.match(r"improvements\.\w+\[\d+\]", location)
-    return match.group(0) if match else "video"
-
-
-def print_report(report: IngestReport) -> None:
-    rejected_items = {_rejected_part(r.location) for r in report.rejections}
-    head = f"[bold]{escape(report.source)}[/]: accepted {report.accepted}"
-    if report.created:
-        head += f" ({len(report.created)} new"
-        head += f", {len(report.existing)} already known)" if report.existing else ")"
-    elif report.existing:
-        head += " (all already known: nothing to do)"
-    if report.resumed:
-        head += f", resumed {len(report.resumed)} in flight"
-    if report.rejections:
-        head += f", [red]rejected {len(rejected_items)} part(s)[/]"
-    console.print(head)
-    for rejection in report.rejections:
-        # Rejections quote hostile input: never let it be read as Rich markup.
-        console.print(f"  [red]✗[/] {escape(rejection.location)}: {escape(rejection.reason)}", soft_wrap=True)
 
 
 @app.command()
@@ -125,17 +107,6 @@ def ingest(
         raise typer.Exit(1)
 
 
-def funnel_table(store: RedisStore) -> Table:
-    counts = store.funnel()
-    table = Table(title="Pipeline funnel (improvements per status)")
-    table.add_column("stage")
-    table.add_column("count", justify="right")
-    for status, count in counts.items():
-        table.add_row(status.value, str(count))
-    table.add_row("[dim]rejected input records[/]", str(store.redis.llen("improvements:rejected")))
-    return table
-
-
 @app.command()
 def status() -> None:
     """The funnel: how many improvements are in each stage."""
@@ -155,16 +126,15 @@ def status() -> None:
             table.add_column(col)
         for s in stuck[:50]:
             table.add_row(s.improvement_id, s.status.value, f"{int(s.age_seconds)}s",
-                          store.redis.hget(f"improvement:{s.improvement_id}",
-                                           f"stuck_resumes:{s.status.value}") or "0")
+                          store.field(s.improvement_id, f"stuck_resumes:{s.status.value}") or "0")
         console.print(table)
-    dead = store.redis.llen("improvements:dead_letter")
+    dead = store.dead_letter_count()
     if dead:
         console.print(f"[red]{dead} dead-lettered task(s) in improvements:dead_letter[/]")
-    from cortex_school.bridge import dead_letter_list
+    from cortex_school.intake.bridge import dead_letter_list
 
     bridge_dead = dead_letter_list(settings.ingest.bridge_list)
-    dead = store.redis.llen(bridge_dead)
+    dead = store.dead_letter_count(bridge_dead)
     if dead:
         console.print(f"[red]{dead} dead-lettered document(s) in {escape(bridge_dead)}[/]")
 
@@ -175,23 +145,6 @@ def sweep() -> None:
     from cortex_school.tasks.sweep import sweep_stuck
 
     console.print(sweep_stuck.run())
-
-
-def decisions_table(improvements: list[Improvement], title: str) -> Table:
-    table = Table(title=title, show_lines=False)
-    for col in ("id", "video", "category/type", "expert", "rel.", "status", "reason"):
-        table.add_column(col, overflow="fold")
-    for imp in sorted(improvements, key=lambda i: (i.status.value, -i.relevance, i.id)):
-        reason = ""
-        if imp.decision:
-            reason = imp.decision.reason
-        elif imp.status is Status.PENDING_REVIEW:
-            reason = "(see show)"
-        table.add_row(
-            imp.id, imp.video_id, f"{imp.category}/{imp.type.value}", imp.expert or "-",
-            f"{imp.relevance:.2f}", imp.status.value, escape(reason[:400]),
-        )
-    return table
 
 
 @app.command("list")
@@ -459,15 +412,8 @@ def flags_set(name: str, value: str) -> None:
     console.print(f"{name} = {value.lower()}")
 
 
-def _print_sync(report) -> None:  # type: ignore[no-untyped-def]
-    console.print(f"{report.corpus}: {report.total} chunks, {report.embedded} embedded, "
-                  f"{report.unchanged} unchanged, {report.deleted} deleted")
-    for problem in report.problems:
-        console.print(f"  [yellow]! {problem}[/]")
-
-
 def _index():  # type: ignore[no-untyped-def]
-    from cortex_school.rag.embedding import use_all_cores
+    from cortex_school.validation.rag.embedding import use_all_cores
     from cortex_school.runtime import make_index
 
     index = make_index()
@@ -478,7 +424,7 @@ def _index():  # type: ignore[no-untyped-def]
 @index_app.command("docs")
 def index_docs_cmd(directory: str) -> None:
     """Architecture docs: every *.md under DIRECTORY, split on headings."""
-    from cortex_school.indexing import index_docs
+    from cortex_school.validation.indexing import index_docs
 
     _print_sync(index_docs(_index(), _existing_dir(directory)))
 
@@ -489,7 +435,7 @@ def index_gitops_cmd(
     branch: Optional[str] = typer.Option(None, help="Branch to index (git sources)."),
 ) -> None:
     """GitOps manifests: one chunk per Kubernetes resource."""
-    from cortex_school.indexing import checkout, index_gitops, is_git_source
+    from cortex_school.validation.indexing import checkout, index_gitops, is_git_source
 
     root = checkout(source, get_settings().data_dir, branch) if is_git_source(source) else _existing_dir(source)
     _print_sync(index_gitops(_index(), root))
@@ -498,7 +444,7 @@ def index_gitops_cmd(
 @index_app.command("known-issues")
 def index_known_issues_cmd(path: str) -> None:
     """Known issues: a Markdown file (or directory), one chunk per section."""
-    from cortex_school.indexing import index_known_issues
+    from cortex_school.validation.indexing import index_known_issues
 
     target = Path(path)
     if not target.exists():
@@ -510,7 +456,7 @@ def index_known_issues_cmd(path: str) -> None:
 @index_app.command("history")
 def index_history_cmd() -> None:
     """Previous improvements from Redis (implemented, in flight, failed)."""
-    from cortex_school.indexing import index_history
+    from cortex_school.validation.indexing import index_history
 
     _print_sync(index_history(_index(), _store()))
 
@@ -561,7 +507,7 @@ def bridge(
     A document that cannot be stored goes to <list>:dead_letter with the reason; exit
     status 1 when any did.
     """
-    from cortex_school.bridge import dead_letter_list, run_bridge
+    from cortex_school.intake.bridge import dead_letter_list, run_bridge
 
     settings = get_settings()
     store = _store()
@@ -573,7 +519,7 @@ def bridge(
                       f"{escape(record['error'])}): {escape(record['reason'])}[/]", soft_wrap=True)
 
     handled = run_bridge(
-        store.redis,
+        connect(settings.redis.url),
         source_list=settings.ingest.bridge_list,
         ingest=lambda raw, source: ingest_document(store, raw, source, caps=settings.ingest,
                                                    enqueue=_enqueue),
@@ -599,9 +545,9 @@ def demo(
                                  help="Sample platform to index for RAG validation ('' to skip)."),
 ) -> None:
     """Start a worker, ingest the samples, wait until idle, print the funnel and decisions."""
-    from cortex_school.demo import run_demo
+    from cortex_school.cli.demo import run_demo
 
-    from cortex_school.demo import reset_demo_gitops
+    from cortex_school.cli.demo import reset_demo_gitops
 
     store = _store()
     if reset:

@@ -77,11 +77,7 @@ def wait_until_idle(store: RedisStore, ids: set[str], timeout: float,
     deadline = time.monotonic() + timeout
     rest = {r.value for r in resting}
     while True:
-        pipe = store.redis.pipeline(transaction=False)
-        ordered = sorted(ids)
-        for i in ordered:
-            pipe.hget(f"improvement:{i}", "status")
-        statuses = dict(zip(ordered, pipe.execute()))
+        statuses = {i: row[0] for i, row in store.fields_many(sorted(ids), "status").items()}
         busy = [i for i, s in statuses.items() if s not in rest]
         if not busy or time.monotonic() > deadline:
             return statuses
@@ -91,8 +87,8 @@ def wait_until_idle(store: RedisStore, ids: set[str], timeout: float,
 def index_platform(platform: Path) -> dict[str, str]:
     """Index the sample platform (docs, GitOps tree, known issues); returns the env the
     workers need to use it (the cluster capacity file)."""
-    from cortex_school.indexing import index_docs, index_gitops, index_known_issues
-    from cortex_school.rag.embedding import use_all_cores
+    from cortex_school.validation.indexing import index_docs, index_gitops, index_known_issues
+    from cortex_school.validation.rag.embedding import use_all_cores
     from cortex_school.runtime import make_index
 
     index = make_index()
@@ -128,14 +124,14 @@ def reset_demo_gitops() -> None:
     """Forget the demo's GitOps remote and the workers' clones (with ``demo --reset``)."""
     import shutil
 
-    from cortex_school.cluster.simulated import KEY
-    from cortex_school.runtime import get_store
+    from cortex_school.delivery.cluster.simulated import KEY
+    from cortex_school.store import connect
 
     settings = get_settings()
     for path in (demo_remote(), settings.gitops.workdir or settings.data_dir / "gitops"):
         if path.exists():
             shutil.rmtree(path)
-    get_store().redis.delete(KEY)
+    connect(settings.redis.url).delete(KEY)
 
 
 def prepare_gitops(platform: str | None) -> dict[str, str]:
@@ -194,7 +190,7 @@ def run_demo(
     from celeryconfig import ALL_QUEUES
 
     from cortex_school.cli import decisions_table, funnel_table, print_report
-    from cortex_school.ingest import ingest_document, iter_sources
+    from cortex_school.intake.ingest import ingest_document, iter_sources
     from cortex_school.models import Rejection
     from cortex_school.pipeline import enqueue
 

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from cortex_school.cluster import AppState, ClusterError, ClusterRefused, PodState, cluster_error
+from cortex_school.delivery.cluster import (
+    AppState,
+    ClusterError,
+    ClusterRefused,
+    PodState,
+    cluster_error,
+)
 
 ARGO_GROUP, ARGO_VERSION, ARGO_PLURAL = "argoproj.io", "v1alpha1", "applications"
 # REST paths of the kinds the gate asks about: (API prefix, plural, namespaced).

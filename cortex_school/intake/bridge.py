@@ -25,7 +25,7 @@ from typing import Any, Callable
 
 import redis
 
-from cortex_school.ingest import IngestReport
+from cortex_school.intake.ingest import IngestReport
 from cortex_school.models import utcnow
 from cortex_school.store import STATS_KEY
 

@@ -1,0 +1,76 @@
+"""Rich rendering shared by the commands and the demo: the funnel, decision tables,
+ingest reports."""
+from __future__ import annotations
+
+import re
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from cortex_school.intake.ingest import IngestReport
+from cortex_school.models import Improvement, Status
+from cortex_school.store import (
+    RedisStore,
+)
+
+console = Console(highlight=False)
+
+
+def _rejected_part(location: str) -> str:
+    """The proposal a rejection is about (``improvements.passive[2]``), else the whole video."""
+    match = re.match(r"improvements\.\w+\[\d+\]", location)
+    return match.group(0) if match else "video"
+
+
+def print_report(report: IngestReport) -> None:
+    rejected_items = {_rejected_part(r.location) for r in report.rejections}
+    head = f"[bold]{escape(report.source)}[/]: accepted {report.accepted}"
+    if report.created:
+        head += f" ({len(report.created)} new"
+        head += f", {len(report.existing)} already known)" if report.existing else ")"
+    elif report.existing:
+        head += " (all already known: nothing to do)"
+    if report.resumed:
+        head += f", resumed {len(report.resumed)} in flight"
+    if report.rejections:
+        head += f", [red]rejected {len(rejected_items)} part(s)[/]"
+    console.print(head)
+    for rejection in report.rejections:
+        # Rejections quote hostile input: never let it be read as Rich markup.
+        console.print(f"  [red]✗[/] {escape(rejection.location)}: {escape(rejection.reason)}", soft_wrap=True)
+
+
+def funnel_table(store: RedisStore) -> Table:
+    counts = store.funnel()
+    table = Table(title="Pipeline funnel (improvements per status)")
+    table.add_column("stage")
+    table.add_column("count", justify="right")
+    for status, count in counts.items():
+        table.add_row(status.value, str(count))
+    table.add_row("[dim]rejected input records[/]", str(store.rejection_count()))
+    return table
+
+
+def decisions_table(improvements: list[Improvement], title: str) -> Table:
+    table = Table(title=title, show_lines=False)
+    for col in ("id", "video", "category/type", "expert", "rel.", "status", "reason"):
+        table.add_column(col, overflow="fold")
+    for imp in sorted(improvements, key=lambda i: (i.status.value, -i.relevance, i.id)):
+        reason = ""
+        if imp.decision:
+            reason = imp.decision.reason
+        elif imp.status is Status.PENDING_REVIEW:
+            reason = "(see show)"
+        table.add_row(
+            imp.id, imp.video_id, f"{imp.category}/{imp.type.value}", imp.expert or "-",
+            f"{imp.relevance:.2f}", imp.status.value, escape(reason[:400]),
+        )
+    return table
+
+
+def _print_sync(report) -> None:  # type: ignore[no-untyped-def]
+    console.print(f"{report.corpus}: {report.total} chunks, {report.embedded} embedded, "
+                  f"{report.unchanged} unchanged, {report.deleted} deleted")
+    for problem in report.problems:
+        console.print(f"  [yellow]! {problem}[/]")

@@ -1,0 +1,85 @@
+"""Deploy: committed → deployed once ArgoCD synced a revision containing the merge."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+
+from cortex_school.delivery.health import Targets
+from cortex_school.delivery.steps import (
+    Deployer,
+    Step,
+    fields_at,
+    committed_manifests,
+    namespaces_of,
+    parse_time,
+    step,
+    rollback_under_way,
+    sync_target_problems,
+)
+from cortex_school.models import Status, utcnow
+from cortex_school.store import RedisStore
+
+# -- deploy ------------------------------------------------------------------------------
+
+def run_deploy(store: RedisStore, improvement_id: str, d: Deployer, *, actor: str,
+               now: datetime | None = None) -> Step:
+    now = now or utcnow()
+    fields = fields_at(store, improvement_id, "deploy", Status.COMMITTED)
+    if isinstance(fields, Step):
+        return fields
+    if fields.get("merge_pending") == "true":
+        return step(improvement_id, "deploy", "skipped", fields["status"],
+                     f"branch {fields.get('git_branch')} is waiting for a person to merge it")
+    if reason := rollback_under_way(fields):
+        return step(improvement_id, "deploy", "failed", fields["status"], reason)
+    commit = fields["git_commit"]
+    namespaces = namespaces_of(json.loads(fields.get("git_files") or "[]"))
+    apps = [d.app_for(ns) for ns in namespaces]
+    requested = parse_time(fields.get("deploy_requested_at"))
+    if requested is None:
+        problems = sync_target_problems(d.cluster, namespaces, d.cfg)
+        if problems:
+            return step(improvement_id, "deploy", "failed", fields["status"], "; ".join(problems))
+        targets = Targets.from_manifests(committed_manifests(d, fields), [])
+        baseline = {}
+        for ns, svc in targets.services:
+            p95 = d.metrics.p95_latency(ns, svc)
+            if p95 is not None:
+                baseline[f"{ns}/{svc}"] = p95
+        for app in apps:
+            d.cluster.hard_refresh(app)
+        store.set_fields(improvement_id, {"deploy_requested_at": now.isoformat(),
+                                       "argocd_apps": json.dumps(apps),
+                                       "health_baseline": json.dumps(baseline)})
+        requested = now
+    d.repo.sync()
+    waiting = []
+    revision = None
+    for app in apps:
+        state = d.cluster.application(app)
+        if state is None:
+            return step(improvement_id, "deploy", "failed", fields["status"],
+                         f"ArgoCD Application {app} disappeared")
+        contains = state.revision is not None and (
+            state.revision == commit or d.repo.is_ancestor(commit, state.revision))
+        if not (contains and state.sync_status == "Synced"):
+            waiting.append(f"{app}: {state.sync_status} at {str(state.revision)[:12]}")
+        elif state.health == "Progressing":
+            # Synced but still rolling out: health checks now would judge pods mid-start.
+            waiting.append(f"{app}: Synced, health Progressing")
+        revision = state.revision
+    if waiting:
+        if now - requested > timedelta(seconds=d.cfg.sync_timeout_seconds):
+            return step(improvement_id, "deploy", "failed", fields["status"],
+                         f"ArgoCD did not sync {commit[:12]} within {d.cfg.sync_timeout_seconds}s "
+                         f"({'; '.join(waiting)})")
+        return step(improvement_id, "deploy", "waiting", fields["status"],
+                     f"waiting for ArgoCD: {'; '.join(waiting)}")
+    result = store.transition(
+        improvement_id, Status.DEPLOYED, actor=actor,
+        reason=f"ArgoCD synced {', '.join(apps)} at {str(revision)[:12]} (contains {commit[:12]})",
+        fields={"argocd_sync_revision": revision or "", "deployed_at": now.isoformat()})
+    return step(improvement_id, "deploy", "done" if result.applied else "skipped",
+                 Status.DEPLOYED.value if result.applied else result.previous,
+                 f"synced at {str(revision)[:12]}")

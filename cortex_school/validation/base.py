@@ -1,0 +1,43 @@
+"""The validate stage: checks that look for reasons not to implement an improvement.
+
+This issue ships the exact-duplicate check; the RAG checks (semantic duplicates,
+architectural conflicts, dependencies, capacity) plug in as further
+:class:`Check` implementations.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Sequence
+
+from cortex_school.models import Finding, Improvement, Status, ValidationReport
+
+# A duplicate of one of these is "already implemented or approved".
+SETTLED_FOR_IMPLEMENTATION: frozenset[Status] = frozenset(
+    {Status.APPROVED, Status.IMPLEMENTING, Status.COMMITTED, Status.DEPLOYED, Status.VERIFIED}
+)
+# Statuses that no longer compete for implementation.
+OUT_OF_THE_RUNNING: frozenset[Status] = frozenset(
+    {Status.REJECTED, Status.FAILED, Status.ACKNOWLEDGED}
+)
+
+
+class Check(ABC):
+    """One validation check.
+
+    Lifecycle rules: ``run`` reads whatever it needs (store, indexes) and returns
+    findings; it never changes state. A check that cannot decide raises; it does
+    not return a pass.
+    """
+
+    name: str
+
+    @abstractmethod
+    def run(self, improvement: Improvement) -> list[Finding]: ...
+
+
+def validate(improvement: Improvement, checks: Sequence[Check]) -> ValidationReport:
+    findings = [finding for check in checks for finding in check.run(improvement)]
+    return ValidationReport(passed=not any(f.conflict for f in findings), findings=findings)
+
+
