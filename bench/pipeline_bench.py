@@ -40,7 +40,7 @@ from cortex_school.models import Improvement, ImprovementType, Status, fingerpri
 from cortex_school.pipeline import enqueue  # noqa: E402
 from cortex_school.runtime import get_store  # noqa: E402
 from cortex_school.states import RESTING_BEFORE_DEPLOY  # noqa: E402
-from cortex_school.workers.gitops import ensure_bare_remote  # noqa: E402
+from cortex_school.clients.gitops import ensure_bare_remote  # noqa: E402
 
 RESTING = RESTING_BEFORE_DEPLOY | {Status.APPROVED}
 

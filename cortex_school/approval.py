@@ -25,8 +25,8 @@ rule that applies is listed in the decision, not just the first.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 from cortex_school.models import Assessment, Decision, Improvement, ImprovementType, Risk, Verdict
 

@@ -10,8 +10,8 @@ started with ``METRICS_PORT``. Nothing is counted in process memory.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Iterator
 from datetime import timedelta
-from typing import Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import (

@@ -12,7 +12,7 @@ import hashlib
 import json
 import re
 import unicodedata
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal, NewType
 
@@ -27,7 +27,7 @@ IMPROVEMENT_ID_PATTERN = re.compile(r"^[0-9a-f]{16}$")
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class Status(StrEnum):

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from celery import chain, chord
 from celery.canvas import Signature
 
+from celery import chain, chord
 from cortex_school.celery import app
 from cortex_school.models import Improvement, Status, utcnow
 from cortex_school.router import panel, route

@@ -5,7 +5,7 @@ Created on first use in each worker process (after the prefork fork), never per 
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import TYPE_CHECKING
 
 from cortex_school.experts import Expert, make_expert
@@ -17,15 +17,14 @@ from cortex_school.store import RedisStore, connect
 if TYPE_CHECKING:
     import redis
 
-    from cortex_school.validation import RagContext
+    from cortex_school.clients.cluster import ClusterTarget
+    from cortex_school.clients.cluster.metrics import MetricsSource
+    from cortex_school.clients.gitops import GitOpsRepo
+    from cortex_school.delivery import Deployer
+    from cortex_school.validation import Check, RagContext
     from cortex_school.validation.rag.embedding import Embedder
     from cortex_school.validation.rag.index import VectorIndex
     from cortex_school.validation.rag.judge import LLMJudge
-    from cortex_school.delivery.cluster import ClusterTarget
-    from cortex_school.delivery.cluster.metrics import MetricsSource
-    from cortex_school.delivery import Deployer
-    from cortex_school.validation import Check
-    from cortex_school.workers.gitops import GitOpsRepo
     from cortex_school.workers.implement import Implementer
     from cortex_school.workers.planning import Planner
     from cortex_school.workers.schema_check import SchemaChecker
@@ -43,7 +42,7 @@ def get_store() -> RedisStore:
     return RedisStore(get_redis())
 
 
-@lru_cache(maxsize=None)
+@cache
 def get_expert(name: str) -> Expert:
     return make_expert(name, get_settings())
 
@@ -53,7 +52,7 @@ def get_cache() -> EvaluationCache:
     return EvaluationCache(get_redis(), get_settings().experts.cache_ttl_seconds)
 
 
-@lru_cache(maxsize=None)
+@cache
 def get_limiter(name: str) -> ExpertLimiter:
     settings = get_settings()
     cfg = settings.experts
@@ -136,7 +135,7 @@ def get_checks() -> list["Check"]:
 @lru_cache(maxsize=1)
 def get_gitops_repo() -> "GitOpsRepo":
     """This process's clone of the GitOps repository (its own locked slot directory)."""
-    from cortex_school.workers.gitops import GitOpsRepo
+    from cortex_school.clients.gitops import GitOpsRepo
 
     settings = get_settings()
     cfg = settings.gitops
@@ -155,7 +154,7 @@ def get_schema_checker() -> "SchemaChecker":
     return SchemaChecker(get_settings().policy.kubernetes_version)
 
 
-@lru_cache(maxsize=None)
+@cache
 def get_planner(expert: str) -> "Planner":
     """The improvement's expert plans when an LLM backend is configured; else the offline
     planner."""
@@ -170,10 +169,9 @@ def get_planner(expert: str) -> "Planner":
 
 
 def get_implementer(expert: str) -> "Implementer":
-    from cortex_school.workers.implement import Implementer
-
-    from cortex_school.delivery.cluster import ClusterError
+    from cortex_school.clients.cluster import ClusterError
     from cortex_school.delivery import sync_target_problems
+    from cortex_school.workers.implement import Implementer
 
     settings = get_settings()
     try:
@@ -181,7 +179,7 @@ def get_implementer(expert: str) -> "Implementer":
         sync_check = lambda namespaces: sync_target_problems(cluster, namespaces, settings.deploy)  # noqa: E731
     except ClusterError:
         sync_check = None  # no cluster configured: the deploy stage reports it
-    from cortex_school.delivery.leases import acquire
+    from cortex_school.store.leases import acquire
 
     store = get_store()
     lease = (lambda iid, nss: acquire(store, iid, nss)) if settings.one_change_per_namespace else None
@@ -200,8 +198,8 @@ def get_implementer(expert: str) -> "Implementer":
 @lru_cache(maxsize=1)
 def get_cluster() -> "ClusterTarget":
     """CLUSTER_TARGET: the real cluster (kubeconfig or in-cluster), or the simulation."""
-    from cortex_school.delivery.cluster import ClusterRefused
-    from cortex_school.delivery.cluster.kubernetes_api import KubernetesCluster, has_kube_config
+    from cortex_school.clients.cluster import ClusterRefused
+    from cortex_school.clients.cluster.kubernetes_api import KubernetesCluster, has_kube_config
 
     cfg = get_settings().deploy
     target = cfg.cluster_target
@@ -211,7 +209,7 @@ def get_cluster() -> "ClusterTarget":
                                  "or CLUSTER_TARGET=simulated for the demo")
         target = "kubernetes"
     if target == "simulated":
-        from cortex_school.delivery.cluster.simulated import SimulatedCluster, parse_faults
+        from cortex_school.clients.cluster.simulated import SimulatedCluster, parse_faults
 
         return SimulatedCluster(get_redis(), get_gitops_repo(), parse_faults(cfg.simulated_faults))
     return KubernetesCluster(argocd_namespace=cfg.argocd_namespace, kubeconfig=cfg.kubeconfig,
@@ -220,7 +218,7 @@ def get_cluster() -> "ClusterTarget":
 
 @lru_cache(maxsize=1)
 def get_metrics() -> "MetricsSource":
-    from cortex_school.delivery.cluster.metrics import PrometheusMetrics, SimulatedMetrics
+    from cortex_school.clients.cluster.metrics import PrometheusMetrics, SimulatedMetrics
 
     settings = get_settings()
     cluster = get_cluster()

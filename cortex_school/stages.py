@@ -9,10 +9,8 @@ reason, changing nothing; that is what makes a manual ``celery call`` safe.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import timedelta
-from typing import Literal, Sequence
-
-from pydantic import BaseModel
 
 from cortex_school.approval import GATE_ACTOR, GateContext, decide, priority
 from cortex_school.experts.base import Expert, ExpertFailure
@@ -28,11 +26,11 @@ from cortex_school.models import (
     Status,
     utcnow,
 )
+from cortex_school.outcome import StageOutcome, apply_transition, at_status
 from cortex_school.router import route
 from cortex_school.settings import Settings
 from cortex_school.store import RedisStore, TransitionRefused
 from cortex_school.validation import Check, validate
-from cortex_school.outcome import StageOutcome, apply_transition, at_status, load, skip
 
 
 def run_route(store: RedisStore, improvement_id: str, *, actor: str) -> StageOutcome:

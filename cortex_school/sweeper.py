@@ -11,9 +11,9 @@ deployed, rolls them back), so nothing loops forever.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Callable
 
 from cortex_school.models import Improvement, Status, TimelineEntry, utcnow
 from cortex_school.store import RedisStore

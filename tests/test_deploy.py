@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from cortex_school.delivery.cluster import path_covers, AppState
-from cortex_school.delivery.cluster.kubernetes_api import KubernetesCluster
+from cortex_school.clients.cluster import path_covers, AppState
+from cortex_school.clients.cluster.kubernetes_api import KubernetesCluster
 from cortex_school.delivery import Deployer, run_deploy, run_rollback, run_verify
 from cortex_school.models import Decision, Status, utcnow
 from cortex_school.settings import DeploySettings, PolicySettings, ServiceSettings
-from cortex_school.workers.gitops import GitOpsRepo, ensure_bare_remote
+from cortex_school.clients.gitops import GitOpsRepo, ensure_bare_remote
 from cortex_school.workers.implement import Implementer, run_implement
 from cortex_school.workers.planning import OfflinePlanner
 from cortex_school.workers.schema_check import SchemaChecker

@@ -13,11 +13,11 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from cortex_school.delivery.cluster.kubernetes_api import KubernetesCluster
+from cortex_school.clients.cluster.kubernetes_api import KubernetesCluster
 from cortex_school.delivery import Deployer, run_deploy, sync_target_problems
 from cortex_school.models import Status, utcnow
 from cortex_school.settings import DeploySettings, PolicySettings, ServiceSettings
-from cortex_school.workers.gitops import GitOpsRepo, ensure_bare_remote
+from cortex_school.clients.gitops import GitOpsRepo, ensure_bare_remote
 from cortex_school.workers.implement import Implementer, run_implement
 from cortex_school.workers.planning import OfflinePlanner
 from cortex_school.workers.schema_check import SchemaChecker

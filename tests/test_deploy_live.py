@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 
 from celeryconfig import ALL_QUEUES
-from cortex_school.delivery.cluster.simulated import KEY
+from cortex_school.clients.cluster.simulated import KEY
 from cortex_school.models import Status
 from cortex_school.pipeline import enqueue
 from cortex_school.store import RedisStore
-from cortex_school.workers.gitops import ensure_bare_remote
+from cortex_school.clients.gitops import ensure_bare_remote
 from tests.factories import make_improvement
 from tests.live import wait_until_idle
 

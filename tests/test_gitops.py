@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cortex_school.workers.gitops import GitOpsConflict, GitOpsError, GitOpsRepo, ensure_bare_remote, redact
+from cortex_school.clients.gitops import GitOpsConflict, GitOpsError, GitOpsRepo, ensure_bare_remote, redact
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED = ROOT / "examples" / "platform" / "gitops"

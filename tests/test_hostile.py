@@ -18,7 +18,7 @@ from cortex_school.models import IMPROVEMENT_ID_PATTERN, VIDEO_ID_PATTERN, Statu
 from cortex_school.settings import IngestSettings, PolicySettings
 from cortex_school.store import improvement_key
 from cortex_school.workers import render_plan
-from cortex_school.workers.gitops import GitOpsRepo
+from cortex_school.clients.gitops import GitOpsRepo
 from cortex_school.workers.implement import commit_message, to_files
 from cortex_school.workers.manifests import RenderContext
 from cortex_school.workers.planning import Inventory, OfflinePlanner

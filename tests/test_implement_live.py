@@ -17,7 +17,7 @@ from cortex_school.models import Decision, Status
 from cortex_school.pipeline import enqueue
 from cortex_school.settings import PolicySettings
 from cortex_school.states import RESTING_BEFORE_DEPLOY
-from cortex_school.workers.gitops import GitOpsRepo, ensure_bare_remote
+from cortex_school.clients.gitops import GitOpsRepo, ensure_bare_remote
 from cortex_school.workers.implement import Implementer, run_implement
 from cortex_school.workers.planning import OfflinePlanner
 from cortex_school.workers.schema_check import SchemaChecker

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from cortex_school.delivery.cluster.metrics import PrometheusMetrics
+from cortex_school.clients.cluster.metrics import PrometheusMetrics
 from cortex_school.delivery.health import Targets, check_metrics
 from cortex_school.settings import DeploySettings
 

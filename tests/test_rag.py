@@ -256,7 +256,7 @@ def test_an_unusable_judge_is_reported_and_the_rules_still_apply(index, embedder
 
 def test_the_gitops_corpus_follows_the_repository_after_a_commit(index, tmp_path):
     from cortex_school.validation.indexing import reindex_gitops_repo
-    from cortex_school.workers.gitops import GitOpsRepo, ensure_bare_remote
+    from cortex_school.clients.gitops import GitOpsRepo, ensure_bare_remote
 
     seed = Path(__file__).resolve().parent.parent / "examples" / "platform" / "gitops"
     remote = ensure_bare_remote(tmp_path / "remote.git", "main", seed)

@@ -23,7 +23,7 @@ from cortex_school.models import Status
 from cortex_school.pipeline import enqueue
 from cortex_school.states import RESTING_BEFORE_DEPLOY
 from cortex_school.store import RedisStore
-from cortex_school.workers.gitops import ensure_bare_remote
+from cortex_school.clients.gitops import ensure_bare_remote
 from tests.factories import make_improvement
 from tests.live import celery_call, start_worker, stop_worker, wait_until_idle, wait_until_ready
 

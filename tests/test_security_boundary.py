@@ -22,7 +22,7 @@ from cortex_school.cli import app
 from cortex_school.models import Decision, Status
 from cortex_school.settings import PolicySettings
 from cortex_school.workers import render_plan
-from cortex_school.workers.gitops import GitOpsRepo, ensure_bare_remote
+from cortex_school.clients.gitops import GitOpsRepo, ensure_bare_remote
 from cortex_school.workers.implement import Implementer, run_implement
 from cortex_school.workers.manifest_files import read_manifests, repo_context
 from cortex_school.workers.manifests import RenderContext
@@ -432,7 +432,7 @@ def test_an_object_only_the_cluster_has_is_not_taken_over(httpserver):
     403 (no permission to look) is no claim either way; the system's pods' labels are read."""
     from kubernetes import client
 
-    from cortex_school.delivery.cluster.kubernetes_api import KubernetesCluster
+    from cortex_school.clients.cluster.kubernetes_api import KubernetesCluster
 
     httpserver.expect_request(f"/api/v1/namespaces/{NS}/serviceaccounts/backup-agent").respond_with_json(
         {"kind": "ServiceAccount", "metadata": {"name": "backup-agent", "namespace": NS}})

@@ -5,27 +5,31 @@ from __future__ import annotations
 import getpass
 import json
 import os
-import re
 import sys
 from pathlib import Path
-from typing import Optional
 
-import redis
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from cortex_school.intake.ingest import IngestReport, ingest_document, iter_sources
-from cortex_school.models import Improvement, Rejection, Status
 from cortex_school.cli.render import (
     _print_sync,
     decisions_table,
     funnel_table,
     print_report,
 )
+from cortex_school.intake.ingest import ingest_document, iter_sources
+from cortex_school.models import Improvement, Rejection, Status
 from cortex_school.settings import get_settings
-from cortex_school.store import OVERRIDE_FLAGS, RedisStore, TransitionRefused, connect, ensure_valid_id
+from cortex_school.store import (
+    CONNECTION_ERRORS,
+    OVERRIDE_FLAGS,
+    RedisStore,
+    TransitionRefused,
+    connect,
+    ensure_valid_id,
+)
 
 app = typer.Typer(help="Cortex Online School: improvement proposals → reviewed platform changes.",
                   no_args_is_help=True, add_completion=False)
@@ -49,7 +53,7 @@ def _store() -> RedisStore:
     store = RedisStore.from_url(settings.redis.url)
     try:
         store.ping()
-    except redis.ConnectionError as exc:
+    except CONNECTION_ERRORS as exc:
         err.print(f"[red]Redis at {settings.redis.host}:{settings.redis.port} is not reachable: {exc}[/]")
         raise typer.Exit(2) from None
     return store
@@ -85,10 +89,10 @@ def ingest(
             continue
         try:
             report = ingest_document(store, raw, source, caps=settings.ingest, enqueue=enqueue)
-        except redis.ConnectionError as exc:
+        except CONNECTION_ERRORS as exc:
             err.print(f"[red]{escape(source)}: Redis is not reachable: {escape(str(exc))}[/]")
             raise typer.Exit(2) from None
-        except Exception as exc:  # a bug must not stop the other files
+        except Exception as exc:  # noqa: BLE001 - recorded as a rejection; a bug must not stop the other files
             reason = f"ingestion failed: {type(exc).__name__}: {str(exc)[:300]}"
             store.record_rejection(Rejection(source=source, location="document", reason=reason))
             console.print(f"[bold]{escape(source)}[/]: [red]✗ {escape(reason)}[/]")
@@ -257,7 +261,6 @@ def metrics(
     import time as _time
 
     from celeryconfig import ALL_QUEUES
-
     from cortex_school.metrics import serve
 
     serve(_store(), ALL_QUEUES, port, addr)
@@ -413,8 +416,8 @@ def flags_set(name: str, value: str) -> None:
 
 
 def _index():  # type: ignore[no-untyped-def]
-    from cortex_school.validation.rag.embedding import use_all_cores
     from cortex_school.runtime import make_index
+    from cortex_school.validation.rag.embedding import use_all_cores
 
     index = make_index()
     use_all_cores()
@@ -432,7 +435,7 @@ def index_docs_cmd(directory: str) -> None:
 @index_app.command("gitops")
 def index_gitops_cmd(
     source: str = typer.Argument(..., help="A directory, or a git repository URL/path."),
-    branch: Optional[str] = typer.Option(None, help="Branch to index (git sources)."),
+    branch: str | None = typer.Option(None, help="Branch to index (git sources)."),
 ) -> None:
     """GitOps manifests: one chunk per Kubernetes resource."""
     from cortex_school.validation.indexing import checkout, index_gitops, is_git_source
@@ -473,8 +476,8 @@ def _existing_dir(path: str) -> Path:
 def worker(
     queues: str = typer.Option("all", help="Comma-separated queues, or 'all'."),
     concurrency: int = typer.Option(2, help="Worker processes."),
-    loglevel: Optional[str] = typer.Option(None, help="Defaults to LOG_LEVEL."),
-    hostname: Optional[str] = typer.Option(None, help="Worker node name (-n)."),
+    loglevel: str | None = typer.Option(None, help="Defaults to LOG_LEVEL."),
+    hostname: str | None = typer.Option(None, help="Worker node name (-n)."),
 ) -> None:
     """Start a Celery worker on chosen queues (replaces this process)."""
     from celeryconfig import ALL_QUEUES
@@ -545,9 +548,7 @@ def demo(
                                  help="Sample platform to index for RAG validation ('' to skip)."),
 ) -> None:
     """Start a worker, ingest the samples, wait until idle, print the funnel and decisions."""
-    from cortex_school.cli.demo import run_demo
-
-    from cortex_school.cli.demo import reset_demo_gitops
+    from cortex_school.cli.demo import reset_demo_gitops, run_demo
 
     store = _store()
     if reset:

@@ -11,8 +11,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import IO, Iterable
+from typing import IO
 
 from rich.console import Console
 from rich.markup import escape
@@ -87,9 +88,9 @@ def wait_until_idle(store: RedisStore, ids: set[str], timeout: float,
 def index_platform(platform: Path) -> dict[str, str]:
     """Index the sample platform (docs, GitOps tree, known issues); returns the env the
     workers need to use it (the cluster capacity file)."""
+    from cortex_school.runtime import make_index
     from cortex_school.validation.indexing import index_docs, index_gitops, index_known_issues
     from cortex_school.validation.rag.embedding import use_all_cores
-    from cortex_school.runtime import make_index
 
     index = make_index()
     use_all_cores()
@@ -124,7 +125,7 @@ def reset_demo_gitops() -> None:
     """Forget the demo's GitOps remote and the workers' clones (with ``demo --reset``)."""
     import shutil
 
-    from cortex_school.delivery.cluster.simulated import KEY
+    from cortex_school.clients.cluster.simulated import KEY
     from cortex_school.store import connect
 
     settings = get_settings()
@@ -137,7 +138,7 @@ def reset_demo_gitops() -> None:
 def prepare_gitops(platform: str | None) -> dict[str, str]:
     """The GitOps remote the demo's workers commit to: GITOPS_REMOTE when the user set it,
     else a local bare repository seeded with the sample platform's manifests."""
-    from cortex_school.workers.gitops import ensure_bare_remote
+    from cortex_school.clients.gitops import ensure_bare_remote
 
     settings = get_settings()
     env: dict[str, str] = {k: v for k, v in DEMO_CLUSTER_ENV.items() if k not in os.environ}
@@ -188,7 +189,6 @@ def run_demo(
     store: RedisStore, *, samples: str, timeout: float, concurrency: int, platform: str | None = None
 ) -> int:
     from celeryconfig import ALL_QUEUES
-
     from cortex_school.cli import decisions_table, funnel_table, print_report
     from cortex_school.intake.ingest import ingest_document, iter_sources
     from cortex_school.models import Rejection

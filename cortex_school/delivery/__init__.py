@@ -9,8 +9,9 @@ committed → deployed (ArgoCD synced a revision containing the merge) → verif
 five checks held for HEALTH_CHECK_DURATION) | failed (reverted, with the reason).
 
 One module per step: :mod:`.deploy`, :mod:`.verify`, :mod:`.rollback`; what they share is
-in :mod:`.steps`, how people are told in :mod:`.notify`, the health checks in :mod:`.health`,
-the namespace leases in :mod:`.leases`, the cluster targets in :mod:`.cluster`.
+in :mod:`.steps`, how people are told in :mod:`.notify`, the health checks in :mod:`.health`. The
+cluster and git clients are in :mod:`cortex_school.clients`, the namespace leases in
+:mod:`cortex_school.store.leases`.
 """
 
 from cortex_school.delivery.deploy import run_deploy

@@ -9,12 +9,12 @@ from cortex_school.delivery.health import Targets
 from cortex_school.delivery.steps import (
     Deployer,
     Step,
-    fields_at,
     committed_manifests,
+    fields_at,
     namespaces_of,
     parse_time,
-    step,
     rollback_under_way,
+    step,
     sync_target_problems,
 )
 from cortex_school.models import Status, utcnow

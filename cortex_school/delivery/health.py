@@ -15,8 +15,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from cortex_school.delivery.cluster import ClusterTarget
-from cortex_school.delivery.cluster.metrics import MetricsSource
+from cortex_school.clients.cluster import ClusterTarget
+from cortex_school.clients.cluster.metrics import MetricsSource
 from cortex_school.models import utcnow
 
 Outcome = Literal["passed", "failed", "not_applicable", "insufficient_evidence"]

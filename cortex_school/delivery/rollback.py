@@ -6,12 +6,12 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta
 
-from cortex_school.delivery.cluster import ClusterError
+from cortex_school.clients.cluster import ClusterError
+from cortex_school.clients.gitops import GitOpsConflict
 from cortex_school.delivery.notify import alert, pause_auto_approval
 from cortex_school.delivery.steps import Deployer, Step, namespaces_of, parse_time, step
 from cortex_school.models import Status, utcnow
 from cortex_school.store import RedisStore
-from cortex_school.workers.gitops import GitOpsConflict
 
 ROLLBACK_DURATION_BUCKETS: tuple[float, ...] = (5, 15, 30, 60, 120, 300, 600, 1200, 3600)
 
@@ -116,7 +116,7 @@ def run_rollback(store: RedisStore, improvement_id: str, d: Deployer, *, reason:
                                       "rollback_healthy": "true" if healthy else "false"})
     if not result.applied:
         return step(improvement_id, "rollback", "skipped", result.previous, "already handled")
-    from cortex_school.delivery.leases import release
+    from cortex_school.store.leases import release
 
     release(store, improvement_id)
     store.log_rollback(improvement_id, reason, at=now)

@@ -11,12 +11,12 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel
 
-from cortex_school.delivery.cluster import ClusterTarget, path_covers
-from cortex_school.delivery.cluster.metrics import MetricsSource
+from cortex_school.clients.cluster import ClusterTarget, path_covers
+from cortex_school.clients.cluster.metrics import MetricsSource
+from cortex_school.clients.gitops import GitOpsRepo
 from cortex_school.models import Status
 from cortex_school.settings import DeploySettings, ServiceSettings
 from cortex_school.store import RedisStore
-from cortex_school.workers.gitops import GitOpsRepo
 
 GUARD = "rollback-guard"
 
@@ -68,7 +68,7 @@ def sync_target_problems(cluster: ClusterTarget, namespaces: list[str], cfg: Dep
 def committed_manifests(d: Deployer, fields: dict[str, str]) -> list[dict[str, Any]]:
     """The improvement's committed manifests, from a clone synced now (each worker process
     has its own clone; one that missed the merge must not judge an empty change healthy)."""
-    from cortex_school.workers.gitops import GitOpsError
+    from cortex_school.clients.gitops import GitOpsError
 
     files = json.loads(fields.get("git_files") or "[]")
     d.repo.sync()

@@ -9,12 +9,12 @@ from cortex_school.delivery.health import HealthReport, Targets, run_checks
 from cortex_school.delivery.steps import (
     Deployer,
     Step,
-    planned_dependencies,
-    fields_at,
     committed_manifests,
+    fields_at,
     parse_time,
-    step,
+    planned_dependencies,
     rollback_under_way,
+    step,
 )
 from cortex_school.models import Status, utcnow
 from cortex_school.store import RedisStore
@@ -49,7 +49,7 @@ def run_verify(store: RedisStore, improvement_id: str, d: Deployer, *, actor: st
         return step(improvement_id, "verify", "waiting", fields["status"],
                      f"healthy so far ({int((now - deployed_at).total_seconds())}s of "
                      f"{d.services.health_check_duration}s): {report.summary()}")
-    from cortex_school.delivery.leases import release
+    from cortex_school.store.leases import release
 
     result = store.transition(
         improvement_id, Status.VERIFIED, actor=actor,

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from cortex_school.errors import TransientError, is_transient_status, retry_after_seconds
 from cortex_school.experts.base import Expert, ExpertFailure
 from cortex_school.experts.offline import guard
 from cortex_school.experts.profiles import PROFILES
@@ -34,7 +35,6 @@ from cortex_school.experts.prompts import (
     proposal_message,
     system_prompt,
 )
-from cortex_school.errors import TransientError, is_transient_status, retry_after_seconds
 from cortex_school.models import Assessment, Improvement, Usage
 
 

@@ -21,7 +21,8 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import redis
 
@@ -121,7 +122,7 @@ def run_bridge(
             report = ingest(raw, source)
         except INFRASTRUCTURE_ERRORS:
             raise
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - dead-lettered with the reason, never lost
             dead_letter(raw, digest, f"ingestion raised {type(exc).__name__}: {exc}",
                         type(exc).__name__, starts)
             return

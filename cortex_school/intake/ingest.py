@@ -17,10 +17,11 @@ from __future__ import annotations
 import json
 import re
 import sys
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from itertools import accumulate
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -150,7 +151,7 @@ def _load_json(raw: bytes | str, caps: IngestSettings) -> tuple[Any, Unreadable 
         return None, Unreadable("RecursionError", "nested too deeply for the JSON parser")
     except ValueError as exc:  # JSONDecodeError, refused NaN/Infinity, ...
         return None, Unreadable("malformed_json", f"malformed JSON: {exc}")
-    except Exception as exc:  # MemoryError and whatever else a parser may raise
+    except Exception as exc:  # noqa: BLE001 - MemoryError and whatever else a parser may raise: a rejection
         return None, Unreadable(
             type(exc).__name__, f"the JSON parser failed: {type(exc).__name__}: {str(exc)[:300]}"
         )

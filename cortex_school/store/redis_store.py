@@ -29,9 +29,10 @@ appends the timeline entry, or does nothing at all.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Iterable, Literal
+from typing import Literal
 
 import redis
 
@@ -411,7 +412,7 @@ class RedisStore:
         pipe = self._redis.pipeline(transaction=False)
         for status in Status:
             pipe.scard(status_key(status))
-        return dict(zip(Status, pipe.execute()))
+        return dict(zip(Status, pipe.execute(), strict=True))
 
     def stage_members(self, key: str) -> list[tuple[str, float]]:
         return [(m, s) for m, s in self._redis.zrange(key, 0, -1, withscores=True)]
@@ -431,7 +432,7 @@ class RedisStore:
         pipe = self._redis.pipeline(transaction=False)
         for i in ordered:
             pipe.hmget(improvement_key(i), list(names))
-        return dict(zip(ordered, pipe.execute()))
+        return dict(zip(ordered, pipe.execute(), strict=True))
 
     def increment_field(self, improvement_id: str, name: str, amount: int = 1) -> int:
         return int(self._redis.hincrby(improvement_key(improvement_id), name, amount))

@@ -16,7 +16,6 @@ def _serve_metrics(sender: object = None, **_: object) -> None:
     port = get_settings().metrics_port
     if port:
         from celeryconfig import ALL_QUEUES
-
         from cortex_school.metrics import serve
         from cortex_school.runtime import get_store
 

@@ -22,10 +22,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from celery import Task
 from celery.exceptions import Retry
 from celery.utils.log import get_task_logger
 
+from celery import Task
 from cortex_school.errors import NeedsReview, PermanentError, TransientError, Wait, backoff_seconds
 from cortex_school.models import Rejection, Status
 from cortex_school.runtime import get_settings, get_store
@@ -135,7 +135,7 @@ class PipelineTask(Task):  # type: ignore[misc]
         moved = store.transition(improvement_id, Status.PENDING_REVIEW, actor=self.actor(),
                                  reason=reason[:2000], fields={"review_reason": reason[:2000]})
         if moved.applied:
-            from cortex_school.delivery.leases import release
+            from cortex_school.store.leases import release
 
             release(store, improvement_id)
         return {"improvement_id": improvement_id, "stage": self.stage,
@@ -180,8 +180,8 @@ class PipelineTask(Task):  # type: ignore[misc]
         if not store.exists(improvement_id):
             return
         store.set_fields(improvement_id, {"last_error": reason})
-        from cortex_school.delivery.leases import release
         from cortex_school.pipeline import DELIVERY, compensate
+        from cortex_school.store.leases import release
 
         if store.field(improvement_id, "status") in {s.value for s in DELIVERY}:
             # Something is (or may be) in the cluster: a person cannot take it over from

@@ -6,14 +6,14 @@ from __future__ import annotations
 from typing import Any
 
 from cortex_school.celery import app
-from cortex_school.experts.base import ExpertFailure
+from cortex_school.clients.gitops import GitOpsError
 from cortex_school.errors import NeedsReview, Wait
+from cortex_school.experts.base import ExpertFailure
 from cortex_school.pipeline import after_commit
 from cortex_school.runtime import get_implementer, get_settings, get_store
 from cortex_school.stages import StageOutcome
 from cortex_school.tasks.base import InvalidTaskInput, PipelineTask
 from cortex_school.workers import WORKERS, worker_for
-from cortex_school.workers.gitops import GitOpsError
 from cortex_school.workers.implement import run_implement
 
 LEASE_WAIT_SECONDS = 5.0

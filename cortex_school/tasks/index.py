@@ -8,9 +8,9 @@ from __future__ import annotations
 from typing import Any
 
 from cortex_school.celery import app
-from cortex_school.validation.indexing import reindex_gitops_repo
 from cortex_school.runtime import get_gitops_repo, get_rag, get_settings
 from cortex_school.tasks.base import PipelineTask
+from cortex_school.validation.indexing import reindex_gitops_repo
 
 
 @app.task(bind=True, base=PipelineTask, name="cortex_school.tasks.index.reindex_gitops")

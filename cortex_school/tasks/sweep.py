@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Task
-
 from cortex_school.celery import app
 from cortex_school.delivery import rollback_under_way
 from cortex_school.models import Improvement

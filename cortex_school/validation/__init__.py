@@ -25,3 +25,9 @@ from cortex_school.validation.rag.context import RagContext
 
 def default_checks(store: RedisStore) -> list[Check]:
     return [ExactDuplicateCheck(store)]
+
+
+__all__ = [
+    "OUT_OF_THE_RUNNING", "SETTLED_FOR_IMPLEMENTATION", "Check", "validate", "default_checks",
+    "ExactDuplicateCheck", "RagContext",
+]

@@ -8,7 +8,7 @@ architectural conflicts, dependencies, capacity) plug in as further
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Sequence
+from collections.abc import Sequence
 
 from cortex_school.models import Finding, Improvement, Status, ValidationReport
 

@@ -73,7 +73,7 @@ class ArchitecturalConflictCheck(Check):
         hits = self.ctx.index.search("docs", vector, self.top_k * (2 if self.reranker else 1))
         if self.reranker is not None and hits:
             scores = self.reranker.predict([(improvement_text(improvement), h.text) for h in hits])
-            hits = [h for _, h in sorted(zip(scores, hits), key=lambda p: -p[0])]
+            hits = [h for _, h in sorted(zip(scores, hits, strict=True), key=lambda p: -p[0])]
         hits = hits[: self.top_k]
         if not hits:
             findings.append(Finding(check=self.name, conflict=False,

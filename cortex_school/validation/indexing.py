@@ -18,7 +18,7 @@ from cortex_school.validation.rag.chunking import (
 from cortex_school.validation.rag.index import SyncReport, VectorIndex
 
 if TYPE_CHECKING:
-    from cortex_school.workers.gitops import GitOpsRepo
+    from cortex_school.clients.gitops import GitOpsRepo
 
 # Improvements worth remembering: what was implemented or is on its way, and what failed.
 HISTORY_STATUSES: tuple[Status, ...] = (

@@ -9,7 +9,7 @@ e.g. the monitoring worker's exporter gets the architecture worker's Deployment.
 from __future__ import annotations
 
 import re
-from typing import Callable
+from collections.abc import Callable
 
 from cortex_school.models import Improvement
 from cortex_school.workers import architecture, database, integration, monitoring, security

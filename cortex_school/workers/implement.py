@@ -14,23 +14,24 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 
+from cortex_school.clients.gitops import CommitResult, GitOpsConflict, GitOpsRepo
 from cortex_school.models import Improvement, Status, utcnow
-from cortex_school.validation.rag.chunking import chunk_gitops_dir
-from cortex_school.settings import PolicySettings
 from cortex_school.outcome import StageOutcome, apply_transition, load
-from cortex_school.store import RedisStore, improvement_key
+from cortex_school.settings import PolicySettings
+from cortex_school.store import RedisStore
+from cortex_school.validation.rag.chunking import chunk_gitops_dir
 from cortex_school.workers import render_plan
-from cortex_school.workers.gitops import CommitResult, GitOpsConflict, GitOpsRepo
+from cortex_school.workers.manifest_files import repo_context
 from cortex_school.workers.manifests import PlanError, RenderContext
 from cortex_school.workers.plan import ImplementationPlan
 from cortex_school.workers.planning import Inventory, Planner
-from cortex_school.workers.manifest_files import repo_context
 from cortex_school.workers.policy import (
     GateContext,
     SystemIdentity,
@@ -148,7 +149,7 @@ def commit_message(improvement: Improvement, plan: ImplementationPlan,
 
 def _to_review(store: RedisStore, improvement: Improvement, reason: str, actor: str,
                extra: dict[str, str] | None = None) -> StageOutcome:
-    from cortex_school.delivery.leases import release
+    from cortex_school.store.leases import release
 
     release(store, improvement.id)
     return apply_transition(store, improvement, STAGE, Status.PENDING_REVIEW, actor=actor,

@@ -9,9 +9,10 @@ that is fatal (``policy check``: exit 2) or tolerable (facts about a repository)
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import yaml
 

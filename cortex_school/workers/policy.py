@@ -35,8 +35,9 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -1702,7 +1703,7 @@ def check_plan(plan: Any, policy: PolicySettings, system: SystemIdentity) -> lis
     for i, r in enumerate(resources):
         ref = f"{r.kind}/{r.namespace}/{r.name}"
 
-        def add(rule: str, path: str, detail: str) -> None:
+        def add(rule: str, path: str, detail: str, ref: str = ref, i: int = i) -> None:
             found.append(Violation(rule=rule, object=ref, path=f"resources[{i}].{path}",
                                    detail=detail))
 

@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import redis
@@ -155,7 +156,7 @@ class ServerIndex(VectorIndex):
     def _write(self, corpus: str, chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
         self.client.upsert(self._collection(corpus), points=[
             models.PointStruct(id=c.id, vector=v.tolist(), payload=_point_payload(c))
-            for c, v in zip(chunks, vectors)])
+            for c, v in zip(chunks, vectors, strict=True)])
 
     def _delete(self, corpus: str, ids: Sequence[str]) -> None:
         self.client.delete(self._collection(corpus), points_selector=models.PointIdsList(points=list(ids)))
@@ -227,7 +228,7 @@ class EmbeddedIndex(VectorIndex):
 
     def _write(self, corpus: str, chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
         args: list[Any] = [len(chunks)]
-        for chunk, vector in zip(chunks, vectors):
+        for chunk, vector in zip(chunks, vectors, strict=True):
             args += [chunk.id, json.dumps(_point_payload(chunk), default=str),
                      np.asarray(vector, dtype=np.float32).tobytes()]
         self._write_script(keys=self._keys(corpus), args=args)
@@ -263,8 +264,8 @@ class EmbeddedIndex(VectorIndex):
             # The mirror keeps payloads without their text (fetched for the few hits only).
             present = [(i, {k: v for k, v in json.loads(p).items() if k != "text"},
                         np.frombuffer(v, dtype=np.float32))
-                       for i, p, v in zip(batch, payloads, vectors) if p is not None and v is not None]
-            gone = [i for i, p in zip(batch, payloads) if p is None]
+                       for i, p, v in zip(batch, payloads, vectors, strict=True) if p is not None and v is not None]
+            gone = [i for i, p in zip(batch, payloads, strict=True) if p is None]
             if present:
                 self.local.upsert(corpus, points=models.Batch(
                     ids=[i for i, _, _ in present], vectors=[v.tolist() for _, _, v in present],
@@ -282,7 +283,7 @@ class EmbeddedIndex(VectorIndex):
         stored = self.redis.hmget(self._keys(corpus)[0], [str(p.id) for p in points])
         texts = [json.loads(raw).get("text", "") if raw else "" for raw in stored]
         return [Hit(id=str(p.id), score=p.score, text=text, payload=p.payload)
-                for p, text in zip(points, texts)]
+                for p, text in zip(points, texts, strict=True)]
 
     def inventory(self, corpus: str) -> list[dict[str, Any]]:
         current = self.version(corpus)

@@ -10,7 +10,7 @@ from typing import Protocol
 
 import httpx
 
-from cortex_school.delivery.cluster import cluster_error
+from cortex_school.clients.cluster import cluster_error
 
 
 class MetricsSource(Protocol):

@@ -17,13 +17,14 @@ Nothing here is a claim about a real cluster: the ``kubernetes`` target is the r
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import redis
 import yaml
 
-from cortex_school.delivery.cluster import AppState, PodState
+from cortex_school.clients.cluster import AppState, PodState
 
 KEY = "simulated:cluster"  # hash: app name → JSON state
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
@@ -102,7 +103,7 @@ class SimulatedCluster:
         root = self.repo.sync()
         spec = self._applications(root).get(app)
         if spec is None:
-            from cortex_school.delivery.cluster import ClusterRefused
+            from cortex_school.clients.cluster import ClusterRefused
 
             raise ClusterRefused(f"ArgoCD Application {app} not found")
         previous = self._state(app) or {}

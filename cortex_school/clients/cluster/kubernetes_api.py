@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cortex_school.delivery.cluster import (
+from cortex_school.clients.cluster import (
     AppState,
     ClusterError,
     ClusterRefused,
@@ -137,7 +137,7 @@ class KubernetesCluster:
                 if exc.status in (400, 404):  # not started yet, or gone: no log to read
                     continue
                 raise cluster_error("Kubernetes API", exc.status, str(exc.reason), exc.headers) from exc
-            except Exception as exc:  # noqa: BLE001 - connection trouble
+            except Exception as exc:
                 raise cluster_error("Kubernetes API", None, type(exc).__name__) from exc
         return "\n".join(texts)
 
@@ -180,7 +180,7 @@ class KubernetesCluster:
             if exc.status in (401, 403):
                 return None
             raise cluster_error("Kubernetes API", exc.status, str(exc.reason), exc.headers) from exc
-        except Exception as exc:  # noqa: BLE001 - connection trouble
+        except Exception as exc:
             raise cluster_error("Kubernetes API", None, type(exc).__name__) from exc
         labels = ((obj or {}).get("metadata") or {}).get("labels") or {}
         return labels.get("app.kubernetes.io/managed-by") != "cortex-school"
