@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup tools redis demo test test-fast clean
+.PHONY: setup tools redis demo test test-fast lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,7 +29,13 @@ redis:
 demo: setup redis
 	$(BIN)/cortex-school demo
 
-test: setup redis
+# The gates: layer contracts, types, lint (CI runs them through `make test`).
+lint: setup
+	$(BIN)/lint-imports
+	$(BIN)/mypy cortex_school celeryconfig.py
+	$(BIN)/ruff check cortex_school celeryconfig.py
+
+test: lint redis
 	$(BIN)/python -m pytest -q
 
 test-fast: setup redis

@@ -14,9 +14,9 @@ import re
 import unicodedata
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Literal, NewType
+from typing import Any, ClassVar, Literal, NewType
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 ImprovementId = NewType("ImprovementId", str)
 
@@ -227,6 +227,85 @@ def improvement_id(video_id: str, description: str) -> ImprovementId:
     return ImprovementId(digest[:16])
 
 
+class Delivery(BaseModel):
+    """Everything after approval, as the implement, deploy, verify and rollback stages
+    record it on the improvement: the commit, where it went, what ArgoCD did, the health
+    window, and the revert. Times are ISO-8601; unset means "not reached yet"."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    plan: dict[str, Any] | None = None
+    policy_violations: list[Any] = Field(default_factory=list)
+    git_commit: str | None = None  # the merge commit on the target branch (or the branch tip)
+    git_branch: str | None = None
+    git_branch_commit: str | None = None
+    git_files: list[str] = Field(default_factory=list)
+    merge_pending: bool = False  # a branch that waits for a person to merge it
+    leased_namespaces: list[str] = Field(default_factory=list)
+    deploy_queued_at: datetime | None = None
+    deploy_requested_at: datetime | None = None
+    argocd_apps: list[str] = Field(default_factory=list)
+    argocd_sync_revision: str | None = None
+    deployed_at: datetime | None = None
+    health_baseline: dict[str, float] = Field(default_factory=dict)  # "<ns>/<svc>" → p95 seconds
+    health_report: dict[str, Any] | None = None
+    health_checked_at: datetime | None = None
+    verified_at: datetime | None = None
+    rollback_requested: str | None = None  # a person's reason
+    rollback_commit: str | None = None
+    rollback_started_at: datetime | None = None
+    rollback_status: str | None = None
+    rollback_healthy: bool | None = None
+    failure_reason: str | None = None
+    failed_at: datetime | None = None
+
+    JSON_FIELDS: ClassVar[tuple[str, ...]] = ("plan", "policy_violations", "git_files", "argocd_apps",
+                                              "health_baseline", "health_report")
+    BOOL_FIELDS: ClassVar[tuple[str, ...]] = ("merge_pending", "rollback_healthy")
+    TIME_FIELDS: ClassVar[tuple[str, ...]] = ("deploy_queued_at", "deploy_requested_at", "deployed_at",
+                                              "health_checked_at", "verified_at", "rollback_started_at",
+                                              "failed_at")
+
+    @classmethod
+    def from_hash(cls, data: dict[str, str]) -> "Delivery":
+        """The delivery record from the improvement's flat hash fields (a field that does
+        not parse is left unset rather than failing the whole improvement)."""
+        parsed: dict[str, Any] = {}
+        for name in cls.model_fields:
+            raw = data.get(name)
+            if raw in (None, ""):
+                continue
+            if name in cls.JSON_FIELDS:
+                try:
+                    parsed[name] = json.loads(raw)
+                except ValueError:
+                    continue
+            elif name in cls.BOOL_FIELDS:
+                parsed[name] = raw == "true"
+            elif name == "leased_namespaces":
+                parsed[name] = [n for n in raw.split(",") if n]
+            else:
+                parsed[name] = raw
+        try:
+            return cls.model_validate(parsed)
+        except ValidationError:
+            kept = {}
+            for name, value in parsed.items():
+                try:
+                    cls.model_validate({name: value})
+                except ValidationError:
+                    continue
+                kept[name] = value
+            return cls.model_validate(kept)
+
+    @property
+    def rolling_back(self) -> str | None:
+        """Why it is being rolled back (a revert was made or a person asked), else None."""
+        if not (self.rollback_commit or self.rollback_requested):
+            return None
+        return self.failure_reason or self.rollback_requested or "rollback under way"
+
+
 class Improvement(BaseModel):
     """One proposal on its way through the pipeline."""
 
@@ -257,6 +336,8 @@ class Improvement(BaseModel):
     decision: Decision | None = None
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
+    # Written by the stages after approval, field by field (never by to_hash).
+    delivery: Delivery = Field(default_factory=Delivery)
 
     @property
     def knowledge_only(self) -> bool:
@@ -265,7 +346,7 @@ class Improvement(BaseModel):
     # -- Redis hash form: flat strings; nested records as JSON ----------------
     def to_hash(self) -> dict[str, str]:
         out: dict[str, str] = {}
-        for name, value in self.model_dump(mode="json").items():
+        for name, value in self.model_dump(mode="json", exclude={"delivery"}).items():
             if value is None:
                 continue
             if isinstance(value, (dict, list)):
@@ -284,4 +365,5 @@ class Improvement(BaseModel):
                 parsed[name] = json.loads(parsed[name])
         if "auto_approve_hint" in parsed:
             parsed["auto_approve_hint"] = parsed["auto_approve_hint"] == "true"
+        parsed["delivery"] = Delivery.from_hash(data)
         return cls.model_validate(parsed)

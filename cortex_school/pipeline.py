@@ -99,6 +99,16 @@ def next_step(status: Status | str, improvement_id: str) -> Signature | None:
     return None
 
 
+def advance(status: Status | str, improvement_id: str) -> bool:
+    """Start the delivery stage that acts on ``status`` (after deploy: verify); False when
+    there is none."""
+    step = next_step(status, improvement_id)
+    if step is None:
+        return False
+    step.apply_async()
+    return True
+
+
 def rollback_signature(improvement_id: str, reason: str) -> Signature:
     return _sig(ROLLBACK, improvement_id, reason=reason[:2000])
 
@@ -145,9 +155,7 @@ def after_commit(store: "RedisStore", improvement_id: str) -> bool:
         return False
     if not store.set_once(improvement_id, "deploy_queued_at", utcnow().isoformat()):
         return False
-    step = next_step(Status.COMMITTED, improvement_id)
-    assert step is not None
-    step.apply_async()
+    advance(Status.COMMITTED, improvement_id)
     if get_settings().rag.enabled:
         reindex(commit)
     return True
@@ -173,6 +181,4 @@ def request_rollback(store: "RedisStore", improvement_id: str, why: str) -> None
 
 def request_deploy(improvement_id: str) -> None:
     """A person says a committed change may go (e.g. after merging its branch by hand)."""
-    step = next_step(Status.COMMITTED, improvement_id)
-    assert step is not None
-    step.apply_async()
+    advance(Status.COMMITTED, improvement_id)

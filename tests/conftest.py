@@ -41,6 +41,16 @@ def store(settings) -> Iterator[RedisStore]:
     yield s
 
 
+@pytest.fixture(params=["redis", "memory"])
+def any_store(request):
+    """Each state store in turn: domain functions must behave the same on both."""
+    if request.param == "memory":
+        from cortex_school.store.memory import MemoryStore
+
+        return MemoryStore()
+    return request.getfixturevalue("store")
+
+
 @pytest.fixture(scope="module")
 def live_worker(tmp_path_factory, settings):
     """Factory for real Celery worker subprocesses, shared by the live modules.

@@ -47,7 +47,7 @@ def state_of(store, ids):
     r = store._redis
     snap = {i: (r.hgetall(f"improvement:{i}"), r.lrange(f"improvement:{i}:timeline", 0, -1))
             for i in ids}
-    for key in r.scan_iter(match="improvements:*"):
+    for key in r.scan_iter(match="improvements:*", count=1000):
         if r.type(key) == "zset":
             snap[key] = r.zrange(key, 0, -1, withscores=True)
         elif r.type(key) == "set":

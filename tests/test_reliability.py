@@ -159,7 +159,7 @@ def test_a_task_whose_worker_dies_every_time_is_dead_lettered(store, tmp_path):
 
         def starts() -> int:
             return sum(int(store._redis.get(k) or 0)
-                       for k in store._redis.scan_iter(match="improvements:deliveries:*"))
+                       for k in store._redis.scan_iter(match="improvements:deliveries:*", count=1000))
 
         for round_ in range(4):
             before = starts()

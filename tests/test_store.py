@@ -27,7 +27,7 @@ def force_status(store, imp_id: str, status: Status, expert: str = "security") -
 
 def snapshot(store, imp_id):
     r = store._redis
-    keys = sorted(r.scan_iter(match="improvement*"))
+    keys = sorted(r.scan_iter(match="improvement*", count=1000))
     out = {}
     for k in keys:
         t = r.type(k)

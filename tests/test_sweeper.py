@@ -5,9 +5,17 @@ from __future__ import annotations
 import time
 from datetime import timedelta
 
+import pytest
+
 from cortex_school.models import Status, utcnow
 from cortex_school.sweeper import find_stuck, sweep
 from tests.factories import make_improvement
+
+
+@pytest.fixture
+def store(any_store):
+    """The sweeper runs on either store."""
+    return any_store
 
 
 def stuck_at(store, status, seconds_ago, video):
@@ -18,7 +26,7 @@ def stuck_at(store, status, seconds_ago, video):
                               Status.IMPLEMENTING, Status.COMMITTED, Status.DEPLOYED]}[status]
     for target in path:
         store.transition(imp.id, target, actor="test", reason="test")
-    store._redis.hset(f"improvement:{imp.id}", "status_since", str(time.time() - seconds_ago))
+    store.set_fields(imp.id, {"status_since": str(time.time() - seconds_ago)})
     return imp
 
 

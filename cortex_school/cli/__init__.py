@@ -7,6 +7,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -30,6 +31,9 @@ from cortex_school.store import (
     connect,
     ensure_valid_id,
 )
+
+if TYPE_CHECKING:
+    from cortex_school.validation.rag.index import VectorIndex
 
 app = typer.Typer(help="Cortex Online School: improvement proposals → reviewed platform changes.",
                   no_args_is_help=True, add_completion=False)
@@ -415,7 +419,7 @@ def flags_set(name: str, value: str) -> None:
     console.print(f"{name} = {value.lower()}")
 
 
-def _index():  # type: ignore[no-untyped-def]
+def _index() -> "VectorIndex":
     from cortex_school.runtime import make_index
     from cortex_school.validation.rag.embedding import use_all_cores
 

@@ -73,8 +73,9 @@ def stop_worker(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
 
 
 def wait_until_idle(store: RedisStore, ids: set[str], timeout: float,
-                    resting: frozenset[Status] = RESTING) -> dict[str, str]:
-    """Poll until every improvement rests (nothing queued for it). Returns id → status."""
+                    resting: frozenset[Status] = RESTING) -> dict[str, str | None]:
+    """Poll until every improvement rests (nothing queued for it). Returns id → status
+    (None for an id the store does not have)."""
     deadline = time.monotonic() + timeout
     rest = {r.value for r in resting}
     while True:

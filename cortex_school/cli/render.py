@@ -3,6 +3,7 @@ ingest reports."""
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.markup import escape
@@ -13,6 +14,9 @@ from cortex_school.models import Improvement, Status
 from cortex_school.store import (
     RedisStore,
 )
+
+if TYPE_CHECKING:
+    from cortex_school.validation.rag.index import SyncReport
 
 console = Console(highlight=False)
 
@@ -69,7 +73,7 @@ def decisions_table(improvements: list[Improvement], title: str) -> Table:
     return table
 
 
-def _print_sync(report) -> None:  # type: ignore[no-untyped-def]
+def _print_sync(report: SyncReport) -> None:
     console.print(f"{report.corpus}: {report.total} chunks, {report.embedded} embedded, "
                   f"{report.unchanged} unchanged, {report.deleted} deleted")
     for problem in report.problems:

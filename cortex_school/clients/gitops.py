@@ -23,14 +23,17 @@ import random
 import re
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, TypeVar, cast
 
 import git
 from git.exc import GitCommandError
 
 from cortex_school.errors import PermanentError, TransientError
+
+_T = TypeVar("_T")
 
 TRAILER = "Improvement-Id"
 REVERT_TRAILER = "Reverts-Improvement"
@@ -69,6 +72,12 @@ class CommitResult:
     def deployable_revision(self) -> str | None:
         """What ArgoCD will sync: the merge commit on the target branch."""
         return self.merge_commit
+
+
+def _message(commit: git.Commit) -> str:
+    """A commit's message. GitPython types it ``str | bytes`` (bytes only when it cannot be
+    decoded); the messages read here are improvement commits this class wrote as UTF-8."""
+    return cast(str, commit.message)
 
 
 def redact(text: str, secret: str | None) -> str:
@@ -141,7 +150,7 @@ class GitOpsRepo:
             self._repo = repo
         return self._repo
 
-    def _run(self, action):  # type: ignore[no-untyped-def]
+    def _run(self, action: Callable[[], _T]) -> _T:
         try:
             return action()
         except GitCommandError as exc:
@@ -172,7 +181,7 @@ class GitOpsRepo:
         remote_ref = f"origin/{branch}"
         if remote_ref in [r.name for r in repo.remotes.origin.refs]:
             tip = repo.commit(remote_ref)
-            if self._trailer(tip.message) == improvement_id:
+            if self._trailer(_message(tip)) == improvement_id:
                 if self.mode == "branch":
                     return CommitResult(branch=branch, commit=tip.hexsha, merge_commit=None,
                                         files=self._files_of(tip.hexsha), reused=True)
@@ -211,7 +220,7 @@ class GitOpsRepo:
         remote_ref = f"origin/{branch}"
         if remote_ref in [r.name for r in repo.remotes.origin.refs]:
             tip = repo.commit(remote_ref)
-            if self._trailer(tip.message) == improvement_id:
+            if self._trailer(_message(tip)) == improvement_id:
                 return tip.hexsha  # pushed by an earlier run that died before merging
         self._run(lambda: repo.git.checkout("-B", branch, f"origin/{self.branch}", "--force"))
         for rel, content in files.items():
@@ -239,7 +248,7 @@ class GitOpsRepo:
                 # Another run of this improvement pushed the branch first: use theirs.
                 self._run(lambda: repo.git.fetch("origin", branch))
                 tip = repo.commit(f"origin/{branch}")
-                if self._trailer(tip.message) != improvement_id:
+                if self._trailer(_message(tip)) != improvement_id:
                     raise
                 return tip.hexsha
         return sha

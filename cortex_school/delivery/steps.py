@@ -85,7 +85,7 @@ def planned_dependencies(fields: dict[str, str]) -> list[str]:
 
 
 def step(iid: str, stage: str, outcome: str, status: str | None, detail: str) -> Step:
-    return Step(improvement_id=iid, stage=stage, outcome=outcome, status=status, detail=detail)  # type: ignore[arg-type]
+    return Step(improvement_id=iid, stage=stage, outcome=outcome, status=status, detail=detail)
 
 
 def fields_at(store: RedisStore, improvement_id: str, stage: str,

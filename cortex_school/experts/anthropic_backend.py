@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import anthropic
 
 from cortex_school.experts.llm import ExpertUnavailable, LLMExpert, Reply, ToolSpec, status_error
+
+if TYPE_CHECKING:
+    from anthropic.types import MessageParam, ToolChoiceToolParam, ToolParam
 
 
 class ClaudeExpert(LLMExpert):
@@ -26,15 +29,20 @@ class ClaudeExpert(LLMExpert):
         return [{"role": "user", "content": user}]
 
     def _request(self, messages: list[dict[str, Any]], system: str, tool: ToolSpec) -> Reply:
+        # The conversation is kept as plain dicts (the base class is backend-neutral); each one
+        # is a message this backend built in the SDK's shape.
+        request_messages = cast("list[MessageParam]", messages)
+        tools: list[ToolParam] = [{"name": tool.name, "description": tool.description,
+                                   "input_schema": tool.schema}]
+        tool_choice: ToolChoiceToolParam = {"type": "tool", "name": tool.name}
         try:
             response = self.client.messages.create(
                 model=self.model,
                 max_tokens=self.max_tokens,
                 system=system,
-                messages=messages,
-                tools=[{"name": tool.name, "description": tool.description,
-                        "input_schema": tool.schema}],
-                tool_choice={"type": "tool", "name": tool.name},
+                messages=request_messages,
+                tools=tools,
+                tool_choice=tool_choice,
             )
         except anthropic.APITimeoutError:
             raise ExpertUnavailable(f"anthropic/{self.model}: no answer within {self.timeout:.0f}s") from None

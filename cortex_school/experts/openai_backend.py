@@ -4,11 +4,19 @@ function call: the same schema and validation as the Claude backend."""
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import openai
 
 from cortex_school.experts.llm import ExpertUnavailable, LLMExpert, Reply, ToolSpec, status_error
+
+if TYPE_CHECKING:
+    from openai.types.chat import (
+        ChatCompletionFunctionToolParam,
+        ChatCompletionMessageFunctionToolCall,
+        ChatCompletionMessageParam,
+        ChatCompletionNamedToolChoiceParam,
+    )
 
 
 def chat_base_url(endpoint: str) -> str:
@@ -34,13 +42,18 @@ class OpenAICompatibleExpert(LLMExpert):
         return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
     def _request(self, messages: list[dict[str, Any]], system: str, tool: ToolSpec) -> Reply:
+        # The conversation is kept as plain dicts (the base class is backend-neutral); each one
+        # is a message this backend built in the SDK's shape.
+        request_messages = cast("list[ChatCompletionMessageParam]", messages)
+        tools: list[ChatCompletionFunctionToolParam] = [{"type": "function", "function": {
+            "name": tool.name, "description": tool.description, "parameters": tool.schema}}]
+        tool_choice: ChatCompletionNamedToolChoiceParam = {"type": "function", "function": {"name": tool.name}}
         try:
             response = self.client.chat.completions.create(
                 model=self.model,
-                messages=messages,  # type: ignore[arg-type]
-                tools=[{"type": "function", "function": {  # type: ignore[list-item]
-                    "name": tool.name, "description": tool.description, "parameters": tool.schema}}],
-                tool_choice={"type": "function", "function": {"name": tool.name}},
+                messages=request_messages,
+                tools=tools,
+                tool_choice=tool_choice,
                 max_tokens=self.max_tokens,
             )
         except openai.APITimeoutError:
@@ -53,7 +66,9 @@ class OpenAICompatibleExpert(LLMExpert):
         if not response.choices:
             raise ExpertUnavailable(f"llmd/{self.model}: empty choices")
         message = response.choices[0].message
-        calls = message.tool_calls or []
+        # Only a function tool is offered, so the calls are function calls (any other kind a
+        # server might send has no ``function`` and is skipped by the check below).
+        calls = cast("list[ChatCompletionMessageFunctionToolCall]", message.tool_calls or [])
         call = next((c for c in calls if getattr(c, "function", None) and c.function.name == tool.name), None)
         tool_input: Any = None
         if call is not None:

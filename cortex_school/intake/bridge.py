@@ -22,7 +22,7 @@ import hashlib
 import json
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import redis
 
@@ -133,12 +133,15 @@ def run_bridge(
         if on_report:
             on_report(report)
 
-    # Documents a previous run took but did not finish: oldest first.
-    for raw in reversed(client.lrange(inflight, 0, -1)):
-        handle(raw)
+    # Documents a previous run took but did not finish: oldest first. (Replies are str: the
+    # client is opened with decode_responses=True, see store.connect.)
+    for unfinished in reversed(cast("list[str]", client.lrange(inflight, 0, -1))):
+        handle(unfinished)
 
     while not (stop and stop.is_set()):
-        raw = client.blmove(source_list, inflight, block_seconds, "RIGHT", "LEFT")
+        # redis-py types BLMOVE's timeout as int; the server takes fractional seconds.
+        raw = cast("str | None", client.blmove(source_list, inflight, cast(int, block_seconds),
+                                               "RIGHT", "LEFT"))
         if raw is None:
             if once:
                 break

@@ -257,7 +257,7 @@ def parse_document(raw: bytes | str, source: str, caps: IngestSettings) -> Parse
                 implementation_notes=item.implementation_notes,
                 relevance=item.relevance if item.relevance is not None else header.relevance,
                 relevance_source="item" if item.relevance is not None else "video",
-                list_kind=kind,  # type: ignore[arg-type]
+                list_kind=kind,
                 source_status=item.status,
                 auto_approve_hint=item.auto_approve,
                 proposed_at=item.proposed_at,

@@ -29,12 +29,13 @@ appends the timeline entry, or does nothing at all.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Literal, cast
 
 import redis
+from redis.typing import EncodableT, FieldT
 
 from cortex_school.models import (
     IMPROVEMENT_ID_PATTERN,
@@ -235,6 +236,14 @@ class TransitionRefused(Exception):
     """A transition that the state machine does not allow from the current status."""
 
 
+def _hash_mapping(mapping: Mapping[str, str]) -> Mapping[FieldT, EncodableT]:
+    """``mapping`` as redis-py types HSET's ``mapping`` (a Mapping is invariant in its key
+    type, so ``Mapping[str, str]`` is not accepted as it stands)."""
+    return cast("Mapping[FieldT, EncodableT]", mapping)
+
+
+# The store's client is opened with decode_responses=True (:func:`connect`): every reply is
+# str, so the ``bytes | str`` replies redis-py declares are cast to str where they are read.
 class RedisStore:
     """The pipeline's state: improvements, their timelines, flags and logs."""
 
@@ -281,15 +290,16 @@ class RedisStore:
         return bool(created)
 
     def get(self, improvement_id: str) -> Improvement | None:
-        data = self._redis.hgetall(improvement_key(improvement_id))
+        data = cast("dict[str, str]", self._redis.hgetall(improvement_key(improvement_id)))
         return Improvement.from_hash(data) if data else None
 
     def raw_fields(self, improvement_id: str) -> dict[str, str]:
-        return self._redis.hgetall(improvement_key(improvement_id))
+        return cast("dict[str, str]", self._redis.hgetall(improvement_key(improvement_id)))
 
     def fields(self, improvement_id: str, *names: str) -> list[str | None]:
         """Some of the improvement's fields, in order (None for each one it lacks)."""
-        return list(self._redis.hmget(improvement_key(improvement_id), list(names)))
+        return list(cast("list[str | None]",
+                         self._redis.hmget(improvement_key(improvement_id), list(names))))
 
     def field(self, improvement_id: str, name: str) -> str | None:
         return self.fields(improvement_id, name)[0]
@@ -297,7 +307,7 @@ class RedisStore:
     def set_fields(self, improvement_id: str, mapping: dict[str, str]) -> None:
         """Write fields that do not change the status (progress of a stage, notes)."""
         if mapping:
-            self._redis.hset(improvement_key(improvement_id), mapping=mapping)
+            self._redis.hset(improvement_key(improvement_id), mapping=_hash_mapping(mapping))
 
     def set_once(self, improvement_id: str, name: str, value: str) -> bool:
         """Write a field only if it is not there yet; True for the one caller that did."""
@@ -362,7 +372,8 @@ class RedisStore:
     def assessments(self, improvement_id: str) -> dict[str, Assessment]:
         return {
             expert: Assessment.model_validate_json(raw)
-            for expert, raw in self._redis.hgetall(assessments_key(improvement_id)).items()
+            for expert, raw in cast(dict[str, str],
+                                    self._redis.hgetall(assessments_key(improvement_id))).items()
         }
 
     def count(self, field: str, amount: float = 1) -> None:
@@ -385,7 +396,7 @@ class RedisStore:
         pipe.execute()
 
     def stats(self) -> dict[str, float]:
-        return {k: float(v) for k, v in self._redis.hgetall(STATS_KEY).items()}
+        return {k: float(v) for k, v in cast("dict[str, str]", self._redis.hgetall(STATS_KEY)).items()}
 
     def timeline(self, improvement_id: str) -> list[TimelineEntry]:
         return [
@@ -394,13 +405,13 @@ class RedisStore:
         ]
 
     def ids_with_status(self, status: Status | str) -> set[str]:
-        return set(self._redis.smembers(status_key(status)))
+        return set(cast("set[str]", self._redis.smembers(status_key(status))))
 
     def ids_with_fingerprint(self, fp: str) -> set[str]:
-        return set(self._redis.smembers(fingerprint_key(fp)))
+        return set(cast("set[str]", self._redis.smembers(fingerprint_key(fp))))
 
     def ids_for_video(self, video_id: str) -> set[str]:
-        return set(self._redis.smembers(video_key(video_id)))
+        return set(cast("set[str]", self._redis.smembers(video_key(video_id))))
 
     def many(self, ids: Iterable[str]) -> list[Improvement]:
         pipe = self._redis.pipeline(transaction=False)
@@ -415,7 +426,8 @@ class RedisStore:
         return dict(zip(Status, pipe.execute(), strict=True))
 
     def stage_members(self, key: str) -> list[tuple[str, float]]:
-        return [(m, s) for m, s in self._redis.zrange(key, 0, -1, withscores=True)]
+        scored = cast("list[tuple[str, float]]", self._redis.zrange(key, 0, -1, withscores=True))
+        return [(m, s) for m, s in scored]
 
     def purge(self) -> int:
         """Delete every key this store owns (not the broker's). For tests and ``demo --reset``."""
@@ -454,12 +466,13 @@ class RedisStore:
         return int(self._release_leases(keys=[LEASE_PREFIX + n for n in names], args=[holder]))
 
     def lease_holders(self) -> dict[str, str]:
-        return {k[len(LEASE_PREFIX):]: self._redis.get(k) or ""
-                for k in self._redis.scan_iter(match=f"{LEASE_PREFIX}*")}
+        return {k[len(LEASE_PREFIX):]: cast("str | None", self._redis.get(k)) or ""
+                for k in self._redis.scan_iter(match=f"{LEASE_PREFIX}*", count=1000)}
 
     # -- metrics (read by the /metrics exporter) ---------------------------------
     def transition_counts(self) -> dict[str, int]:
-        return {k: int(v) for k, v in self._redis.hgetall("improvements:metrics:transitions").items()}
+        counts = cast("dict[str, str]", self._redis.hgetall("improvements:metrics:transitions"))
+        return {k: int(v) for k, v in counts.items()}
 
     def recent_transitions(self, minutes: int, now: float) -> dict[str, int]:
         """Transitions into each status over the last ``minutes`` whole minutes."""
@@ -475,11 +488,11 @@ class RedisStore:
 
     def histogram(self, name: str) -> dict[str, str]:
         """A histogram kept by :meth:`observe` (``improvements:metrics:hist:<name>``)."""
-        return dict(self._redis.hgetall(f"improvements:metrics:hist:{name}"))
+        return dict(cast("dict[str, str]", self._redis.hgetall(f"improvements:metrics:hist:{name}")))
 
     def stage_latency(self, status: str) -> dict[str, str]:
         """The time-in-status histogram the transition script keeps."""
-        return dict(self._redis.hgetall(f"improvements:metrics:latency:{status}"))
+        return dict(cast("dict[str, str]", self._redis.hgetall(f"improvements:metrics:latency:{status}")))
 
     def list_lengths(self, keys: list[str]) -> list[int]:
         """Lengths of Redis lists, e.g. the broker's queues (kombu keeps one list per queue
@@ -578,10 +591,10 @@ class RedisStore:
         mapping = {name: "true" if value else "false"}
         if reason is not None:
             mapping[f"{name}_reason"] = reason[:500]
-        self._redis.hset(FLAGS_KEY, mapping=mapping)
+        self._redis.hset(FLAGS_KEY, mapping=_hash_mapping(mapping))
 
     def flag_reason(self, name: str) -> str | None:
-        return self._redis.hget(FLAGS_KEY, f"{name}_reason")
+        return cast("str | None", self._redis.hget(FLAGS_KEY, f"{name}_reason"))
 
     # -- rollbacks (written by the rollback stage, read by the circuit breaker) --
     def log_rollback(self, improvement_id: str, reason: str, at: datetime | None = None) -> None:

@@ -50,7 +50,7 @@ class InvalidTaskInput(PermanentError, ValueError):
     """The task was called with an argument it must not act on (e.g. a hostile id)."""
 
 
-class PipelineTask(Task):  # type: ignore[misc]
+class PipelineTask(Task):
     max_retries = UNBOUNDED
 
     @property
@@ -106,6 +106,9 @@ class PipelineTask(Task):  # type: ignore[misc]
         except TRANSIENT_ERRORS as exc:
             return self._transient(store, task_id, improvement_id, exc)
         store.clear_attempts(task_id)
+        if isinstance(result, dict):
+            logger.info("done improvement=%s stage=%s outcome=%s status=%s", improvement_id,
+                        self.stage, result.get("outcome"), result.get("status"))
         return result
 
     def _transient(self, store: Any, task_id: str, improvement_id: str, exc: BaseException) -> Any:

@@ -15,7 +15,7 @@ from cortex_school.celery import app
 from cortex_school.delivery import Step, run_deploy, run_rollback, run_verify
 from cortex_school.errors import Wait
 from cortex_school.models import Status
-from cortex_school.pipeline import compensate, next_step
+from cortex_school.pipeline import advance, compensate
 from cortex_school.runtime import get_deployer, get_settings, get_store
 from cortex_school.tasks.base import PipelineTask
 
@@ -34,8 +34,8 @@ def deploy(self: PipelineTask, improvement_id: str) -> dict[str, Any]:
     contains the improvement's merge commit (committed → deployed), then verify."""
     checked = self.checked_id(improvement_id)
     step = run_deploy(get_store(), checked, get_deployer(), actor=self.actor())
-    if step.outcome == "done" and (then := next_step(Status.DEPLOYED, checked)) is not None:
-        then.apply_async()
+    if step.outcome == "done":
+        advance(Status.DEPLOYED, checked)
     return _follow(step, get_settings().deploy.poll_interval_seconds)
 
 

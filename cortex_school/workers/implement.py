@@ -276,7 +276,8 @@ def _committed(store: RedisStore, loaded: Improvement, result: CommitResult,
         "merge_pending": "false" if merged else "true",
         "committed_at": utcnow().isoformat(),
     }
-    where = (f"merged into {implementer.repo.branch} as {result.merge_commit[:12]}" if merged
+    where = (f"merged into {implementer.repo.branch} as {result.merge_commit[:12]}"
+             if result.merge_commit is not None
              else f"pushed branch {result.branch} ({result.commit[:12]}); merge left to a person")
     outcome = apply_transition(store, loaded, STAGE, Status.COMMITTED, actor=actor,
                      reason=f"{len(result.files)} file(s) {where}"

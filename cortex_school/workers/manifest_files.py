@@ -114,6 +114,12 @@ def read_manifests(paths: Iterable[Path]) -> ManifestSet:
     return found
 
 
+def _dict_at(obj: dict[str, Any], key: str) -> dict[str, Any]:
+    """``obj[key]`` if it is a mapping, else an empty one."""
+    value = obj.get(key)
+    return value if isinstance(value, dict) else {}
+
+
 def repo_context(root: Path | None, base: GateContext) -> GateContext:
     """``base`` with what a GitOps repository already defines: every object (so a change
     never takes one over), its Secrets (so an ExternalSecret never shadows one), its
@@ -129,15 +135,15 @@ def repo_context(root: Path | None, base: GateContext) -> GateContext:
     alerts, hosts, pods = set(base.existing_alerts), set(base.existing_hosts), set(base.existing_pods)
     claims = set(base.existing_claim_prefixes)
     for obj in found.objects:
-        meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+        meta = _dict_at(obj, "metadata")
         kind, name = str(obj.get("kind", "")), str(meta.get("name", ""))
         ns = str(meta.get("namespace") or "")
         if not name:
             continue
         existing.add((kind, ns, name))
-        spec = obj.get("spec") if isinstance(obj.get("spec"), dict) else {}
-        template = spec.get("template") if isinstance(spec.get("template"), dict) else {}
-        tmeta = template.get("metadata") if isinstance(template.get("metadata"), dict) else {}
+        spec = _dict_at(obj, "spec")
+        template = _dict_at(spec, "template")
+        tmeta = _dict_at(template, "metadata")
         if isinstance(tmeta.get("labels"), dict) and tmeta["labels"]:
             pods.add((ns, f"{kind} {name}", frozenset((str(k), str(v)) for k, v in tmeta["labels"].items())))
         if kind == "StatefulSet":  # its claims exist as <template>-<name>-<ordinal>
@@ -154,7 +160,7 @@ def repo_context(root: Path | None, base: GateContext) -> GateContext:
         if kind in ("Secret", "SealedSecret"):
             secrets.add((ns, name))
         elif kind == "ExternalSecret":
-            target = spec.get("target") if isinstance(spec.get("target"), dict) else {}
+            target = _dict_at(spec, "target")
             secrets.add((ns, str(target.get("name") or name)))
         elif kind == "PrometheusRule":
             for group in spec["groups"] if isinstance(spec.get("groups"), list) else []:

@@ -35,14 +35,17 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
 from cortex_school.settings import PolicySettings
 from cortex_school.workers.naming import DNS1123_LABEL
+
+if TYPE_CHECKING:
+    from detect_secrets.plugins.base import BasePlugin
 
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 ANNOTATION_PREFIX = "cortex-school.io"
@@ -425,7 +428,9 @@ class SecretScanner:
         from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class
         from detect_secrets.plugins.high_entropy_strings import Base64HighEntropyString
 
-        self._plugins = sorted(c.__name__ for c in get_mapping_from_secret_type_to_class().values()
+        # detect-secrets declares the values with an unbound TypeVar; they are plugin classes.
+        plugin_classes: Mapping[str, type[BasePlugin]] = get_mapping_from_secret_type_to_class()
+        self._plugins = sorted(c.__name__ for c in plugin_classes.values()
                                if c.__name__ not in self._NOISY)
         self._entropy = Base64HighEntropyString().calculate_shannon_entropy
 
@@ -514,7 +519,9 @@ _REMOTE_CODE = re.compile(
 def _commands(manifest: Manifest) -> Iterator[tuple[str, str]]:
     """Each container's command and args as the one command line they run."""
     kind = manifest.get("kind")
-    spec = _dig(manifest, POD_PATHS[kind]) if kind in POD_PATHS else None
+    if kind not in POD_PATHS:
+        return
+    spec = _dig(manifest, POD_PATHS[kind])
     if not isinstance(spec, dict):
         return
     for section in ("initContainers", "containers", "ephemeralContainers"):
@@ -1326,10 +1333,10 @@ class _Checker:
                      "(or is the system's): an ExternalSecret would replace it")
         own_key = f"{self.ns}/{self.name}"
         for i, item in enumerate(_list(spec.get("data"))):
-            key = _map(_map(item).get("remoteRef")).get("key")
-            if key != own_key:
+            remote_key = _map(_map(item).get("remoteRef")).get("key")
+            if remote_key != own_key:
                 self.add("external-secret", f"spec.data[{i}].remoteRef.key", f"fetches "
-                         f"{str(key)[:80]!r}; a change may only fetch its own key {own_key}")
+                         f"{str(remote_key)[:80]!r}; a change may only fetch its own key {own_key}")
 
     def certificate(self) -> None:
         spec = _map(self.m.get("spec"))

@@ -21,7 +21,7 @@ import json
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import redis
@@ -118,6 +118,12 @@ def _point_payload(chunk: Chunk) -> dict[str, Any]:
             "content_hash": chunk.content_hash}
 
 
+def _payload(point: models.Record | models.ScoredPoint) -> dict[str, Any]:
+    """A point's payload. Qdrant types it Optional (None when it was not asked for); every
+    read here asks for it (``with_payload``)."""
+    return cast("dict[str, Any]", point.payload)
+
+
 class ServerIndex(VectorIndex):
     def __init__(self, url: str, embedder: Embedder, *, prefix: str = "cortex_") -> None:
         super().__init__(embedder)
@@ -151,7 +157,7 @@ class ServerIndex(VectorIndex):
 
     def stored_hash(self, corpus: str, point_id: str) -> str | None:
         found = self.client.retrieve(self._collection(corpus), [point_id], with_payload=["content_hash"])
-        return found[0].payload.get("content_hash") if found else None
+        return _payload(found[0]).get("content_hash") if found else None
 
     def _write(self, corpus: str, chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
         self.client.upsert(self._collection(corpus), points=[
@@ -164,7 +170,7 @@ class ServerIndex(VectorIndex):
     def search(self, corpus: str, vector: np.ndarray, limit: int) -> list[Hit]:
         result = self.client.query_points(self._collection(corpus), query=vector.tolist(),
                                           limit=limit, with_payload=True)
-        return [Hit(id=str(p.id), score=p.score, text=p.payload.get("text", ""), payload=p.payload)
+        return [Hit(id=str(p.id), score=p.score, text=_payload(p).get("text", ""), payload=p.payload)
                 for p in result.points]
 
     def inventory(self, corpus: str) -> list[dict[str, Any]]:
@@ -217,7 +223,7 @@ class EmbeddedIndex(VectorIndex):
 
     def stored(self, corpus: str) -> dict[str, tuple[str, str]]:
         out = {}
-        for pid, raw in self.redis.hgetall(self._keys(corpus)[0]).items():
+        for pid, raw in cast("dict[bytes, bytes]", self.redis.hgetall(self._keys(corpus)[0])).items():
             point = json.loads(raw)
             out[pid.decode()] = (point["content_hash"], point["source"])
         return out
@@ -254,13 +260,14 @@ class EmbeddedIndex(VectorIndex):
                 self.local.delete_collection(corpus)
             self.local.create_collection(corpus, vectors_config=models.VectorParams(
                 size=self.embedder.dim, distance=models.Distance.COSINE))
-            ids = [i.decode() for i in self.redis.hkeys(points_key)]
+            ids = [i.decode() for i in cast("list[bytes]", self.redis.hkeys(points_key))]
         else:
-            ids = [i.decode() for i in self.redis.zrangebyscore(log_key, f"({mine}", current)]
+            ids = [i.decode() for i in cast("list[bytes]",
+                                            self.redis.zrangebyscore(log_key, f"({mine}", current))]
         for start in range(0, len(ids), 1000):
             batch = ids[start:start + 1000]
             payloads = self.redis.hmget(points_key, batch)
-            vectors = self.redis.hmget(vectors_key, batch)
+            vectors = cast("list[bytes | None]", self.redis.hmget(vectors_key, batch))
             # The mirror keeps payloads without their text (fetched for the few hits only).
             present = [(i, {k: v for k, v in json.loads(p).items() if k != "text"},
                         np.frombuffer(v, dtype=np.float32))

@@ -69,9 +69,9 @@ def namespace_in(text: str, known: set[str], default: str) -> str:
     for m in re.finditer(r"\bin(?:to)? ([a-z0-9-]+)\b", text):
         if m.group(1) in known:
             return m.group(1)
-    m = re.search(r"\b(?:in|into|to) (?:the )?([a-z0-9-]+) namespace\b", text)
-    if m:
-        return m.group(1)
+    named = re.search(r"\b(?:in|into|to) (?:the )?([a-z0-9-]+) namespace\b", text)
+    if named:
+        return named.group(1)
     for m in re.finditer(r"\bnamespace ([a-z0-9-]+)\b", text):
         if m.group(1) in known:
             return m.group(1)

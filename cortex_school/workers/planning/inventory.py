@@ -67,6 +67,7 @@ class Inventory:
 
 
 class Planner(Protocol):
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def plan(self, improvement: Improvement, inventory: Inventory) -> ImplementationPlan: ...
