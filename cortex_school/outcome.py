@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import BaseModel
 
 from cortex_school.models import Improvement, Status
-from cortex_school.store import RedisStore
+from cortex_school.store.protocol import StateStore
 
 
 class StageOutcome(BaseModel):
@@ -21,7 +21,7 @@ class StageOutcome(BaseModel):
     detail: str
 
 
-def load(store: RedisStore, improvement_id: str, stage: str) -> Improvement | StageOutcome:
+def load(store: StateStore, improvement_id: str, stage: str) -> Improvement | StageOutcome:
     improvement = store.get(improvement_id)
     if improvement is None:
         return StageOutcome(
@@ -31,7 +31,7 @@ def load(store: RedisStore, improvement_id: str, stage: str) -> Improvement | St
     return improvement
 
 
-def at_status(store: RedisStore, improvement_id: str, stage: str, expected: Status) -> Improvement | StageOutcome:
+def at_status(store: StateStore, improvement_id: str, stage: str, expected: Status) -> Improvement | StageOutcome:
     """The improvement if it is at ``expected``; otherwise the outcome that says why not."""
     loaded = load(store, improvement_id, stage)
     if isinstance(loaded, StageOutcome) or loaded.status is expected:
@@ -48,7 +48,7 @@ def skip(improvement: Improvement, stage: str, expected: Status) -> StageOutcome
 
 
 def apply_transition(
-    store: RedisStore,
+    store: StateStore,
     improvement: Improvement,
     stage: str,
     target: Status,

@@ -29,7 +29,7 @@ from cortex_school.router import panel, route
 from cortex_school.settings import get_settings
 
 if TYPE_CHECKING:
-    from cortex_school.store import RedisStore
+    from cortex_school.store.protocol import StateStore
 
 ROUTE = "cortex_school.tasks.route.route"
 EVALUATE = "cortex_school.tasks.evaluate.evaluate"
@@ -137,7 +137,7 @@ def resume(improvement: Improvement, *, rolling_back: str | None) -> None:
         enqueue(improvement)
 
 
-def give_up(store: "RedisStore", improvement: Improvement, reason: str, *, actor: str) -> None:
+def give_up(store: "StateStore", improvement: Improvement, reason: str, *, actor: str) -> None:
     """A stage that will not finish: a delivered change is rolled back, anything else goes
     to a person with the reason."""
     if improvement.status in (Status.COMMITTED, Status.DEPLOYED):
@@ -147,7 +147,7 @@ def give_up(store: "RedisStore", improvement: Improvement, reason: str, *, actor
                      fields={"review_reason": reason})
 
 
-def after_commit(store: "RedisStore", improvement_id: str) -> bool:
+def after_commit(store: "StateStore", improvement_id: str) -> bool:
     """Queue the deploy stage for a merged commit exactly once, also when an earlier run
     died between the committed transition and queueing it (and re-index the repository)."""
     status, merge_pending, commit = store.fields(improvement_id, "status", "merge_pending", "git_commit")
@@ -161,7 +161,7 @@ def after_commit(store: "RedisStore", improvement_id: str) -> bool:
     return True
 
 
-def after_review(store: "RedisStore", improvement_id: str) -> bool:
+def after_review(store: "StateStore", improvement_id: str) -> bool:
     """A person approved it: plan afresh (the stored plan is what they sent back) on the
     assigned worker's queue. False when there is no such improvement."""
     store.clear_fields(improvement_id, "plan", "policy_violations")
@@ -172,7 +172,7 @@ def after_review(store: "RedisStore", improvement_id: str) -> bool:
     return True
 
 
-def request_rollback(store: "RedisStore", improvement_id: str, why: str) -> None:
+def request_rollback(store: "StateStore", improvement_id: str, why: str) -> None:
     """A person asks for a rollback: the flag first (the verify loop honours it, so the
     rollback races nothing), then the rollback itself."""
     store.set_fields(improvement_id, {"rollback_requested": why[:500]})

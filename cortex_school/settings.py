@@ -108,7 +108,8 @@ class RedisSettings(_Settings):
         validation_alias="REDIS_DB",
         description="Database number for state, broker and results; tests use their own.",
     )
-    password: str | None = Field(None, validation_alias="REDIS_PASSWORD")
+    password: str | None = Field(None, validation_alias="REDIS_PASSWORD",
+        description="Redis password (AUTH); unset: none.")
 
     @property
     def url(self) -> str:
@@ -151,7 +152,8 @@ class ExpertSettings(_Settings):
         None, validation_alias="LLMD_ENDPOINT",
         description="OpenAI-compatible endpoint (llm-d / vLLM); unset: not used.",
     )
-    anthropic_api_key: str | None = Field(None, validation_alias="ANTHROPIC_API_KEY", repr=False)
+    anthropic_api_key: str | None = Field(None, validation_alias="ANTHROPIC_API_KEY",
+        description="Claude API key; set: the experts use Claude (EXPERT_BACKEND=auto).", repr=False)
     backend: Literal["auto", "anthropic", "llmd", "offline"] = Field(
         "auto", validation_alias="EXPERT_BACKEND",
         description="auto: Claude when ANTHROPIC_API_KEY is set, else LLM-D when LLMD_ENDPOINT "
@@ -161,7 +163,8 @@ class ExpertSettings(_Settings):
         None, validation_alias="ANTHROPIC_BASE_URL",
         description="Messages API base URL (a proxy or gateway); unset: Anthropic's.",
     )
-    llmd_api_key: str | None = Field(None, validation_alias="LLMD_API_KEY", repr=False)
+    llmd_api_key: str | None = Field(None, validation_alias="LLMD_API_KEY",
+        description="Bearer token for LLMD_ENDPOINT, if it wants one.", repr=False)
     llmd_model: str | None = Field(
         None, validation_alias="LLMD_MODEL",
         description="Model served by LLMD_ENDPOINT; unset: the expert's EXPERT_MODELS entry.",
@@ -169,7 +172,8 @@ class ExpertSettings(_Settings):
     timeout_seconds: float = Field(
         60.0, gt=0, validation_alias="EXPERT_TIMEOUT", description="Per request, seconds."
     )
-    max_tokens: int = Field(1024, gt=0, validation_alias="EXPERT_MAX_TOKENS")
+    max_tokens: int = Field(1024, gt=0, validation_alias="EXPERT_MAX_TOKENS",
+        description="Most tokens an expert may answer with, per request.")
     max_transient_retries: int = Field(
         5, ge=0, validation_alias="EXPERT_MAX_RETRIES",
         description="Task retries on 429/5xx/overloaded/timeouts before the expert is "
@@ -179,7 +183,8 @@ class ExpertSettings(_Settings):
         2.0, gt=0, validation_alias="EXPERT_RETRY_BACKOFF",
         description="First retry delay; doubles per retry, with full jitter.",
     )
-    retry_backoff_max_seconds: float = Field(300.0, gt=0, validation_alias="EXPERT_RETRY_BACKOFF_MAX")
+    retry_backoff_max_seconds: float = Field(300.0, gt=0, validation_alias="EXPERT_RETRY_BACKOFF_MAX",
+        description="Seconds: the longest delay between two expert retries.")
     rate_limit_per_minute: int = Field(
         30, gt=0, validation_alias="EXPERT_RATE_LIMIT",
         description="Requests per minute per expert, across all workers.",
@@ -234,12 +239,16 @@ class ServiceSettings(_Settings):
     """Endpoints of the platform around the pipeline (used by later stages)."""
 
     model_config = _ENV
-    qdrant_url: str | None = Field(None, validation_alias="QDRANT_URL")
+    qdrant_url: str | None = Field(None, validation_alias="QDRANT_URL",
+        description="Qdrant server URL for the vector index; unset: the embedded index in Redis.")
     prometheus_url: str = Field(
-        "http://prometheus.monitoring.svc.cluster.local:9090", validation_alias="PROMETHEUS_URL"
+        "http://prometheus.monitoring.svc.cluster.local:9090", validation_alias="PROMETHEUS_URL",
+        description="Prometheus base URL the metrics health check queries."
     )
-    alert_slack_webhook: str | None = Field(None, validation_alias="ALERT_SLACK_WEBHOOK", repr=False)
-    rollback_enabled: bool = Field(True, validation_alias="ROLLBACK_ENABLED")
+    alert_slack_webhook: str | None = Field(None, validation_alias="ALERT_SLACK_WEBHOOK",
+        description="Slack-compatible webhook for rollback alerts; unset: alerts stay in Redis.", repr=False)
+    rollback_enabled: bool = Field(True, validation_alias="ROLLBACK_ENABLED",
+        description="false: a failed change is flagged and alerted, not reverted.")
     health_check_duration: int = Field(
         300, gt=0, validation_alias="HEALTH_CHECK_DURATION",
         description="Seconds to watch a deployment before calling it verified.",
@@ -258,9 +267,11 @@ class GitOpsSettings(_Settings):
         None, validation_alias="GITOPS_REMOTE",
         description="Explicit remote URL or path; unset: derived from GITHUB_REPO.",
     )
-    github_branch: str = Field("main", validation_alias="GITHUB_BRANCH")
+    github_branch: str = Field("main", validation_alias="GITHUB_BRANCH",
+        description="Branch of the GitOps repository that ArgoCD syncs (the merge target).")
     commit_author: str = Field(
-        "Cortex Online School <school@cortex.ai>", validation_alias="COMMIT_AUTHOR"
+        "Cortex Online School <school@cortex.ai>", validation_alias="COMMIT_AUTHOR",
+        description="Author (and co-author trailer) of the system's commits, 'Name <email>'."
     )
     mode: Literal["merge", "branch"] = Field(
         "merge", validation_alias="GITOPS_MODE",
@@ -272,13 +283,15 @@ class GitOpsSettings(_Settings):
         description="Tries of fetch + re-merge + push when the push is rejected because the "
         "branch moved.",
     )
-    username: str = Field("x-access-token", validation_alias="GITOPS_USERNAME")
+    username: str = Field("x-access-token", validation_alias="GITOPS_USERNAME",
+        description="User name sent with GITHUB_TOKEN over HTTPS (GitHub: x-access-token).")
     token: str | None = Field(
         None, validation_alias="GITOPS_TOKEN", repr=False,
         description="HTTPS token (or GITHUB_TOKEN); handed to git through GIT_ASKPASS, never "
         "put in a URL, log or message.",
     )
-    github_token: str | None = Field(None, validation_alias="GITHUB_TOKEN", repr=False)
+    github_token: str | None = Field(None, validation_alias="GITHUB_TOKEN",
+        description="Token for pushing to the GitOps remote over HTTPS; never written to disk or logs.", repr=False)
     workdir: Path | None = Field(
         None, validation_alias="GITOPS_WORKDIR",
         description="Where worker processes keep their clones; unset: <data dir>/gitops.",
@@ -382,28 +395,39 @@ class DeploySettings(_Settings):
         description="kubernetes: the real cluster (kubeconfig or in-cluster config; the default "
         "under auto when one exists); simulated: an in-memory model for the demo and tests only.",
     )
-    kubeconfig: str | None = Field(None, validation_alias="KUBECONFIG")
-    kube_context: str | None = Field(None, validation_alias="KUBE_CONTEXT")
-    argocd_namespace: str = Field("argocd", validation_alias="ARGOCD_NAMESPACE")
+    kubeconfig: str | None = Field(None, validation_alias="KUBECONFIG",
+        description="Kubeconfig file; unset: in-cluster config, else ~/.kube/config.")
+    kube_context: str | None = Field(None, validation_alias="KUBE_CONTEXT",
+        description="Kubeconfig context; unset: the current one.")
+    argocd_namespace: str = Field("argocd", validation_alias="ARGOCD_NAMESPACE",
+        description="Namespace of the ArgoCD Application objects.")
     argocd_app_template: str = Field(
         "{namespace}-apps", validation_alias="ARGOCD_APP_TEMPLATE",
         description="ArgoCD Application name for a namespace (the design's '<namespace>-apps').",
     )
-    sync_timeout_seconds: int = Field(600, gt=0, validation_alias="ARGOCD_SYNC_TIMEOUT")
-    poll_interval_seconds: float = Field(10.0, gt=0, validation_alias="DEPLOY_POLL_INTERVAL")
-    health_check_interval_seconds: float = Field(30.0, gt=0, validation_alias="HEALTH_CHECK_INTERVAL")
-    max_error_rate: float = Field(0.01, ge=0, le=1, validation_alias="HEALTH_MAX_ERROR_RATE")
-    max_p95_latency_seconds: float = Field(1.0, gt=0, validation_alias="HEALTH_MAX_P95_SECONDS")
-    baseline_latency_factor: float = Field(2.0, gt=1, validation_alias="HEALTH_BASELINE_FACTOR")
+    sync_timeout_seconds: int = Field(600, gt=0, validation_alias="ARGOCD_SYNC_TIMEOUT",
+        description="Seconds a deploy (or a revert) waits for ArgoCD to sync before it fails.")
+    poll_interval_seconds: float = Field(10.0, gt=0, validation_alias="DEPLOY_POLL_INTERVAL",
+        description="Seconds between two looks at ArgoCD while waiting for a sync.")
+    health_check_interval_seconds: float = Field(30.0, gt=0, validation_alias="HEALTH_CHECK_INTERVAL",
+        description="Seconds between two rounds of the health checks while verifying.")
+    max_error_rate: float = Field(0.01, ge=0, le=1, validation_alias="HEALTH_MAX_ERROR_RATE",
+        description="Highest 5xx ratio (0..1) a verified change may show.")
+    max_p95_latency_seconds: float = Field(1.0, gt=0, validation_alias="HEALTH_MAX_P95_SECONDS",
+        description="Highest p95 latency in seconds a verified change may show.")
+    baseline_latency_factor: float = Field(2.0, gt=1, validation_alias="HEALTH_BASELINE_FACTOR",
+        description="p95 latency may grow to this multiple of its value before the deploy.")
     error_rate_query: str = Field(
         'sum(rate(http_requests_total{{namespace="{namespace}",service="{service}",status=~"5.."}}[5m]))'
         ' / sum(rate(http_requests_total{{namespace="{namespace}",service="{service}"}}[5m]))',
         validation_alias="HEALTH_ERROR_RATE_QUERY",
+        description="PromQL for a Service's error ratio; {namespace} and {service} are filled in.",
     )
     latency_query: str = Field(
         'histogram_quantile(0.95, sum by (le) (rate(http_request_duration_seconds_bucket'
         '{{namespace="{namespace}",service="{service}"}}[5m])))',
         validation_alias="HEALTH_LATENCY_QUERY",
+        description="PromQL for a Service's p95 latency in seconds; {namespace} and {service} are filled in.",
     )
     simulated_faults: str = Field(
         "", validation_alias="SIMULATED_FAULTS",
@@ -416,9 +440,12 @@ class IngestSettings(_Settings):
     """Caps on what ingestion accepts (characters, bytes, nesting depth)."""
 
     model_config = _ENV
-    max_title_chars: int = Field(500, gt=0, validation_alias="MAX_TITLE_CHARS")
-    max_description_chars: int = Field(4000, gt=0, validation_alias="MAX_DESCRIPTION_CHARS")
-    max_notes_chars: int = Field(10000, gt=0, validation_alias="MAX_NOTES_CHARS")
+    max_title_chars: int = Field(500, gt=0, validation_alias="MAX_TITLE_CHARS",
+        description="Longest video title accepted, in characters.")
+    max_description_chars: int = Field(4000, gt=0, validation_alias="MAX_DESCRIPTION_CHARS",
+        description="Longest improvement description accepted, in characters.")
+    max_notes_chars: int = Field(10000, gt=0, validation_alias="MAX_NOTES_CHARS",
+        description="Longest implementation notes accepted, in characters.")
     max_file_bytes: int = Field(
         2_000_000, gt=0, validation_alias="MAX_FILE_BYTES",
         description="Larger ingestion files are rejected unread.",
@@ -428,7 +455,8 @@ class IngestSettings(_Settings):
         description="Deepest nesting of arrays/objects a document may have (the format needs "
         "four); deeper documents are rejected before they are parsed.",
     )
-    bridge_list: str = Field("youtube:improvements", validation_alias="BRIDGE_LIST")
+    bridge_list: str = Field("youtube:improvements", validation_alias="BRIDGE_LIST",
+        description="Redis list the video service pushes documents to (the bridge reads it).")
 
 
 class RagSettings(_Settings):
@@ -448,8 +476,10 @@ class RagSettings(_Settings):
     )
     duplicate_threshold: float = Field(0.85, ge=0, le=1, validation_alias="RAG_DUPLICATE_THRESHOLD",
                                        description="Cosine similarity that makes a duplicate.")
-    top_k: int = Field(5, gt=0, validation_alias="RAG_TOP_K")
-    known_issue_threshold: float = Field(0.45, ge=0, le=1, validation_alias="RAG_KNOWN_ISSUE_THRESHOLD")
+    top_k: int = Field(5, gt=0, validation_alias="RAG_TOP_K",
+        description="Passages each RAG search returns.")
+    known_issue_threshold: float = Field(0.45, ge=0, le=1, validation_alias="RAG_KNOWN_ISSUE_THRESHOLD",
+        description="Cosine similarity (0..1) from which a known issue counts as related.")
     cluster_capacity_file: Path | None = Field(
         None, validation_alias="CLUSTER_CAPACITY_FILE",
         description="YAML with each node's allocatable and requested cpu/memory.",
@@ -523,7 +553,8 @@ class TaskSettings(_Settings):
 
 class Settings(_Settings):
     model_config = _ENV
-    log_level: str = Field("INFO", validation_alias="LOG_LEVEL")
+    log_level: str = Field("INFO", validation_alias="LOG_LEVEL",
+        description="Log level of the package's loggers (DEBUG, INFO, WARNING, ERROR).")
     broker_visibility_timeout: int = Field(
         900, gt=0, validation_alias="BROKER_VISIBILITY_TIMEOUT",
         description="Seconds before a message a dead worker held is delivered again; keep it "
@@ -558,7 +589,8 @@ class Settings(_Settings):
         None, ge=1, le=65535, validation_alias="METRICS_PORT",
         description="A worker serves /metrics on this port (its main process); unset: it does not.",
     )
-    data_dir: Path = Field(Path(".cortex-data"), validation_alias="CORTEX_DATA_DIR")
+    data_dir: Path = Field(Path(".cortex-data"), validation_alias="CORTEX_DATA_DIR",
+        description="Directory for the workers' GitOps clones, the demo's remote and the embedded index's files; relative paths are relative to the working directory.")
     redis: RedisSettings = Field(default_factory=RedisSettings)
     approval: ApprovalSettings = Field(default_factory=ApprovalSettings)
     experts: ExpertSettings = Field(default_factory=ExpertSettings)

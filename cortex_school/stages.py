@@ -29,11 +29,12 @@ from cortex_school.models import (
 from cortex_school.outcome import StageOutcome, apply_transition, at_status
 from cortex_school.router import route
 from cortex_school.settings import Settings
-from cortex_school.store import RedisStore, TransitionRefused
+from cortex_school.store import TransitionRefused
+from cortex_school.store.protocol import StateStore
 from cortex_school.validation import Check, validate
 
 
-def run_route(store: RedisStore, improvement_id: str, *, actor: str) -> StageOutcome:
+def run_route(store: StateStore, improvement_id: str, *, actor: str) -> StageOutcome:
     loaded = at_status(store, improvement_id, "route", Status.RAW)
     if isinstance(loaded, StageOutcome):
         return loaded
@@ -52,7 +53,7 @@ def run_route(store: RedisStore, improvement_id: str, *, actor: str) -> StageOut
 
 
 def run_consult(
-    store: RedisStore,
+    store: StateStore,
     improvement_id: str,
     *,
     expert: Expert,
@@ -121,7 +122,7 @@ def run_consult(
 LLM_LATENCY_BUCKETS: tuple[float, ...] = (0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120)
 
 
-def _account(store: RedisStore, assessment: Assessment) -> None:
+def _account(store: StateStore, assessment: Assessment) -> None:
     """Calls, tokens and latency per expert and model (exported by the metrics issue)."""
     if assessment.usage is None:
         return
@@ -137,7 +138,7 @@ def _account(store: RedisStore, assessment: Assessment) -> None:
 
 
 def run_aggregate(
-    store: RedisStore, improvement_id: str, *, experts: Sequence[str], actor: str
+    store: StateStore, improvement_id: str, *, experts: Sequence[str], actor: str
 ) -> StageOutcome:
     """Combine the panel's answers into one assessment (categorized → assessed).
 
@@ -181,7 +182,7 @@ def run_aggregate(
 
 
 def record_expert_failure(
-    store: RedisStore, improvement_id: str, expert_name: str, error: str, *, actor: str
+    store: StateStore, improvement_id: str, expert_name: str, error: str, *, actor: str
 ) -> StageOutcome:
     """An expert that cannot answer sends the improvement to a person, never onward."""
     reason = f"expert failure ({expert_name}): {error[:500]}"
@@ -198,7 +199,7 @@ def record_expert_failure(
 
 
 def run_validate(
-    store: RedisStore, improvement_id: str, *, checks: Sequence[Check], actor: str
+    store: StateStore, improvement_id: str, *, checks: Sequence[Check], actor: str
 ) -> StageOutcome:
     loaded = at_status(store, improvement_id, "validate", Status.ASSESSED)
     if isinstance(loaded, StageOutcome):
@@ -220,7 +221,7 @@ def run_validate(
     )
 
 
-def gate_context(store: RedisStore, settings: Settings) -> GateContext:
+def gate_context(store: StateStore, settings: Settings) -> GateContext:
     approval = settings.approval
     return GateContext(
         auto_approve_threshold=approval.auto_approve_threshold,
@@ -234,7 +235,7 @@ def gate_context(store: RedisStore, settings: Settings) -> GateContext:
 
 
 def run_approve(
-    store: RedisStore, improvement_id: str, *, ctx: GateContext, actor: str = GATE_ACTOR
+    store: StateStore, improvement_id: str, *, ctx: GateContext, actor: str = GATE_ACTOR
 ) -> StageOutcome:
     loaded = at_status(store, improvement_id, "approve", Status.VALIDATED)
     if isinstance(loaded, StageOutcome):
@@ -245,7 +246,7 @@ def run_approve(
 
 
 def _apply_decision(
-    store: RedisStore, improvement: Improvement, decision: Decision, *, actor: str
+    store: StateStore, improvement: Improvement, decision: Decision, *, actor: str
 ) -> StageOutcome:
     fields = {"decision": decision.model_dump_json()}
     if decision.approved:
@@ -267,7 +268,7 @@ def _apply_decision(
 
 
 def review(
-    store: RedisStore, improvement_id: str, *, approve: bool, reviewer: str, reason: str
+    store: StateStore, improvement_id: str, *, approve: bool, reviewer: str, reason: str
 ) -> StageOutcome:
     """A person's decision on an improvement waiting in ``pending_review``.
 

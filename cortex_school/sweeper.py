@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from cortex_school.models import Improvement, Status, TimelineEntry, utcnow
-from cortex_school.store import RedisStore
+from cortex_school.store.protocol import StateStore
 
 BUSY: tuple[Status, ...] = (Status.RAW, Status.CATEGORIZED, Status.ASSESSED, Status.VALIDATED,
                             Status.APPROVED, Status.IMPLEMENTING, Status.COMMITTED, Status.DEPLOYED)
@@ -30,7 +30,7 @@ class Stuck:
     age_seconds: float
 
 
-def find_stuck(store: RedisStore, *, stuck_after: float, health_window: float,
+def find_stuck(store: StateStore, *, stuck_after: float, health_window: float,
                now: datetime | None = None) -> list[Stuck]:
     now_ts = (now or utcnow()).timestamp()
     found: list[Stuck] = []
@@ -52,7 +52,7 @@ def find_stuck(store: RedisStore, *, stuck_after: float, health_window: float,
     return found
 
 
-def sweep(store: RedisStore, stuck: list[Stuck], *, resume: Callable[[Improvement], None],
+def sweep(store: StateStore, stuck: list[Stuck], *, resume: Callable[[Improvement], None],
           give_up: Callable[[Improvement, str], None], max_resumes: int = 3,
           now: datetime | None = None) -> dict[str, str]:
     """Resume or give up on each stuck improvement; returns id → what was done."""

@@ -81,3 +81,50 @@ def test_without_fan_out_only_the_routed_expert_is_consulted():
     imp = make_improvement("Encrypt the Qdrant snapshots", category="architecture")
     panel_chord = build_pipeline(imp, fan_out=False).tasks[1]
     assert [s.kwargs["expert"] for s in panel_chord.tasks] == ["security"]
+
+
+def test_every_setting_says_what_it_is_where_it_is_declared():
+    """GIVEN every settings group WHEN inspected THEN each field has a description (its unit
+    and meaning), so `Field(...)` is the documentation."""
+    from cortex_school.settings import Settings
+
+    groups = [f.annotation for f in Settings.model_fields.values()
+              if isinstance(f.annotation, type) and hasattr(f.annotation, "model_fields")]
+    undocumented = [f"{cls.__name__}.{name}" for cls in (Settings, *groups)
+                    for name, field in cls.model_fields.items()
+                    if field.annotation not in groups and not field.description]
+    assert undocumented == []
+
+
+def test_time_limits_come_from_settings_and_locks_expire_with_them():
+    """GIVEN TASK_TIME_LIMITS WHEN the Celery config is read THEN every stage task has a soft
+    limit below its hard limit, both from settings."""
+    import celeryconfig
+
+    from cortex_school.settings import get_settings
+
+    tasks = get_settings().tasks
+    for name, limits in celeryconfig.task_annotations.items():
+        stage = name.rsplit(".", 1)[-1]
+        assert limits["time_limit"] == tasks.hard_limit(stage)
+        assert 0 < limits["soft_time_limit"] < limits["time_limit"]
+
+
+def test_task_time_limits_parse_and_refuse_unknown_stages(monkeypatch):
+    """GIVEN TASK_TIME_LIMITS as 'stage=seconds' or JSON WHEN read THEN named stages change,
+    the rest keep their default; an unknown stage or a tiny limit is refused."""
+    import pydantic
+    import pytest as _pytest
+
+    from cortex_school.settings import DEFAULT_TIME_LIMITS, TaskSettings
+
+    monkeypatch.setenv("TASK_TIME_LIMITS", "implement=400, verify=90")
+    tasks = TaskSettings()
+    assert tasks.hard_limit("implement") == 400 and tasks.soft_limit("implement") == 340
+    assert tasks.hard_limit("route") == DEFAULT_TIME_LIMITS["route"]
+    monkeypatch.setenv("TASK_TIME_LIMITS", '{"deploy": 240}')
+    assert TaskSettings().hard_limit("deploy") == 240
+    for bad in ("implemnt=400", "route=1", "route"):
+        monkeypatch.setenv("TASK_TIME_LIMITS", bad)
+        with _pytest.raises(pydantic.ValidationError):
+            TaskSettings()

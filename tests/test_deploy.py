@@ -13,16 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from cortex_school.clients.cluster import path_covers, AppState
+from cortex_school.clients.cluster import AppState, path_covers
 from cortex_school.clients.cluster.kubernetes_api import KubernetesCluster
-from cortex_school.delivery import Deployer, run_deploy, run_rollback, run_verify
+from cortex_school.clients.gitops import GitOpsRepo, ensure_bare_remote
+from cortex_school.delivery import Deployer, run_deploy, run_rollback, run_verify, sync_target_problems
 from cortex_school.models import Decision, Status, utcnow
 from cortex_school.settings import DeploySettings, PolicySettings, ServiceSettings
-from cortex_school.clients.gitops import GitOpsRepo, ensure_bare_remote
 from cortex_school.workers.implement import Implementer, run_implement
 from cortex_school.workers.planning import OfflinePlanner
 from cortex_school.workers.schema_check import SchemaChecker
-from cortex_school.delivery import sync_target_problems
 from tests.factories import make_improvement
 from tests.fake_kube import FakeApp, FakeKube, FakeWorkload, kube_client
 
@@ -47,6 +46,12 @@ class QuietMetrics:
 def git(remote: Path, *args: str) -> str:
     return subprocess.run(["git", "--git-dir", str(remote), *args], capture_output=True, text=True,
                           check=True).stdout
+
+
+@pytest.fixture
+def store(any_store):
+    """Deploy, verify and roll back run on either state store."""
+    return any_store
 
 
 @pytest.fixture
@@ -174,7 +179,7 @@ def test_a_crash_looping_pod_is_rolled_back_and_the_revert_lands(store, world, k
     fields = store.raw_fields(imp.id)
     assert fields["status"] == "failed" and "CrashLoopBackOff" in fields["failure_reason"]
     assert fields["failed_at"] and fields["rollback_healthy"] == "true"
-    (entry,) = [json.loads(x) for x in store._redis.lrange("improvements:rollback_log", 0, -1)]
+    (entry,) = store.rollback_log()
     assert entry["improvement_id"] == imp.id and "CrashLoopBackOff" in entry["reason"]
     hook = [r for r in kube.requests if r["path"] == "/hooks/slack"]
     assert hook and "rollback performed" in hook[-1]["body"]["text"] and revert in hook[-1]["body"]["text"]
@@ -183,7 +188,7 @@ def test_a_crash_looping_pod_is_rolled_back_and_the_revert_lands(store, world, k
     again = run_rollback(store, imp.id, deployer, reason="again", actor="t@h", breaker_limit=3,
                          breaker_window=timedelta(hours=1))
     assert again.outcome == "skipped" and git(remote, "rev-list", "--count", "main") == commits
-    assert store._redis.llen("improvements:rollback_log") == 1
+    assert len(store.rollback_log()) == 1
 
 
 def test_an_application_that_never_syncs_times_out_and_is_rolled_back(store, world, kube):
@@ -206,7 +211,7 @@ def test_an_application_that_never_syncs_times_out_and_is_rolled_back(store, wor
                          breaker_window=timedelta(hours=1), now=t0 + timedelta(seconds=1300))
     assert final.outcome == "done" and "STILL UNHEALTHY" in final.detail
     assert store.flags()["auto_approve_none"] is True
-    alert = json.loads(store._redis.lindex("improvements:alerts", 0))
+    alert = store.alerts()[0]
     assert alert["level"] == "critical"
 
 
@@ -245,7 +250,7 @@ def test_rollback_disabled_flags_the_failure_without_reverting(store, world, kub
     assert step.outcome == "done" and fields["status"] == "failed"
     assert fields["rollback_status"] == "disabled" and "rollback_commit" not in fields
     assert git(remote, "rev-parse", "main").strip() == head
-    assert store._redis.llen("improvements:rollback_log") == 0
+    assert store.rollback_log() == []
 
 
 def test_more_than_three_rollbacks_in_an_hour_pause_auto_approval(store, world, kube):
@@ -265,7 +270,7 @@ def test_more_than_three_rollbacks_in_an_hour_pause_auto_approval(store, world, 
                         breaker_window=timedelta(hours=1), now=now + timedelta(seconds=5))
     assert done.outcome == "done" and "healthy again" in done.detail
     assert store.flags()["auto_approve_none"] is True
-    assert "circuit breaker" in store._redis.hget("improvements:flags", "auto_approve_none_reason")
+    assert "circuit breaker" in store.flag_reason("auto_approve_none")
 
 
 @pytest.mark.cluster

@@ -9,39 +9,41 @@ from cortex_school.delivery.health import Targets
 from cortex_school.delivery.steps import (
     Deployer,
     Step,
+    at_status,
     committed_manifests,
-    fields_at,
     namespaces_of,
-    parse_time,
     rollback_under_way,
     step,
     sync_target_problems,
 )
 from cortex_school.models import Status, utcnow
-from cortex_school.store import RedisStore
+from cortex_school.store.protocol import StateStore
 
 # -- deploy ------------------------------------------------------------------------------
 
-def run_deploy(store: RedisStore, improvement_id: str, d: Deployer, *, actor: str,
+def run_deploy(store: StateStore, improvement_id: str, d: Deployer, *, actor: str,
                now: datetime | None = None) -> Step:
     now = now or utcnow()
-    fields = fields_at(store, improvement_id, "deploy", Status.COMMITTED)
-    if isinstance(fields, Step):
-        return fields
-    if fields.get("merge_pending") == "true":
-        return step(improvement_id, "deploy", "skipped", fields["status"],
-                     f"branch {fields.get('git_branch')} is waiting for a person to merge it")
-    if reason := rollback_under_way(fields):
-        return step(improvement_id, "deploy", "failed", fields["status"], reason)
-    commit = fields["git_commit"]
-    namespaces = namespaces_of(json.loads(fields.get("git_files") or "[]"))
+    improvement = at_status(store, improvement_id, "deploy", Status.COMMITTED)
+    if isinstance(improvement, Step):
+        return improvement
+    delivery, status = improvement.delivery, improvement.status.value
+    if delivery.merge_pending:
+        return step(improvement_id, "deploy", "skipped", status,
+                    f"branch {delivery.git_branch} is waiting for a person to merge it")
+    if reason := rollback_under_way(improvement):
+        return step(improvement_id, "deploy", "failed", status, reason)
+    if not delivery.git_commit:
+        return step(improvement_id, "deploy", "failed", status, "committed, but no commit is recorded")
+    commit = delivery.git_commit
+    namespaces = namespaces_of(delivery.git_files)
     apps = [d.app_for(ns) for ns in namespaces]
-    requested = parse_time(fields.get("deploy_requested_at"))
+    requested = delivery.deploy_requested_at
     if requested is None:
         problems = sync_target_problems(d.cluster, namespaces, d.cfg)
         if problems:
-            return step(improvement_id, "deploy", "failed", fields["status"], "; ".join(problems))
-        targets = Targets.from_manifests(committed_manifests(d, fields), [])
+            return step(improvement_id, "deploy", "failed", status, "; ".join(problems))
+        targets = Targets.from_manifests(committed_manifests(d, delivery), [])
         baseline = {}
         for ns, svc in targets.services:
             p95 = d.metrics.p95_latency(ns, svc)
@@ -59,7 +61,7 @@ def run_deploy(store: RedisStore, improvement_id: str, d: Deployer, *, actor: st
     for app in apps:
         state = d.cluster.application(app)
         if state is None:
-            return step(improvement_id, "deploy", "failed", fields["status"],
+            return step(improvement_id, "deploy", "failed", status,
                          f"ArgoCD Application {app} disappeared")
         contains = state.revision is not None and (
             state.revision == commit or d.repo.is_ancestor(commit, state.revision))
@@ -71,10 +73,10 @@ def run_deploy(store: RedisStore, improvement_id: str, d: Deployer, *, actor: st
         revision = state.revision
     if waiting:
         if now - requested > timedelta(seconds=d.cfg.sync_timeout_seconds):
-            return step(improvement_id, "deploy", "failed", fields["status"],
+            return step(improvement_id, "deploy", "failed", status,
                          f"ArgoCD did not sync {commit[:12]} within {d.cfg.sync_timeout_seconds}s "
                          f"({'; '.join(waiting)})")
-        return step(improvement_id, "deploy", "waiting", fields["status"],
+        return step(improvement_id, "deploy", "waiting", status,
                      f"waiting for ArgoCD: {'; '.join(waiting)}")
     result = store.transition(
         improvement_id, Status.DEPLOYED, actor=actor,

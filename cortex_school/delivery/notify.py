@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 
 from cortex_school.delivery.steps import Deployer
-from cortex_school.store import RedisStore
+from cortex_school.store.protocol import StateStore
 
 
 def notify(webhook: str | None, text: str) -> str | None:
@@ -20,12 +20,12 @@ def notify(webhook: str | None, text: str) -> str | None:
         return f"webhook unreachable: {type(exc).__name__}"
 
 
-def alert(store: RedisStore, d: Deployer, improvement_id: str, text: str, level: str) -> None:
+def alert(store: StateStore, d: Deployer, improvement_id: str, text: str, level: str) -> None:
     store.alert(improvement_id, text, level)
     error = notify(d.services.alert_slack_webhook, text)
     if error:
         store.set_fields(improvement_id, {"notify_error": error})
 
 
-def pause_auto_approval(store: RedisStore, why: str) -> None:
+def pause_auto_approval(store: StateStore, why: str) -> None:
     store.set_flag("auto_approve_none", True, reason=why)

@@ -3,15 +3,15 @@ notify, feed the circuit breaker."""
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timedelta
 
 from cortex_school.clients.cluster import ClusterError
 from cortex_school.clients.gitops import GitOpsConflict
 from cortex_school.delivery.notify import alert, pause_auto_approval
-from cortex_school.delivery.steps import Deployer, Step, namespaces_of, parse_time, step
+from cortex_school.delivery.steps import Deployer, Step, loaded, namespaces_of, step
 from cortex_school.models import Status, utcnow
-from cortex_school.store import RedisStore
+from cortex_school.store.leases import release
+from cortex_school.store.protocol import StateStore
 
 ROLLBACK_DURATION_BUCKETS: tuple[float, ...] = (5, 15, 30, 60, 120, 300, 600, 1200, 3600)
 
@@ -29,21 +29,21 @@ def rollback_reason_class(reason: str) -> str:
     return "other"
 
 
-def run_rollback(store: RedisStore, improvement_id: str, d: Deployer, *, reason: str, actor: str,
+def run_rollback(store: StateStore, improvement_id: str, d: Deployer, *, reason: str, actor: str,
                  breaker_limit: int, breaker_window: timedelta, now: datetime | None = None) -> Step:
     now = now or utcnow()
-    fields = store.raw_fields(improvement_id)
-    if not fields:
-        return step(improvement_id, "rollback", "missing", None, "no such improvement")
-    status = fields["status"]
+    improvement = loaded(store, improvement_id, "rollback")
+    if isinstance(improvement, Step):
+        return improvement
+    delivery, status = improvement.delivery, improvement.status.value
     if status == Status.FAILED.value:
         return step(improvement_id, "rollback", "skipped", status,
-                     f"already failed: {fields.get('failure_reason', '')}"[:500])
+                    f"already failed: {delivery.failure_reason or ''}"[:500])
     if status not in (Status.COMMITTED.value, Status.DEPLOYED.value, Status.VERIFIED.value):
         return step(improvement_id, "rollback", "skipped", status,
                      f"nothing to roll back: status is {status}")
-    reason = fields.get("failure_reason") or reason
-    title = fields.get("title", "")
+    reason = delivery.failure_reason or reason
+    title = improvement.title
     if not d.services.rollback_enabled:
         result = store.transition(improvement_id, Status.FAILED, actor=actor, reason=f"{reason} "
                                   "(ROLLBACK_ENABLED=false: flagged, not reverted)"[:2000],
@@ -54,17 +54,16 @@ def run_rollback(store: RedisStore, improvement_id: str, d: Deployer, *, reason:
         return step(improvement_id, "rollback", "done" if result.applied else "skipped",
                      Status.FAILED.value, "flagged, not reverted")
 
-    if fields.get("merge_pending") == "true":
+    if delivery.merge_pending:
         result = store.transition(improvement_id, Status.FAILED, actor=actor,
                                   reason=f"{reason} (branch never merged: nothing to revert)"[:2000],
                                   fields={"failure_reason": reason[:2000], "failed_at": now.isoformat(),
                                           "rollback_status": "branch not merged; nothing reverted"})
         return step(improvement_id, "rollback", "done" if result.applied else "skipped",
                      Status.FAILED.value, "branch never merged: nothing to revert")
-    merge = fields.get("git_commit", "")
-    apps = json.loads(fields.get("argocd_apps") or "[]") or [
-        d.app_for(ns) for ns in namespaces_of(json.loads(fields.get("git_files") or "[]"))]
-    if not fields.get("rollback_commit"):
+    merge = delivery.git_commit or ""
+    apps = delivery.argocd_apps or [d.app_for(ns) for ns in namespaces_of(delivery.git_files)]
+    if not delivery.rollback_commit:
         try:
             revert, reused = d.repo.revert_improvement(improvement_id, merge, reason, d.co_author)
         except GitOpsConflict as exc:
@@ -89,8 +88,8 @@ def run_rollback(store: RedisStore, improvement_id: str, d: Deployer, *, reason:
                      f"reverted as {revert[:12]}{' (existing revert)' if reused else ''}; "
                      f"waiting for ArgoCD to sync {', '.join(apps)}")
 
-    revert = fields["rollback_commit"]
-    started = parse_time(fields.get("rollback_started_at")) or now
+    revert = delivery.rollback_commit
+    started = delivery.rollback_started_at or now
     d.repo.sync()
     pending = []
     degraded = []
@@ -116,8 +115,6 @@ def run_rollback(store: RedisStore, improvement_id: str, d: Deployer, *, reason:
                                       "rollback_healthy": "true" if healthy else "false"})
     if not result.applied:
         return step(improvement_id, "rollback", "skipped", result.previous, "already handled")
-    from cortex_school.store.leases import release
-
     release(store, improvement_id)
     store.log_rollback(improvement_id, reason, at=now)
     store.count("rollbacks")
@@ -126,7 +123,7 @@ def run_rollback(store: RedisStore, improvement_id: str, d: Deployer, *, reason:
                   ROLLBACK_DURATION_BUCKETS)
     alert(store, d, improvement_id,
            f"Cortex Online School: rollback performed\nImprovement: {title}\n"
-           f"Source: {fields.get('video_id')}\nRelevance: {fields.get('relevance')}\n"
+           f"Source: {improvement.video_id}\nRelevance: {improvement.relevance}\n"
            f"Reason for rollback: {reason}\nRevert commit: {revert}\nSystem status: {after}",
            "warning" if healthy else "critical")
     if not healthy:

@@ -3,9 +3,7 @@ improvement's committed files, and whether a rollback is under way."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, Literal
 
 import yaml
@@ -13,10 +11,10 @@ from pydantic import BaseModel
 
 from cortex_school.clients.cluster import ClusterTarget, path_covers
 from cortex_school.clients.cluster.metrics import MetricsSource
-from cortex_school.clients.gitops import GitOpsRepo
-from cortex_school.models import Status
+from cortex_school.clients.gitops import GitOpsError, GitOpsRepo
+from cortex_school.models import Delivery, Improvement, Status
 from cortex_school.settings import DeploySettings, ServiceSettings
-from cortex_school.store import RedisStore
+from cortex_school.store.protocol import StateStore
 
 GUARD = "rollback-guard"
 
@@ -42,10 +40,6 @@ class Deployer:
         return self.cfg.argocd_app_template.format(namespace=namespace)
 
 
-def parse_time(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value) if value else None
-
-
 def namespaces_of(files: list[str]) -> list[str]:
     return sorted({f.split("/")[1] for f in files if f.startswith("apps/") and f.count("/") >= 2})
 
@@ -65,43 +59,45 @@ def sync_target_problems(cluster: ClusterTarget, namespaces: list[str], cfg: Dep
     return problems
 
 
-def committed_manifests(d: Deployer, fields: dict[str, str]) -> list[dict[str, Any]]:
+def committed_manifests(d: Deployer, delivery: Delivery) -> list[dict[str, Any]]:
     """The improvement's committed manifests, from a clone synced now (each worker process
     has its own clone; one that missed the merge must not judge an empty change healthy)."""
-    from cortex_school.clients.gitops import GitOpsError
-
-    files = json.loads(fields.get("git_files") or "[]")
+    commit = delivery.git_commit or ""
     d.repo.sync()
-    texts = d.repo.read_files(fields["git_commit"], files)
-    if len(texts) != len(files):
-        raise GitOpsError(f"{len(files) - len(texts)} of the improvement's files are not readable "
-                          f"at {fields['git_commit'][:12]}")
+    texts = d.repo.read_files(commit, delivery.git_files)
+    if len(texts) != len(delivery.git_files):
+        raise GitOpsError(f"{len(delivery.git_files) - len(texts)} of the improvement's files are "
+                          f"not readable at {commit[:12]}")
     return [doc for text in texts.values() for doc in yaml.safe_load_all(text) if isinstance(doc, dict)]
 
 
-def planned_dependencies(fields: dict[str, str]) -> list[str]:
-    plan = json.loads(fields.get("plan") or "{}")
-    return sorted({dep for r in plan.get("resources", []) for dep in r.get("dependencies", [])})
+def planned_dependencies(delivery: Delivery) -> list[str]:
+    resources = (delivery.plan or {}).get("resources", [])
+    return sorted({dep for r in resources if isinstance(r, dict) for dep in r.get("dependencies", [])})
 
 
 def step(iid: str, stage: str, outcome: str, status: str | None, detail: str) -> Step:
     return Step(improvement_id=iid, stage=stage, outcome=outcome, status=status, detail=detail)
 
 
-def fields_at(store: RedisStore, improvement_id: str, stage: str,
-               expected: Status) -> dict[str, str] | Step:
-    """The improvement's fields if it is at ``expected``; otherwise the step that says why not."""
-    fields = store.raw_fields(improvement_id)
-    if not fields:
+def loaded(store: StateStore, improvement_id: str, stage: str) -> Improvement | Step:
+    """The improvement, or the step that says it does not exist."""
+    improvement = store.get(improvement_id)
+    if improvement is None:
         return step(improvement_id, stage, "missing", None, "no such improvement")
-    if fields["status"] != expected.value:
-        return step(improvement_id, stage, "skipped", fields["status"],
-                     f"nothing to do: status is {fields['status']}, this stage acts on {expected.value}")
-    return fields
+    return improvement
 
 
-def rollback_under_way(fields: dict[str, str]) -> str | None:
+def at_status(store: StateStore, improvement_id: str, stage: str, expected: Status) -> Improvement | Step:
+    """The improvement if it is at ``expected``; otherwise the step that says why not."""
+    improvement = loaded(store, improvement_id, stage)
+    if isinstance(improvement, Step) or improvement.status is expected:
+        return improvement
+    status = improvement.status.value
+    return step(improvement_id, stage, "skipped", status,
+                f"nothing to do: status is {status}, this stage acts on {expected.value}")
+
+
+def rollback_under_way(improvement: Improvement) -> str | None:
     """Why the improvement is being rolled back (revert made or a person asked), else None."""
-    if not (fields.get("rollback_commit") or fields.get("rollback_requested")):
-        return None
-    return fields.get("failure_reason") or fields.get("rollback_requested") or "rollback under way"
+    return improvement.delivery.rolling_back

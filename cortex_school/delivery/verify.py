@@ -2,36 +2,36 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timedelta
 
 from cortex_school.delivery.health import HealthReport, Targets, run_checks
 from cortex_school.delivery.steps import (
     Deployer,
     Step,
+    at_status,
     committed_manifests,
-    fields_at,
-    parse_time,
     planned_dependencies,
     rollback_under_way,
     step,
 )
-from cortex_school.models import Status, utcnow
-from cortex_school.store import RedisStore
+from cortex_school.models import Improvement, Status, utcnow
+from cortex_school.store.leases import release
+from cortex_school.store.protocol import StateStore
 
 # -- verify ------------------------------------------------------------------------------
 
-def run_verify(store: RedisStore, improvement_id: str, d: Deployer, *, actor: str,
+def run_verify(store: StateStore, improvement_id: str, d: Deployer, *, actor: str,
                now: datetime | None = None) -> Step:
     now = now or utcnow()
-    fields = fields_at(store, improvement_id, "verify", Status.DEPLOYED)
-    if isinstance(fields, Step):
-        return fields
-    if reason := rollback_under_way(fields):
-        return step(improvement_id, "verify", "failed", fields["status"], reason)
-    deployed_at = parse_time(fields.get("deployed_at")) or now
-    targets = Targets.from_manifests(committed_manifests(d, fields), planned_dependencies(fields))
-    baseline = json.loads(fields.get("health_baseline") or "{}")
+    improvement = at_status(store, improvement_id, "verify", Status.DEPLOYED)
+    if isinstance(improvement, Step):
+        return improvement
+    delivery, status = improvement.delivery, improvement.status.value
+    if reason := rollback_under_way(improvement):
+        return step(improvement_id, "verify", "failed", status, reason)
+    deployed_at = delivery.deployed_at or now
+    targets = Targets.from_manifests(committed_manifests(d, delivery), planned_dependencies(delivery))
+    baseline = delivery.health_baseline
     window = max(1, int((now - deployed_at).total_seconds()) or 1)
     report = run_checks(d.cluster, d.metrics, targets, baseline,
                         since_seconds=min(window, d.services.health_check_duration),
@@ -43,14 +43,12 @@ def run_verify(store: RedisStore, improvement_id: str, d: Deployer, *, actor: st
     for r in report.results:
         store.count(f"health_check:{r.check}:{r.outcome}")
     if not report.healthy:
-        return step(improvement_id, "verify", "failed", fields["status"],
+        return step(improvement_id, "verify", "failed", status,
                      "health check failed: " + "; ".join(f"{r.check}: {r.reason}" for r in report.failures))
     if now - deployed_at < timedelta(seconds=d.services.health_check_duration):
-        return step(improvement_id, "verify", "waiting", fields["status"],
+        return step(improvement_id, "verify", "waiting", status,
                      f"healthy so far ({int((now - deployed_at).total_seconds())}s of "
                      f"{d.services.health_check_duration}s): {report.summary()}")
-    from cortex_school.store.leases import release
-
     result = store.transition(
         improvement_id, Status.VERIFIED, actor=actor,
         reason=f"healthy for {d.services.health_check_duration}s: {report.summary()}"[:2000],
@@ -60,6 +58,7 @@ def run_verify(store: RedisStore, improvement_id: str, d: Deployer, *, actor: st
                  Status.VERIFIED.value if result.applied else result.previous, report.summary())
 
 
-def health_of(fields: dict[str, str]) -> HealthReport | None:
-    raw = fields.get("health_report")
-    return HealthReport.model_validate_json(raw) if raw else None
+def health_of(improvement: Improvement) -> HealthReport | None:
+    """The last health report recorded while verifying, if any."""
+    raw = improvement.delivery.health_report
+    return HealthReport.model_validate(raw) if raw else None

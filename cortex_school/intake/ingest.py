@@ -35,7 +35,7 @@ from cortex_school.models import (
 )
 from cortex_school.settings import IngestSettings
 from cortex_school.states import RESTING
-from cortex_school.store import RedisStore
+from cortex_school.store.protocol import StateStore
 
 LIST_KINDS: tuple[str, ...] = ("passive", "active")
 # C0/C1 controls (but tab, newline, carriage return) and bidi overrides that can
@@ -275,7 +275,7 @@ Enqueue = Callable[[Improvement], None]
 
 
 def ingest_document(
-    store: RedisStore,
+    store: StateStore,
     raw: bytes | str,
     source: str,
     *,

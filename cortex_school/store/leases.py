@@ -11,7 +11,8 @@ never blocks a namespace for good.
 from __future__ import annotations
 
 from cortex_school.models import Status
-from cortex_school.store import LEASE_PREFIX, RedisStore
+from cortex_school.store.protocol import StateStore
+from cortex_school.store.redis_store import LEASE_PREFIX
 
 # Statuses that no longer need the namespace to themselves.
 RELEASED = frozenset({Status.VERIFIED, Status.FAILED, Status.PENDING_REVIEW, Status.REJECTED,
@@ -22,7 +23,7 @@ def lease_key(namespace: str) -> str:
     return f"{LEASE_PREFIX}{namespace}"
 
 
-def acquire(store: RedisStore, improvement_id: str, namespaces: list[str]) -> str | None:
+def acquire(store: StateStore, improvement_id: str, namespaces: list[str]) -> str | None:
     """Take every namespace's lease, or none; returns the holder that blocks, if any."""
     names = sorted(set(namespaces))
     holder = None
@@ -38,10 +39,10 @@ def acquire(store: RedisStore, improvement_id: str, namespaces: list[str]) -> st
     return holder
 
 
-def release(store: RedisStore, improvement_id: str) -> int:
+def release(store: StateStore, improvement_id: str) -> int:
     leased = store.field(improvement_id, "leased_namespaces") or ""
     return store.drop_leases(improvement_id, [ns for ns in leased.split(",") if ns])
 
 
-def holders(store: RedisStore) -> dict[str, str]:
+def holders(store: StateStore) -> dict[str, str]:
     return store.lease_holders()

@@ -38,10 +38,10 @@ class MemoryStore:
         self._by_video: dict[str, set[str]] = defaultdict(set)
         self._flags: dict[str, str] = {}
         self._rollbacks: list[dict[str, str]] = []  # newest first, as the Redis log
-        self.rejections: list[Rejection] = []
-        self.alerts: list[dict[str, object]] = []
-        self.dead_letters: list[dict[str, object]] = []
-        self.stats: dict[str, float] = defaultdict(float)
+        self._rejections: list[Rejection] = []
+        self._alerts: list[dict[str, object]] = []
+        self._dead_letters: list[dict[str, object]] = []
+        self._stats: dict[str, float] = defaultdict(float)
         self._leases: dict[str, str] = {}
         self._locks: dict[str, str] = {}
 
@@ -171,7 +171,10 @@ class MemoryStore:
         return dict(self._assessments.get(improvement_id, {}))
 
     def record_rejection(self, rejection: Rejection) -> None:
-        self.rejections.append(rejection)
+        self._rejections.append(rejection)
+
+    def rejections(self, limit: int = 1000) -> list[Rejection]:
+        return self._rejections[-limit:]
 
     # -- flags, rollbacks, alerts, dead letters --------------------------------------
     def flags(self) -> dict[str, bool]:
@@ -191,28 +194,40 @@ class MemoryStore:
         self._rollbacks.insert(0, {"improvement_id": improvement_id, "reason": reason,
                                    "timestamp": (at or utcnow()).isoformat()})
 
+    def rollback_log(self, limit: int = 1000) -> list[dict[str, str]]:
+        return [dict(r) for r in self._rollbacks[:limit]]
+
     def rollbacks_since(self, window: timedelta, now: datetime | None = None) -> int:
         cutoff = (now or utcnow()) - window
         return sum(1 for r in self._rollbacks[:1000]
                    if datetime.fromisoformat(r["timestamp"]) >= cutoff)
 
     def alert(self, improvement_id: str, text: str, level: str) -> None:
-        self.alerts.insert(0, {"improvement_id": improvement_id, "level": level, "text": text,
-                               "at": utcnow().isoformat()})
+        self._alerts.insert(0, {"improvement_id": improvement_id, "level": level, "text": text,
+                                "at": utcnow().isoformat()})
+
+    def alerts(self, limit: int = 100) -> list[dict[str, object]]:
+        return self._alerts[:limit]
 
     def dead_letter(self, **record: object) -> None:
-        self.dead_letters.insert(0, {**record, "at": utcnow().isoformat()})
+        self._dead_letters.insert(0, {**record, "at": utcnow().isoformat()})
         self.count("dead_lettered")
+
+    def dead_letters(self, limit: int = 100) -> list[dict[str, object]]:
+        return self._dead_letters[:limit]
 
     # -- counters -----------------------------------------------------------------------
     def count(self, field: str, amount: float = 1) -> None:
         with self._lock:
-            self.stats[field] += amount
+            self._stats[field] += amount
+
+    def stats(self) -> dict[str, float]:
+        return dict(self._stats)
 
     def observe(self, name: str, value: float, buckets: tuple[float, ...]) -> None:
         with self._lock:
-            self.stats[f"hist:{name}:count"] += 1
-            self.stats[f"hist:{name}:sum"] += value
+            self._stats[f"hist:{name}:count"] += 1
+            self._stats[f"hist:{name}:sum"] += value
 
     # -- leases and locks -----------------------------------------------------------------
     def take_leases(self, improvement_id: str, names: list[str]) -> str | None:

@@ -605,6 +605,16 @@ class RedisStore:
         }
         self._redis.lpush(ROLLBACK_LOG_KEY, json.dumps(entry))
 
+    def rollback_log(self, limit: int = 1000) -> list[dict[str, str]]:
+        """The rollback log, newest first (malformed lines skipped)."""
+        out = []
+        for raw in self._redis.lrange(ROLLBACK_LOG_KEY, 0, limit - 1):
+            try:
+                out.append(json.loads(raw))
+            except ValueError:
+                continue
+        return out
+
     def rollbacks_since(self, window: timedelta, now: datetime | None = None) -> int:
         """Rollbacks logged within ``window`` (newest first, so stop at the first older one)."""
         cutoff = (now or utcnow()) - window

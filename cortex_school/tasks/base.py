@@ -26,10 +26,12 @@ from celery.exceptions import Retry
 from celery.utils.log import get_task_logger
 
 from celery import Task
+from cortex_school import pipeline
 from cortex_school.errors import NeedsReview, PermanentError, TransientError, Wait, backoff_seconds
 from cortex_school.models import Rejection, Status
 from cortex_school.runtime import get_settings, get_store
 from cortex_school.store import CONNECTION_ERRORS, ensure_valid_id
+from cortex_school.store.leases import release
 
 logger = get_task_logger("cortex_school.tasks")
 
@@ -138,8 +140,6 @@ class PipelineTask(Task):
         moved = store.transition(improvement_id, Status.PENDING_REVIEW, actor=self.actor(),
                                  reason=reason[:2000], fields={"review_reason": reason[:2000]})
         if moved.applied:
-            from cortex_school.store.leases import release
-
             release(store, improvement_id)
         return {"improvement_id": improvement_id, "stage": self.stage,
                 "outcome": "applied" if moved.applied else "skipped",
@@ -183,10 +183,7 @@ class PipelineTask(Task):
         if not store.exists(improvement_id):
             return
         store.set_fields(improvement_id, {"last_error": reason})
-        from cortex_school.pipeline import DELIVERY, compensate
-        from cortex_school.store.leases import release
-
-        if store.field(improvement_id, "status") in {s.value for s in DELIVERY}:
+        if store.field(improvement_id, "status") in {s.value for s in pipeline.DELIVERY}:
             # Something is (or may be) in the cluster: a person cannot take it over from
             # here, so take it back out; if the rollback itself is what failed, say so loudly.
             if self.stage == "rollback":
@@ -195,7 +192,7 @@ class PipelineTask(Task):
                                  fields={"failure_reason": reason,
                                          "rollback_status": f"failed: {reason}"[:500]})
             else:
-                compensate(improvement_id, reason)
+                pipeline.compensate(improvement_id, reason)
             return
         result = store.transition(
             improvement_id, Status.PENDING_REVIEW, actor=self.actor(), reason=reason,

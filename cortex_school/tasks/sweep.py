@@ -14,7 +14,7 @@ from cortex_school.sweeper import SWEEPER, find_stuck, sweep
 
 
 def _resume(improvement: Improvement) -> None:
-    resume(improvement, rolling_back=rollback_under_way(get_store().raw_fields(improvement.id)))
+    resume(improvement, rolling_back=rollback_under_way(improvement))
 
 
 def _give_up(improvement: Improvement, reason: str) -> None:

@@ -8,7 +8,7 @@ vector index they share; :mod:`.indexing` builds the corpora.
 
 from __future__ import annotations
 
-from cortex_school.store import RedisStore
+from cortex_school.store.protocol import StateStore
 from cortex_school.validation.base import (
     OUT_OF_THE_RUNNING,
     SETTLED_FOR_IMPLEMENTATION,
@@ -23,7 +23,7 @@ from cortex_school.validation.duplicates import ExactDuplicateCheck
 from cortex_school.validation.rag.context import RagContext
 
 
-def default_checks(store: RedisStore) -> list[Check]:
+def default_checks(store: StateStore) -> list[Check]:
     return [ExactDuplicateCheck(store)]
 
 

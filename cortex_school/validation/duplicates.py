@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from cortex_school.models import Finding, Improvement, Status
-from cortex_school.store import RedisStore
+from cortex_school.store.protocol import StateStore
 from cortex_school.validation.base import (
     OUT_OF_THE_RUNNING,
     SETTLED_FOR_IMPLEMENTATION,
@@ -20,7 +20,7 @@ class ExactDuplicateCheck(Check):
 
     name = "duplicate"
 
-    def __init__(self, store: RedisStore) -> None:
+    def __init__(self, store: StateStore) -> None:
         self.store = store
 
     def run(self, improvement: Improvement) -> list[Finding]:
@@ -61,7 +61,7 @@ class SemanticDuplicateCheck(Check):
 
     name = "duplicate"
 
-    def __init__(self, ctx: RagContext, store: RedisStore, threshold: float) -> None:
+    def __init__(self, ctx: RagContext, store: StateStore, threshold: float) -> None:
         self.ctx, self.store, self.threshold = ctx, store, threshold
 
     def run(self, improvement: Improvement) -> list[Finding]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from cortex_school.workers.manifests import (
     Manifest,
+    PlanError,
     RenderContext,
     app_labels,
     container,
@@ -12,7 +13,7 @@ from cortex_school.workers.manifests import (
     pod_template,
     requires_image,
 )
-from cortex_school.workers.plan import PlannedResource
+from cortex_school.workers.plan import PlannedResource, Storage
 
 KINDS = ("Deployment", "StatefulSet", "DaemonSet", "ConfigMap", "PersistentVolumeClaim",
          "StorageClass", "PodDisruptionBudget")
@@ -83,8 +84,6 @@ def configmap(res: PlannedResource, ctx: RenderContext) -> list[Manifest]:
 
 
 def pvc(res: PlannedResource, ctx: RenderContext) -> list[Manifest]:
-    from cortex_school.workers.plan import Storage
-
     storage = res.storage or Storage()
     spec: dict = {"accessModes": [storage.access_mode],
                   "resources": {"requests": {"storage": storage.size}}}
@@ -96,8 +95,6 @@ def pvc(res: PlannedResource, ctx: RenderContext) -> list[Manifest]:
 
 def storageclass(res: PlannedResource, ctx: RenderContext) -> list[Manifest]:
     if res.storage is None or not res.storage.provisioner:
-        from cortex_school.workers.manifests import PlanError
-
         raise PlanError(f"StorageClass {res.name} needs a provisioner")
     return [{
         "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",

@@ -25,7 +25,8 @@ from cortex_school.clients.gitops import CommitResult, GitOpsConflict, GitOpsRep
 from cortex_school.models import Improvement, Status, utcnow
 from cortex_school.outcome import StageOutcome, apply_transition, load
 from cortex_school.settings import PolicySettings
-from cortex_school.store import RedisStore
+from cortex_school.store.leases import release
+from cortex_school.store.protocol import StateStore
 from cortex_school.validation.rag.chunking import chunk_gitops_dir
 from cortex_school.workers import render_plan
 from cortex_school.workers.manifest_files import repo_context
@@ -147,10 +148,8 @@ def commit_message(improvement: Improvement, plan: ImplementationPlan,
     return "\n".join(lines) + "\n"
 
 
-def _to_review(store: RedisStore, improvement: Improvement, reason: str, actor: str,
+def _to_review(store: StateStore, improvement: Improvement, reason: str, actor: str,
                extra: dict[str, str] | None = None) -> StageOutcome:
-    from cortex_school.store.leases import release
-
     release(store, improvement.id)
     return apply_transition(store, improvement, STAGE, Status.PENDING_REVIEW, actor=actor,
                   reason=reason[:2000], fields={"review_reason": reason[:2000], **(extra or {})})
@@ -162,7 +161,7 @@ def _violations_reason(violations: list[Violation]) -> str:
     return f"{len(violations)} policy/schema violation(s), nothing committed: {listed}{more}"
 
 
-def run_implement(store: RedisStore, improvement_id: str, *, implementer: Implementer,
+def run_implement(store: StateStore, improvement_id: str, *, implementer: Implementer,
                   worker: str, actor: str) -> tuple[StageOutcome, CommitResult | None]:
     loaded = load(store, improvement_id, STAGE)
     if isinstance(loaded, StageOutcome):
@@ -255,7 +254,7 @@ def run_implement(store: RedisStore, improvement_id: str, *, implementer: Implem
     return _committed(store, loaded, result, implementer, actor), result
 
 
-def _blocked(store: RedisStore, improvement: Improvement, worker: str,
+def _blocked(store: StateStore, improvement: Improvement, worker: str,
              violations: list[Violation], actor: str) -> tuple[StageOutcome, None]:
     """Nothing is committed: the improvement goes to a person with every finding."""
     store.count("implement_policy_blocked")
@@ -265,7 +264,7 @@ def _blocked(store: RedisStore, improvement: Improvement, worker: str,
     }), None
 
 
-def _committed(store: RedisStore, loaded: Improvement, result: CommitResult,
+def _committed(store: StateStore, loaded: Improvement, result: CommitResult,
                implementer: Implementer, actor: str) -> StageOutcome:
     merged = result.merge_commit is not None
     fields = {

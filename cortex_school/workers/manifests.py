@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cortex_school.workers.plan import PlannedResource
+from cortex_school.workers.policy import owned_secret_name
 
 MANAGED_BY = "cortex-school"
 ANNOTATION_PREFIX = "cortex-school.io"
@@ -40,8 +41,6 @@ class RenderContext:
 
     def secret_name(self, base: str) -> str:
         """The Secret a change declares under ``base``: never an existing one."""
-        from cortex_school.workers.policy import owned_secret_name
-
         return owned_secret_name(base, self.improvement_id)
 
     def annotations(self) -> dict[str, str]:

@@ -24,7 +24,7 @@ from typing import Any
 import redis
 import yaml
 
-from cortex_school.clients.cluster import AppState, PodState
+from cortex_school.clients.cluster import AppState, ClusterRefused, PodState
 
 KEY = "simulated:cluster"  # hash: app name → JSON state
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
@@ -103,8 +103,6 @@ class SimulatedCluster:
         root = self.repo.sync()
         spec = self._applications(root).get(app)
         if spec is None:
-            from cortex_school.clients.cluster import ClusterRefused
-
             raise ClusterRefused(f"ArgoCD Application {app} not found")
         previous = self._state(app) or {}
         if self.faults.get(app) == "never_sync":
