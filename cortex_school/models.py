@@ -163,6 +163,8 @@ class Finding(BaseModel):
     conflict: bool
     reason: str
     related_id: str | None = None
+    # What the finding rests on: "<object> (<file>)", "<document> § <section>: <sentence>".
+    evidence: list[str] = Field(default_factory=list)
 
 
 class ValidationReport(BaseModel):

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from cortex_school.clients.cluster.metrics import MetricsSource
     from cortex_school.clients.gitops import GitOpsRepo
     from cortex_school.delivery import Deployer
+    from cortex_school.platform_model.source import PlatformSource
     from cortex_school.validation import Check, RagContext
     from cortex_school.validation.rag.embedding import Embedder
     from cortex_school.validation.rag.index import VectorIndex
@@ -110,9 +111,10 @@ def get_judge() -> "LLMJudge | None":
 def get_checks() -> list["Check"]:
     """Every validation check this process runs: the exact duplicate, then the RAG four."""
     from cortex_school.validation import default_checks
+    from cortex_school.validation.already_deployed import AlreadyDeployedCheck
 
     settings = get_settings()
-    checks = default_checks(get_store())
+    checks = default_checks(get_store()) + [AlreadyDeployedCheck(get_platform_source())]
     if settings.rag.enabled:
         from cortex_school.validation import (
             ArchitecturalConflictCheck,
@@ -130,6 +132,16 @@ def get_checks() -> list["Check"]:
             CapacityCheck(settings.rag.cluster_capacity_file),
         ]
     return checks
+
+
+@lru_cache(maxsize=1)
+def get_platform_source() -> "PlatformSource":
+    """The platform model of the GitOps repository, rebuilt when its head moves."""
+    from cortex_school.platform_model.source import PlatformSource
+
+    settings = get_settings()
+    return PlatformSource(get_gitops_repo, refresh_seconds=settings.rag.platform_refresh_seconds,
+                          distribution=settings.deploy.distribution)
 
 
 @lru_cache(maxsize=1)

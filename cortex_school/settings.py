@@ -405,6 +405,11 @@ class DeploySettings(_Settings):
         "{namespace}-apps", validation_alias="ARGOCD_APP_TEMPLATE",
         description="ArgoCD Application name for a namespace (the design's '<namespace>-apps').",
     )
+    distribution: Literal["k3s", "generic"] = Field(
+        "k3s", validation_alias="PLATFORM_DISTRIBUTION",
+        description="k3s: the platform model counts what K3s ships (Traefik, CoreDNS, metrics-server, "
+        "local-path, ServiceLB, the Helm controller) as present; generic: only what the repository shows.",
+    )
     sync_timeout_seconds: int = Field(600, gt=0, validation_alias="ARGOCD_SYNC_TIMEOUT",
         description="Seconds a deploy (or a revert) waits for ArgoCD to sync before it fails.")
     poll_interval_seconds: float = Field(10.0, gt=0, validation_alias="DEPLOY_POLL_INTERVAL",
@@ -476,6 +481,11 @@ class RagSettings(_Settings):
     )
     duplicate_threshold: float = Field(0.85, ge=0, le=1, validation_alias="RAG_DUPLICATE_THRESHOLD",
                                        description="Cosine similarity that makes a duplicate.")
+    platform_refresh_seconds: float = Field(
+        60.0, gt=0, validation_alias="PLATFORM_REFRESH_SECONDS",
+        description="Seconds between two syncs of the GitOps clone the platform model is read from "
+        "(the re-index after each commit refreshes it at once).",
+    )
     top_k: int = Field(5, gt=0, validation_alias="RAG_TOP_K",
         description="Passages each RAG search returns.")
     known_issue_threshold: float = Field(0.45, ge=0, le=1, validation_alias="RAG_KNOWN_ISSUE_THRESHOLD",

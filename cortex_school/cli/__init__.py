@@ -47,6 +47,8 @@ app.add_typer(review_app, name="review")
 policy_app = typer.Typer(help="Schema and policy checks of Kubernetes manifests.", no_args_is_help=True)
 app.add_typer(policy_app, name="policy")
 app.add_typer(flags_app, name="flags")
+platform_app = typer.Typer(help="The platform model: what the GitOps repository runs.", no_args_is_help=True)
+app.add_typer(platform_app, name="platform")
 
 console = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
@@ -371,6 +373,46 @@ def policy_check(
             table.add_row(escape(v.object), escape(v.path), v.rule, v.action, escape(v.detail))
         console.print(table)
     raise typer.Exit(2 if unreadable else 1 if findings else 0)
+
+
+@platform_app.command("show")
+def platform_show(
+    repo: str | None = typer.Option(None, "--repo", help="A checkout or folder of manifests; "
+                                       "default: the configured GitOps repository, synced now."),
+    as_json: bool = typer.Option(False, "--json", help="Print the whole model as JSON."),
+) -> None:
+    """Objects, components, capabilities, charts and ArgoCD Applications of the platform."""
+    from cortex_school.platform_model import load_platform, summary
+
+    revision = None
+    if repo is None:
+        from cortex_school.runtime import get_gitops_repo
+
+        gitops = get_gitops_repo()
+        root = gitops.sync()
+        revision = gitops.head()
+    else:
+        root = _existing_dir(repo)
+    model = summary(load_platform(root, revision=revision, distribution=get_settings().deploy.distribution))
+    if as_json:
+        print(json.dumps(model, indent=2, default=str))
+        return
+    console.print(f"{escape(str(model['root']))}{' @ ' + model['revision'][:12] if model['revision'] else ''}: "
+                  f"{model['objects']} objects in {len(model['namespaces'])} namespaces, "
+                  f"{len(model['charts'])} charts, {len(model['applications'])} ArgoCD applications, "
+                  f"{model['templates']} Helm templates")
+    table = Table(title=f"components: {len(model['components'])}")
+    for col in ("component", "namespaces", "evidence"):
+        table.add_column(col, overflow="fold")
+    for c in model["components"]:
+        table.add_row(escape(c["name"]) + ("" if c["known"] else " [dim](not in catalogue)[/]"),
+                      escape(", ".join(c["namespaces"])), escape(c["evidence"][0]) +
+                      (f" [dim](+{len(c['evidence']) - 1})[/]" if len(c["evidence"]) > 1 else ""))
+    console.print(table)
+    if model["capabilities"]:
+        console.print("capabilities: " + escape(", ".join(model["capabilities"])))
+    for item in model["unreadable"][:20]:
+        err.print(f"[yellow]unreadable {escape(item['file'])}: {escape(item['reason'])}[/]")
 
 
 @review_app.command("approve")

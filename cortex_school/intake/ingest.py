@@ -19,12 +19,12 @@ import re
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
+from cortex_school.bounds import max_json_depth
 from cortex_school.models import (
     Improvement,
     ProposalItem,
@@ -41,11 +41,6 @@ LIST_KINDS: tuple[str, ...] = ("passive", "active")
 # C0/C1 controls (but tab, newline, carriage return) and bidi overrides that can
 # disguise text in terminals and reviews.
 _HOSTILE_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
-# A JSON string, or the rest of the text after an unterminated quote: one left-to-right
-# pass, never re-scanned (an unterminated quote swallows the rest instead of backtracking).
-_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"?', re.DOTALL)
-_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
-_DEPTH_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
 
 
 @dataclass(frozen=True)
@@ -109,16 +104,6 @@ def _text_problems(prefix: str, values: dict[str, Any], caps: dict[str, int]) ->
                 (f"{prefix}{name}", f"is {len(value)} characters; the cap is {cap}")
             )
     return problems
-
-
-def max_json_depth(text: str) -> int:
-    """How deep arrays and objects nest in ``text``, in linear time and without parsing.
-
-    Brackets inside strings do not count. Meant for valid JSON; for malformed text the
-    answer is only an estimate (the parser refuses such text anyway).
-    """
-    brackets = _NOT_BRACKET.sub("", _JSON_STRING.sub("", text))
-    return max(accumulate(map(_DEPTH_STEP.__getitem__, brackets)), default=0)
 
 
 def _byte_size_over(raw: bytes | str, cap: int) -> bool:

@@ -1,0 +1,95 @@
+"""Judgment benchmark: per-check precision and recall on labelled proposals.
+
+    .venv/bin/python bench/judgment_bench.py [--fixture examples/platform-k3s] [--check already_deployed]
+
+A fixture is a folder with ``gitops/`` (the repository), ``proposals/*.json`` (video
+service documents) and ``labels.yaml`` (per proposal: ``video_id``, a ``match`` substring
+of its description, and ``expect``: the checks that should flag it, or ``clean``). The
+labels were written before the checks. For each check: a proposal is a positive when its
+label names the check; predicted positive when the check returns a conflict finding.
+Every false positive and false negative is listed with the check's reason.
+
+Checks measured so far: ``already_deployed`` (the platform model). The RAG checks join
+this benchmark as they move onto the platform model (issue 14).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from cortex_school.intake.ingest import parse_document  # noqa: E402
+from cortex_school.models import Improvement  # noqa: E402
+from cortex_school.platform_model import load_platform  # noqa: E402
+from cortex_school.settings import IngestSettings  # noqa: E402
+from cortex_school.validation.already_deployed import AlreadyDeployedCheck  # noqa: E402
+
+
+def labelled(fixture: Path) -> list[tuple[Improvement, dict[str, Any]]]:
+    improvements: list[Improvement] = []
+    for path in sorted((fixture / "proposals").glob("*.json")):
+        result = parse_document(path.read_bytes(), path.name, IngestSettings())
+        improvements.extend(result.improvements)
+    labels = yaml.safe_load((fixture / "labels.yaml").read_text())
+    out = []
+    for label in labels:
+        matches = [i for i in improvements
+                   if i.video_id == label["video_id"] and label["match"].lower() in i.description.lower()]
+        if len(matches) != 1:
+            raise SystemExit(f"label {label['video_id']} {label['match']!r} matches {len(matches)} proposals")
+        out.append((matches[0], label))
+    return out
+
+
+def measure(fixture: Path, check_name: str) -> dict[str, Any]:
+    started = time.perf_counter()
+    platform = load_platform(fixture / "gitops")
+    model_s = time.perf_counter() - started
+    check = {"already_deployed": AlreadyDeployedCheck(lambda: platform)}[check_name]
+    rows = labelled(fixture)
+    tp, fp, fn, tn = [], [], [], []
+    started = time.perf_counter()
+    for imp, label in rows:
+        expected = check_name in label["expect"]
+        conflicts = [f for f in check.run(imp) if f.conflict]
+        row = (imp.description[:90], "; ".join(f.reason for f in conflicts)[:200], label.get("why", ""))
+        (tp if expected and conflicts else fp if conflicts else fn if expected else tn).append(row)
+    per = (time.perf_counter() - started) / max(1, len(rows)) * 1000
+    precision = len(tp) / (len(tp) + len(fp)) if tp or fp else 1.0
+    recall = len(tp) / (len(tp) + len(fn)) if tp or fn else 1.0
+    return {"fixture": fixture.name, "check": check_name, "proposals": len(rows), "tp": len(tp),
+            "fp": fp, "fn": fn, "tn": len(tn), "precision": precision, "recall": recall,
+            "model_seconds": model_s, "ms_per_proposal": per,
+            "objects": len(platform.inventory.objects), "components": len(platform.components)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--fixture", action="append", default=None)
+    parser.add_argument("--check", action="append", default=None)
+    args = parser.parse_args()
+    fixtures = [Path(f) for f in (args.fixture or [str(ROOT / "examples" / "platform-k3s")])]
+    for fixture in fixtures:
+        for name in args.check or ["already_deployed"]:
+            r = measure(fixture, name)
+            print(f"{r['fixture']} · {r['check']}: precision {r['precision']:.2f} ({r['tp']}/{r['tp'] + len(r['fp'])}), "
+                  f"recall {r['recall']:.2f} ({r['tp']}/{r['tp'] + len(r['fn'])}) on {r['proposals']} proposals; "
+                  f"model of {r['objects']} objects, {r['components']} components in {r['model_seconds']:.2f}s; "
+                  f"{r['ms_per_proposal']:.1f} ms per proposal")
+            for kind in ("fp", "fn"):
+                for description, reason, why in r[kind]:
+                    print(f"  {kind.upper()}: {description}")
+                    print(f"      check: {reason or '(no conflict)'}")
+                    print(f"      label: {why}")
+
+
+if __name__ == "__main__":
+    main()

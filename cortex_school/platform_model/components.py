@@ -1,0 +1,243 @@
+"""What runs on the platform, by component, and the capabilities it evidently has.
+
+A component is named by what identifies it in real repositories: app labels
+(``app.kubernetes.io/name``, ``app``, ``k8s-app``), workload names, image repositories and
+chart names; the shipped catalogue (``catalogue.yaml``: a few hundred well-known
+infrastructure components with aliases, images, charts and the custom resource kinds that
+imply them) maps those onto one canonical name, so ``aquasec/trivy``, a Deployment
+``trivy-server`` and the chart ``trivy`` are all ``trivy``. Names the catalogue does not
+know still become components, under their own name.
+
+Capabilities are what the cluster evidently has: a custom resource kind in use implies its
+operator (``IngressRoute`` → Traefik, ``ScaledObject`` → KEDA, ``ServiceMonitor`` → the
+Prometheus Operator, ``Certificate`` → cert-manager), an ``ingressClassName`` its
+controller, a storage class its provisioner, and K3s ships a few built-ins.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from cortex_school.platform_model.model import WORKLOAD_KINDS, Inventory, PlatformObject, image_repository
+
+CATALOGUE_FILE = Path(__file__).with_name("catalogue.yaml")
+NAME_LABELS = ("app.kubernetes.io/name", "app", "k8s-app", "app.kubernetes.io/component")
+STORAGE_PROVISIONERS = {"local-path": "local-path-provisioner", "longhorn": "longhorn",
+                        "nfs-client": "nfs-subdir-external-provisioner", "openebs-hostpath": "openebs"}
+_TOKEN = re.compile(r"[^a-z0-9]+")
+
+
+def normalise(name: str) -> str:
+    """Lowercase, words joined by single dashes: "Cert Manager" → "cert-manager"."""
+    return _TOKEN.sub("-", name.lower()).strip("-")
+
+
+@dataclass(frozen=True)
+class CatalogueEntry:
+    name: str
+    title: str = ""
+    category: str = ""
+    aliases: tuple[str, ...] = ()
+    images: tuple[str, ...] = ()
+    charts: tuple[str, ...] = ()
+    kinds: tuple[str, ...] = ()  # "<group>/<Kind>"
+    ingress_classes: tuple[str, ...] = ()
+    provides: tuple[str, ...] = ()
+    k3s_builtin: bool = False
+
+
+class Catalogue:
+    """Lookups by name or alias, image repository, chart name and custom resource kind."""
+
+    def __init__(self, entries: list[CatalogueEntry]) -> None:
+        self.entries = {e.name: e for e in entries}
+        self.by_name: dict[str, str] = {}
+        self.by_image: dict[str, str] = {}
+        self.by_chart: dict[str, str] = {}
+        self.by_kind: dict[str, str] = {}
+        self.by_ingress_class: dict[str, str] = {}
+        for e in entries:
+            for n in (e.name, *e.aliases):
+                self.by_name.setdefault(normalise(n), e.name)
+            for image in e.images:
+                self.by_image.setdefault(image_repository(image), e.name)
+            for chart in e.charts:
+                self.by_chart.setdefault(normalise(chart), e.name)
+            for kind in e.kinds:
+                self.by_kind.setdefault(kind.lower(), e.name)
+            for ic in e.ingress_classes:
+                self.by_ingress_class.setdefault(ic.lower(), e.name)
+
+    @classmethod
+    def load(cls, path: Path = CATALOGUE_FILE) -> "Catalogue":
+        raw = yaml.safe_load(path.read_text()) if path.exists() else []
+        entries = []
+        for item in raw if isinstance(raw, list) else []:
+            if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+                continue
+            def strs(key: str, item: dict[str, Any] = item) -> tuple[str, ...]:
+                value = item.get(key)
+                return tuple(str(v) for v in value) if isinstance(value, list) else ()
+            entries.append(CatalogueEntry(
+                name=normalise(item["name"]), title=str(item.get("title") or item["name"]),
+                category=str(item.get("category") or ""), aliases=strs("aliases"), images=strs("images"),
+                charts=strs("charts"), kinds=strs("kinds"), ingress_classes=strs("ingress_classes"),
+                provides=strs("provides"), k3s_builtin=item.get("k3s_builtin") is True))
+        return cls(entries)
+
+    def name_for(self, token: str) -> str | None:
+        return self.by_name.get(normalise(token))
+
+    def image_for(self, image: str) -> str | None:
+        repo = image_repository(image)
+        if repo in self.by_image:
+            return self.by_image[repo]
+        # A mirror or another registry host of a known image: match on the path below the host.
+        tail = repo.split("/", 1)[1] if "." in repo.split("/", 1)[0] and "/" in repo else None
+        return self.by_image.get(tail) if tail else None
+
+    def kind_for(self, api_version: str, kind: str) -> str | None:
+        group = api_version.rsplit("/", 1)[0] if "/" in api_version else ""
+        return self.by_kind.get(f"{group}/{kind}".lower())
+
+
+@lru_cache(maxsize=1)
+def default_catalogue() -> Catalogue:
+    return Catalogue.load()
+
+
+@dataclass
+class Component:
+    """One thing that runs (or is installed) on the platform."""
+
+    name: str
+    title: str
+    known: bool  # in the catalogue
+    evidence: list[str] = field(default_factory=list)  # "<how>: <object> (<file>)"
+    namespaces: set[str] = field(default_factory=set)
+    objects: list[PlatformObject] = field(default_factory=list)  # the workloads that are it
+
+    def add(self, how: str, where: str, namespace: str = "", obj: PlatformObject | None = None) -> None:
+        line = f"{how}: {where}"
+        if line not in self.evidence and len(self.evidence) < 50:
+            self.evidence.append(line)
+        if namespace:
+            self.namespaces.add(namespace)
+        if obj is not None and obj not in self.objects:
+            self.objects.append(obj)
+
+
+@dataclass
+class Platform:
+    """The inventory, its components and its capabilities."""
+
+    inventory: Inventory
+    catalogue: Catalogue
+    components: dict[str, Component] = field(default_factory=dict)
+    capabilities: dict[str, list[str]] = field(default_factory=dict)  # capability → evidence
+
+    def _component(self, name: str) -> Component:
+        entry = self.catalogue.entries.get(name)
+        if name not in self.components:
+            self.components[name] = Component(name=name, title=entry.title if entry else name,
+                                              known=entry is not None)
+        return self.components[name]
+
+    def note(self, token: str, how: str, where: str, namespace: str = "", *, image: str | None = None,
+             chart: str | None = None, obj: PlatformObject | None = None) -> str | None:
+        """Record that ``token`` (a label value, a workload or chart name, an image) runs."""
+        name = None
+        if image is not None:
+            name = self.catalogue.image_for(image)
+        if name is None and chart is not None:
+            name = self.catalogue.by_chart.get(normalise(chart))
+        if name is None:
+            name = self.catalogue.name_for(token)
+        if name is None:
+            name = normalise(token)
+            if not name or len(name) < 2:
+                return None
+        self._component(name).add(how, where, namespace, obj)
+        self._provide(name, f"{how}: {where}")
+        return name
+
+    def _provide(self, name: str, evidence: str) -> None:
+        entry = self.catalogue.entries.get(name)
+        for cap in (entry.provides if entry else ()):
+            lines = self.capabilities.setdefault(cap, [])
+            if len(lines) < 20:
+                lines.append(f"{name} ({evidence})")
+
+    def find(self, term: str) -> Component | None:
+        """The component ``term`` names (canonical name, alias, chart or image), if it runs."""
+        key = normalise(term)
+        name = self.catalogue.name_for(key) or self.catalogue.by_chart.get(key) or \
+            self.catalogue.image_for(term) or key
+        return self.components.get(name)
+
+    def has_capability(self, capability: str) -> list[str]:
+        return self.capabilities.get(normalise(capability), [])
+
+
+def build_platform(inventory: Inventory, catalogue: Catalogue | None = None, *,
+                   distribution: str | None = "k3s") -> Platform:
+    """Components and capabilities of ``inventory`` (``distribution`` "k3s" adds what K3s
+    ships: Traefik, CoreDNS, metrics-server, local-path, ServiceLB, the Helm controller)."""
+    cat = catalogue or default_catalogue()
+    platform = Platform(inventory=inventory, catalogue=cat)
+    for obj in inventory.objects:
+        if obj.deployed is False:
+            continue  # in the repository, but no Application applies it (an archive, a draft)
+        where = obj.describe()
+        if obj.kind in WORKLOAD_KINDS:
+            labels = {**obj.labels, **obj.pod_labels}
+            named = False
+            for key in NAME_LABELS[:3]:
+                if labels.get(key):
+                    named |= platform.note(labels[key], f"label {key}={labels[key]}", where, obj.namespace,
+                                           obj=obj) is not None
+            for image in obj.images:
+                if cat.image_for(image):
+                    platform.note(image, f"image {image_repository(image)}", where, obj.namespace, image=image,
+                                  obj=obj)
+            if not named:
+                platform.note(obj.name, f"{obj.kind} name", where, obj.namespace, obj=obj)
+        implied = cat.kind_for(obj.api_version, obj.kind)
+        if implied:
+            platform.note(implied, f"uses {obj.kind} ({obj.group})", where, obj.namespace)
+        if obj.ingress_class:
+            controller = cat.by_ingress_class.get(obj.ingress_class.lower())
+            if controller:
+                platform.note(controller, f"ingressClassName {obj.ingress_class}", where, obj.namespace)
+        for sc in obj.storage_classes:
+            provisioner = STORAGE_PROVISIONERS.get(sc)
+            if provisioner:
+                platform.note(provisioner, f"storageClassName {sc}", where, obj.namespace)
+    for chart in inventory.charts:
+        where = f"chart {chart.name} ({chart.path})"
+        platform.note(chart.name, "Helm chart", where, chart.namespace, chart=chart.name)
+        for dep in chart.dependencies:
+            platform.note(dep, f"dependency of chart {chart.name}", where, chart.namespace, chart=dep)
+        for image in chart.images:
+            if cat.image_for(image):
+                platform.note(image, f"image {image_repository(image)} in values", where, chart.namespace, image=image)
+    for k in inventory.kustomizations:
+        for image in k.images:
+            if cat.image_for(image):
+                platform.note(image, f"image {image_repository(image)} in kustomization", k.path, k.namespace,
+                              image=image)
+    if inventory.applications:
+        files = sorted({a.file for a in inventory.applications})
+        platform.note("argocd", f"{len(inventory.applications)} ArgoCD Application(s)",
+                      ", ".join(files[:3]) + (f" (+{len(files) - 3} files)" if len(files) > 3 else ""))
+    if distribution == "k3s":
+        for entry in cat.entries.values():
+            if entry.k3s_builtin:
+                platform.note(entry.name, "K3s built-in", "the distribution (PLATFORM_DISTRIBUTION=k3s)")
+    return platform

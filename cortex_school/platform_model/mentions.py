@@ -1,0 +1,143 @@
+"""Which components a proposal's text names, and whether it would deploy them or change
+something that already exists.
+
+Names are recognised against the catalogue (names, aliases, chart names, image
+repositories) and against what the platform already runs (so a component the catalogue
+does not know, e.g. an in-house service, is still recognised by its own name). Image
+references in the text count too.
+
+The intent of each mention is read from its clause, not guessed from the whole text:
+
+* *deploys*: an installing verb governs it ("deploy Qdrant", "set up a Trivy server",
+  "add Falco for runtime security", "introduce NATS", "run vLLM");
+* *changes*: it is the object of a companion ("a PodDisruptionBudget for the Qdrant
+  StatefulSet", "an HPA for the api Deployment", "scrape Redis", "harden", "upgrade",
+  "tune", "back up", "monitor", "alert on", "restrict"), or a change verb governs it;
+* *relies on*: it is named as something used ("store vectors in Qdrant", "publish to NATS",
+  "behind Traefik", "via KEDA", "with cert-manager").
+
+Anything else is a plain mention. A mention may be several of these in a long text; a
+check decides what each means for it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from cortex_school.platform_model.components import Catalogue, Platform, normalise
+from cortex_school.platform_model.model import image_repository
+
+_WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9./+_=:-]*[A-Za-z0-9]|[A-Za-z0-9]")
+_IMAGE = re.compile(r"\b((?:[a-z0-9.-]+(?::\d+)?/)?[a-z0-9][a-z0-9._-]*(?:/[a-z0-9][a-z0-9._-]*)+(?::[\w.-]+)?)\b")
+_CLAUSE = re.compile(r"[.;:!?](?=\s|$)|\n|,\s+(?:and|but|then|so|while)\b|\s+(?:and then|then)\s+", re.I)
+DEPLOY_VERBS = frozenset("""deploy deploys deploying install installs installing setup add adds adding
+introduce introduces introducing roll stand spin bring adopt adopting provision
+provisioning host self-host selfhost launch create bootstrap enable onboard""".split())
+CHANGE_WORDS = frozenset("""for upgrade upgrades upgrading update updates tune tunes tuning harden hardens
+hardening restrict restricts scale scales scaling patch patches pin pins protect protects back backup
+backups snapshot snapshots monitor monitors monitoring scrape scrapes scraping alert alerts alerting
+limit limits resize expose exposes rotate rotates replicate replicas pdb poddisruptionbudget hpa
+networkpolicy servicemonitor podmonitor prometheusrule dashboard configure configures tighten
+secure secures lock reconfigure migrate retention""".split())
+# A companion named after its target ("a Qdrant PodDisruptionBudget", "a Traefik rate-limit
+# middleware", "the Redis exporter"): the words that follow a component name and make it
+# the target of a change, not something deployed. Kubernetes kinds count too.
+COMPANION_NOUNS = frozenset("""middleware middlewares ingressroute ingressroutes route routes rule rules
+policy policies exporter dashboard dashboards alert alerts backup backups snapshot snapshots config
+configuration configmap settings plugin plugins sidecar probe probes limit limits quota quotas job jobs
+cronjob monitor servicemonitor podmonitor prometheusrule pdb poddisruptionbudget hpa autoscaler
+horizontalpodautoscaler networkpolicy networkpolicies scaledobject scaledjob certificate certificates
+volume volumes pvc persistentvolumeclaim storage retention replicas replica flag flags metrics logs
+traces tracing upgrade version chart values secret secrets credentials role rolebinding serviceaccount
+statefulset deployment daemonset service ingress namespace collection collections index indexes
+cluster-issuer clusterissuer issuer""".split())
+RELY_WORDS = frozenset("""in into to from via through behind with using use uses on atop backed by
+publish publishes subscribe consume consumes store stores query queries send sends push pushes""".split())
+_STOP = frozenset("""a an the our its their this that new existing current dedicated small single
+self hosted managed open source cluster-wide cluster local""".split())
+
+
+@dataclass(frozen=True)
+class Mention:
+    component: str  # canonical name (catalogue) or the platform's own component name
+    text: str  # the words as written
+    intent: str  # deploys | changes | relies-on | mentions
+    clause: str
+
+
+def _clauses(text: str) -> list[str]:
+    return [c.strip() for c in _CLAUSE.split(text) if c and c.strip()]
+
+
+def _ngrams(words: list[str], n: int) -> list[tuple[int, str]]:
+    return [(i, " ".join(words[i:i + n])) for i in range(len(words) - n + 1)]
+
+
+def _intent(words: list[str], start: int) -> str:
+    """What the clause does to the name at ``start``: look back to the nearest verb-like
+    word (skipping articles and adjectives), at most six words."""
+    lowered = [w.lower() for w in words]
+    for j in range(start - 1, max(-1, start - 7), -1):
+        if "/" in words[j]:
+            continue
+        w = lowered[j]
+        if w in CHANGE_WORDS:
+            return "changes"
+        if w in RELY_WORDS:
+            return "relies-on"
+        if w in DEPLOY_VERBS or (w == "set" and j + 1 < len(lowered) and lowered[j + 1] == "up"):
+            return "deploys"
+    return "mentions"
+
+
+def _companion_after(words: list[str], end: int) -> bool:
+    """"Qdrant PodDisruptionBudget", "Traefik rate-limit middleware": a companion noun
+    within the two words after the name."""
+    return any(w.lower() in COMPANION_NOUNS for w in words[end:end + 2])
+
+
+def mentions(text: str, platform: Platform | None = None, catalogue: Catalogue | None = None) -> list[Mention]:
+    """Every component ``text`` names, with the intent of its clause; names matched
+    longest first (so "cert manager" is one mention, not two)."""
+    cat = catalogue or (platform.catalogue if platform else None)
+    if cat is None:
+        raise ValueError("a catalogue or a platform is needed")
+    own = {name for name in (platform.components if platform else {})}
+    found: list[Mention] = []
+    seen: set[tuple[str, str]] = set()
+    for clause in _clauses(text[:20_000]):
+        words = _WORD.findall(clause)
+        taken: set[int] = set()
+        for n in (3, 2, 1):
+            for i, gram in _ngrams(words, n):
+                if any(k in taken for k in range(i, i + n)) or gram.lower() in _STOP or \
+                        any("/" in w or w.lower().endswith((".yaml", ".yml", ".json")) for w in words[i:i + n]):
+                    continue  # a path or a file names where something lives, not what is deployed
+                key = normalise(gram)
+                if "=" in gram or ":" in gram:
+                    continue  # a setting's value (KEY=value, a port), not a name
+                if len(key) < 3 and n == 1:
+                    continue
+                name = cat.name_for(key) or cat.by_chart.get(key) or (key if key in own else None)
+                if name is None:
+                    continue
+                taken.update(range(i, i + n))
+                intent = _intent(words, i)
+                if intent in ("deploys", "mentions") and _companion_after(words, i + n):
+                    intent = "changes"
+                mention = Mention(component=name, text=gram, intent=intent, clause=clause)
+                if (name, mention.intent) not in seen:
+                    seen.add((name, mention.intent))
+                    found.append(mention)
+        for match in _IMAGE.finditer(clause.lower()):
+            image = match.group(1)
+            name = cat.image_for(image)
+            looks_like_image = ":" in image.rsplit("/", 1)[-1] or "." in image.split("/", 1)[0]
+            if name is None and platform is not None and looks_like_image:
+                repo = image_repository(image)
+                name = next((c for c in own if repo.endswith("/" + c)), None)
+            if name and (name, "deploys") not in seen:
+                seen.add((name, "deploys"))
+                found.append(Mention(component=name, text=image, intent="deploys", clause=clause))
+    return found
