@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import time
 
-from celery import Celery
-
 import celeryconfig
+from celery import Celery
 
 bare = Celery("bare_chain")
 bare.conf.update(

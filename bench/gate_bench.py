@@ -16,13 +16,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from tests.test_workers import every_kind_plan  # noqa: E402
+
 from cortex_school.settings import PolicySettings  # noqa: E402
 from cortex_school.workers import render_plan  # noqa: E402
 from cortex_school.workers.manifest_files import repo_context  # noqa: E402
 from cortex_school.workers.manifests import RenderContext  # noqa: E402
 from cortex_school.workers.policy import GateContext, check_change  # noqa: E402
 from cortex_school.workers.schema_check import SchemaChecker  # noqa: E402
-from tests.test_workers import every_kind_plan  # noqa: E402
 
 
 def timed(fn, repeat: int) -> tuple[float, float]:

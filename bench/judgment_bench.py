@@ -9,8 +9,8 @@ labels were written before the checks. For each check: a proposal is a positive 
 label names the check; predicted positive when the check returns a conflict finding.
 Every false positive and false negative is listed with the check's reason.
 
-Checks measured so far: ``already_deployed`` (the platform model). The RAG checks join
-this benchmark as they move onto the platform model (issue 14).
+Checks measured so far: ``already_deployed`` and ``dependency`` (both on the platform
+model). The architectural and capacity checks join this benchmark as they move onto it.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from cortex_school.models import Improvement  # noqa: E402
 from cortex_school.platform_model import load_platform  # noqa: E402
 from cortex_school.settings import IngestSettings  # noqa: E402
 from cortex_school.validation.already_deployed import AlreadyDeployedCheck  # noqa: E402
+from cortex_school.validation.dependencies import PlatformDependencyCheck  # noqa: E402
 
 
 def labelled(fixture: Path) -> list[tuple[Improvement, dict[str, Any]]]:
@@ -53,7 +54,8 @@ def measure(fixture: Path, check_name: str) -> dict[str, Any]:
     started = time.perf_counter()
     platform = load_platform(fixture / "gitops")
     model_s = time.perf_counter() - started
-    check = {"already_deployed": AlreadyDeployedCheck(lambda: platform)}[check_name]
+    check = {"already_deployed": AlreadyDeployedCheck(lambda: platform),
+             "dependency": PlatformDependencyCheck(lambda: platform)}[check_name]
     rows = labelled(fixture)
     tp, fp, fn, tn = [], [], [], []
     started = time.perf_counter()
@@ -78,7 +80,7 @@ def main() -> None:
     args = parser.parse_args()
     fixtures = [Path(f) for f in (args.fixture or [str(ROOT / "examples" / "platform-k3s")])]
     for fixture in fixtures:
-        for name in args.check or ["already_deployed"]:
+        for name in args.check or ["already_deployed", "dependency"]:
             r = measure(fixture, name)
             print(f"{r['fixture']} · {r['check']}: precision {r['precision']:.2f} ({r['tp']}/{r['tp'] + len(r['fp'])}), "
                   f"recall {r['recall']:.2f} ({r['tp']}/{r['tp'] + len(r['fn'])}) on {r['proposals']} proposals; "

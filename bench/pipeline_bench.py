@@ -32,15 +32,14 @@ os.environ.pop("LLMD_ENDPOINT", None)
 import subprocess  # noqa: E402
 
 from celery import chain  # noqa: E402
-
 from celeryconfig import IMPLEMENT_QUEUES, PIPELINE_QUEUES  # noqa: E402
 from cortex_school.celery import app  # noqa: E402
 from cortex_school.cli.demo import start_worker, stop_worker, wait_until_idle, wait_until_ready  # noqa: E402
+from cortex_school.clients.gitops import ensure_bare_remote  # noqa: E402
 from cortex_school.models import Improvement, ImprovementType, Status, fingerprint, improvement_id  # noqa: E402
 from cortex_school.pipeline import enqueue  # noqa: E402
 from cortex_school.runtime import get_store  # noqa: E402
 from cortex_school.states import RESTING_BEFORE_DEPLOY  # noqa: E402
-from cortex_school.clients.gitops import ensure_bare_remote  # noqa: E402
 
 RESTING = RESTING_BEFORE_DEPLOY | {Status.APPROVED}
 

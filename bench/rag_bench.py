@@ -22,20 +22,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 os.environ.setdefault("REDIS_DB", os.environ.get("BENCH_REDIS_DB", "13"))
 
-from cortex_school.models import Status  # noqa: E402
-from cortex_school.validation import (  # noqa: E402
+from cortex_school.models import Status
+from cortex_school.settings import get_settings
+from cortex_school.store import RedisStore
+from cortex_school.validation import (
     ArchitecturalConflictCheck,
     CapacityCheck,
     DependencyCheck,
+    ExactDuplicateCheck,
     RagContext,
     SemanticDuplicateCheck,
+    validate,
 )
-from cortex_school.validation.rag.chunking import Chunk, chunk_manifests  # noqa: E402
-from cortex_school.validation.rag.embedding import get_embedder  # noqa: E402
-from cortex_school.validation.rag.index import EmbeddedIndex  # noqa: E402
-from cortex_school.settings import get_settings  # noqa: E402
-from cortex_school.store import RedisStore  # noqa: E402
-from cortex_school.validation import ExactDuplicateCheck, validate  # noqa: E402
+from cortex_school.validation.rag.chunking import Chunk, chunk_manifests
+from cortex_school.validation.rag.embedding import get_embedder
+from cortex_school.validation.rag.index import EmbeddedIndex
 
 COMPONENTS = ["Redis", "Qdrant", "PostgreSQL", "Prometheus", "Grafana", "Traefik", "ArgoCD",
               "Langflow", "cert-manager", "CoreDNS", "Loki", "MinIO", "NATS", "KEDA", "Velero"]

@@ -65,3 +65,39 @@ def test_hostile_input_is_printed_literally_not_as_markup(store):
     assert "[red]x[/red]" in result.output
     pattern = invoke("ingest", "--no-enqueue", str(SAMPLES / "bad-hostile-ids.json")).output
     assert "^[a-z][a-z0-9_-]{0,31}$" in pattern
+
+
+def test_show_and_list_speak_json_for_scripts(store):
+    """GIVEN an improvement validated with an already_deployed finding WHEN `show --json ID`
+    and `list --json` THEN the findings come as objects with check, conflict, reason and
+    evidence, and the list has one row per improvement with its current reason."""
+    from cortex_school.models import Finding, ValidationReport
+    from tests.factories import make_improvement
+
+    imp = make_improvement("Deploy Qdrant for semantic search")
+    store.create(imp, actor="t", reason="t")
+    for target in (Status.CATEGORIZED, Status.ASSESSED):
+        store.transition(imp.id, target, actor="t", reason="t")
+    report = ValidationReport(passed=False, findings=[Finding(
+        check="already_deployed", conflict=True, reason="already deployed: Qdrant runs in knowledge",
+        related_id="qdrant", evidence=["StatefulSet knowledge/qdrant (apps/knowledge/qdrant.yaml)"])])
+    store.transition(imp.id, Status.VALIDATED, actor="t", reason="t",
+                     fields={"validation": report.model_dump_json()})
+    store.transition(imp.id, Status.PENDING_REVIEW, actor="t", reason="t",
+                     fields={"review_reason": "already deployed: Qdrant runs in knowledge"})
+    shown = runner.invoke(app, ["show", imp.id, "--json"])
+    assert shown.exit_code == 0, shown.output
+    record = json.loads(shown.stdout)
+    assert record["status"] == "pending_review" and record["fields"]["title"] == imp.title
+    (finding,) = record["findings"]
+    assert finding == {"check": "already_deployed", "conflict": True,
+                       "reason": "already deployed: Qdrant runs in knowledge", "related_id": "qdrant",
+                       "evidence": ["StatefulSet knowledge/qdrant (apps/knowledge/qdrant.yaml)"]}
+    assert [e["to_status"] for e in record["timeline"]][-1] == "pending_review"
+    listed = runner.invoke(app, ["list", "--json"])
+    assert listed.exit_code == 0, listed.output
+    (row,) = json.loads(listed.stdout)
+    assert row["id"] == imp.id and row["conflicts"] == ["already_deployed"]
+    assert row["reason"].startswith("already deployed")
+    assert runner.invoke(app, ["list"]).exit_code == 2  # the table needs a stage
+    assert runner.invoke(app, ["show", "0" * 16, "--json"]).exit_code == 1

@@ -287,3 +287,29 @@ def test_a_companion_the_component_already_has_is_already_deployed(tmp_path):
     assert "PodDisruptionBudget knowledge/qdrant" in pdb.reason
     assert conflicts("Schedule nightly snapshots of the Qdrant collections")
     assert not conflicts("Add a HorizontalPodAutoscaler for the Qdrant StatefulSet")
+
+
+def test_dependencies_are_looked_up_in_the_platform_with_an_open_vocabulary(tmp_path):
+    """GIVEN the layout WHEN proposals rely on components THEN what runs, what a kind implies
+    and what a same-kind component provides are present; a catalogue component found nowhere
+    is missing; what the proposal installs itself (or its chart bundles) is not a dependency;
+    a common word is a product only when capitalised."""
+    from cortex_school.validation.dependencies import PlatformDependencyCheck
+    from tests.factories import make_improvement
+
+    cat = Catalogue([*small_catalogue().entries.values(),
+                     CatalogueEntry(name="vault", aliases=("hashicorp vault",), images=("hashicorp/vault",),
+                                    common_word=True, provides=("secrets-management",)),
+                     CatalogueEntry(name="nats-jetstream", aliases=("nats jetstream", "jetstream")),
+                     CatalogueEntry(name="clickhouse", images=("clickhouse/clickhouse-server",)),
+                     CatalogueEntry(name="langfuse", images=("langfuse/langfuse",))])
+    check = PlatformDependencyCheck(lambda: build_platform(read_inventory(a_real_layout(tmp_path)), cat))
+
+    def missing(description: str) -> set[str]:
+        return {f.related_id for f in check.run(make_improvement(description)) if f.conflict}
+
+    assert missing("Read database credentials from HashiCorp Vault at start-up") == {"vault"}
+    assert missing("Expose the API behind Traefik and autoscale it via KEDA") == set()
+    assert missing("Publish ingestion events to NATS JetStream") == set()  # a feature of the NATS that runs
+    assert missing("Install Langfuse with its bundled ClickHouse") == set()
+    assert missing("Keep every vault of knowledge in Qdrant") == set()  # "vault", the word

@@ -272,3 +272,39 @@ def test_the_gitops_corpus_follows_the_repository_after_a_commit(index, tmp_path
         f"Implement: Tempo\n\nImprovement-Id: {iid}\n")
     second = reindex_gitops_repo(index, repo)
     assert (second.embedded, second.unchanged, second.deleted) == (1, first.total, 0)
+
+
+def test_a_second_docs_directory_adds_to_the_corpus_and_replace_replaces(index, tmp_path):
+    """GIVEN two docs directories WHEN both are indexed THEN the corpus holds both (the
+    second no longer deletes the first); --replace keeps only the one indexed."""
+    from cortex_school.validation.indexing import index_docs
+
+    first, second = tmp_path / "adr", tmp_path / "runbooks"
+    for folder, name, text in ((first, "0001.md", DOC), (second, "backup.md", "# Backups\n\nNightly pg_dump.\n")):
+        folder.mkdir()
+        (folder / name).write_text(text)
+    one = index_docs(index, first)
+    two = index_docs(index, second)
+    assert two.deleted == 0 and index.count("docs") == one.total + two.total
+    again = index_docs(index, first)
+    assert again.embedded == 0 and again.deleted == 0  # unchanged: nothing re-embedded
+    only = index_docs(index, second, replace=True)
+    assert only.deleted == one.total and index.count("docs") == two.total
+
+
+def test_chart_folders_and_templates_are_neither_objects_nor_problems(tmp_path):
+    """GIVEN a repo with a Helm chart folder (Chart.yaml, values.yaml, templates) and a
+    kustomization WHEN the gitops corpus is chunked THEN only real objects are chunks and
+    nothing is reported as a problem."""
+    from cortex_school.validation.rag.chunking import chunk_gitops_dir
+
+    (tmp_path / "charts/app/templates").mkdir(parents=True)
+    (tmp_path / "charts/app/Chart.yaml").write_text("apiVersion: v2\nname: app\nversion: 1.0.0\n")
+    (tmp_path / "charts/app/values.yaml").write_text("image:\n  repository: nginx\n")
+    (tmp_path / "charts/app/templates/deploy.yaml").write_text("kind: Deployment\nmetadata:\n  name: {{ .Release.Name }}\n")
+    (tmp_path / "apps").mkdir()
+    (tmp_path / "apps/kustomization.yaml").write_text("resources: [cm.yaml]\n")
+    (tmp_path / "apps/cm.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n")
+    chunks, problems = chunk_gitops_dir(tmp_path)
+    assert len(chunks) == 1 and "ConfigMap" in chunks[0].text and chunks[0].source == "apps/cm.yaml"
+    assert problems == []

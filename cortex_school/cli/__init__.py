@@ -159,28 +159,80 @@ def sweep() -> None:
 
 @app.command("list")
 def list_(
-    stage: str = typer.Option(..., "--stage", "-s", help="A status, e.g. pending_review."),
+    stage: str | None = typer.Option(None, "--stage", "-s", help="A status, e.g. pending_review; "
+                                     "required without --json."),
     limit: int = typer.Option(100, help="At most this many rows."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON array of objects, for scripts."),
 ) -> None:
-    """Improvements in one stage."""
-    try:
-        wanted = Status(stage)
-    except ValueError:
-        err.print(f"[red]unknown stage {stage!r}; one of: {', '.join(s.value for s in Status)}[/]")
-        raise typer.Exit(2) from None
+    """Improvements in one stage (with --json: in every stage unless --stage is given)."""
+    wanted: list[Status]
+    if stage is None:
+        if not as_json:
+            err.print("[red]--stage is required (or use --json for every stage)[/]")
+            raise typer.Exit(2)
+        wanted = list(Status)
+    else:
+        try:
+            wanted = [Status(stage)]
+        except ValueError:
+            err.print(f"[red]unknown stage {stage!r}; one of: {', '.join(s.value for s in Status)}[/]")
+            raise typer.Exit(2) from None
     store = _store()
-    ids = sorted(store.ids_with_status(wanted))[:limit]
-    console.print(decisions_table(store.many(ids), f"{wanted.value}: {len(ids)} shown"))
+    ids = sorted(i for w in wanted for i in store.ids_with_status(w))[:limit]
+    items = store.many(ids)
+    if as_json:
+        print(json.dumps([list_row(store, imp) for imp in items], ensure_ascii=False))
+        return
+    console.print(decisions_table(items, f"{wanted[0].value}: {len(ids)} shown"))
+
+
+def show_record(store: RedisStore, improvement_id: str, fields: dict[str, str]) -> dict[str, object]:
+    """What `show --json` prints: the raw fields (nested records parsed), the findings as a
+    list of objects, every expert's assessment, and the timeline."""
+    parsed: dict[str, object] = {}
+    for key, value in fields.items():
+        if value[:1] in ("{", "["):
+            try:
+                parsed[key] = json.loads(value)
+                continue
+            except ValueError:
+                pass
+        parsed[key] = value
+    validation = parsed.get("validation")
+    findings = validation.get("findings", []) if isinstance(validation, dict) else []
+    return {"id": improvement_id, "status": fields.get("status"), "fields": parsed,
+            "findings": [{"check": f.get("check"), "conflict": f.get("conflict"), "reason": f.get("reason"),
+                          "evidence": f.get("evidence", []), "related_id": f.get("related_id")}
+                         for f in findings if isinstance(f, dict)],
+            "assessments": {name: a.model_dump(mode="json") for name, a in store.assessments(improvement_id).items()},
+            "timeline": [e.model_dump(mode="json") for e in store.timeline(improvement_id)]}
+
+
+def list_row(store: RedisStore, imp: Improvement) -> dict[str, object]:
+    """One improvement as a row for scripts: what it is, where it is and why."""
+    review, failure = store.fields(imp.id, "review_reason", "failure_reason")
+    return {"id": imp.id, "status": imp.status.value, "title": imp.title, "category": imp.category,
+            "type": imp.type.value, "expert": imp.expert, "relevance": imp.relevance,
+            "video_id": imp.video_id, "reason": failure or review or (imp.decision.reason if imp.decision else None),
+            "conflicts": [f.check for f in (imp.validation.conflicts if imp.validation else [])],
+            "updated_at": imp.updated_at.isoformat()}
 
 
 @app.command()
-def show(improvement_id: str) -> None:
+def show(
+    improvement_id: str,
+    as_json: bool = typer.Option(False, "--json", help="Every field, the validation findings "
+                                 "(check, conflict, reason, evidence), assessments and timeline as JSON."),
+) -> None:
     """Every field of one improvement and its timeline."""
     store = _store()
     fields = store.raw_fields(improvement_id)
     if not fields:
         err.print(f"[red]no improvement {improvement_id!r}[/]")
         raise typer.Exit(1)
+    if as_json:
+        print(json.dumps(show_record(store, improvement_id, fields), ensure_ascii=False, default=str))
+        return
     table = Table(title=f"improvement:{improvement_id}", show_header=False)
     table.add_column("field", style="bold")
     table.add_column("value", overflow="fold")
@@ -471,11 +523,15 @@ def _index() -> "VectorIndex":
 
 
 @index_app.command("docs")
-def index_docs_cmd(directory: str) -> None:
+def index_docs_cmd(
+    directory: str,
+    replace: bool = typer.Option(False, "--replace", help="Make the docs corpus hold this directory's "
+                                 "documents only (default: add to it; other directories stay)."),
+) -> None:
     """Architecture docs: every *.md under DIRECTORY, split on headings."""
     from cortex_school.validation.indexing import index_docs
 
-    _print_sync(index_docs(_index(), _existing_dir(directory)))
+    _print_sync(index_docs(_index(), _existing_dir(directory), replace=replace))
 
 
 @index_app.command("gitops")

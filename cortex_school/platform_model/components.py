@@ -50,6 +50,8 @@ class CatalogueEntry:
     ingress_classes: tuple[str, ...] = ()
     provides: tuple[str, ...] = ()
     k3s_builtin: bool = False
+    common_word: bool = False  # also an English word ("vector", "vault"): prose must capitalise it
+    includes: tuple[str, ...] = ()  # what an umbrella chart installs with it
 
 
 class Catalogue:
@@ -62,7 +64,10 @@ class Catalogue:
         self.by_chart: dict[str, str] = {}
         self.by_kind: dict[str, str] = {}
         self.by_ingress_class: dict[str, str] = {}
+        self.common: set[str] = set()  # one-word names and aliases that are also English words
         for e in entries:
+            if e.common_word:
+                self.common.update(normalise(n) for n in (e.name, *e.aliases) if "-" not in normalise(n))
             for n in (e.name, *e.aliases):
                 self.by_name.setdefault(normalise(n), e.name)
             for image in e.images:
@@ -88,7 +93,8 @@ class Catalogue:
                 name=normalise(item["name"]), title=str(item.get("title") or item["name"]),
                 category=str(item.get("category") or ""), aliases=strs("aliases"), images=strs("images"),
                 charts=strs("charts"), kinds=strs("kinds"), ingress_classes=strs("ingress_classes"),
-                provides=strs("provides"), k3s_builtin=item.get("k3s_builtin") is True))
+                provides=strs("provides"), k3s_builtin=item.get("k3s_builtin") is True,
+                common_word=item.get("common_word") is True, includes=strs("includes")))
         return cls(entries)
 
     def name_for(self, token: str) -> str | None:
@@ -165,6 +171,11 @@ class Platform:
                 return None
         self._component(name).add(how, where, namespace, obj)
         self._provide(name, f"{how}: {where}")
+        entry = self.catalogue.entries.get(name)
+        for included in entry.includes if entry else ():
+            if included in self.catalogue.entries and included != name:
+                self._component(included).add(f"included in {name}", where, namespace)
+                self._provide(included, f"included in {name}: {where}")
         return name
 
     def _provide(self, name: str, evidence: str) -> None:
@@ -222,6 +233,9 @@ def build_platform(inventory: Inventory, catalogue: Catalogue | None = None, *,
     for chart in inventory.charts:
         where = f"chart {chart.name} ({chart.path})"
         platform.note(chart.name, "Helm chart", where, chart.namespace, chart=chart.name)
+        for sub in chart.enabled:
+            if cat.name_for(sub) or cat.by_chart.get(normalise(sub)):
+                platform.note(sub, f"enabled in the values of chart {chart.name}", where, chart.namespace, chart=sub)
         for dep in chart.dependencies:
             platform.note(dep, f"dependency of chart {chart.name}", where, chart.namespace, chart=dep)
         for image in chart.images:

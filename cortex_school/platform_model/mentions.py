@@ -14,7 +14,9 @@ The intent of each mention is read from its clause, not guessed from the whole t
   StatefulSet", "an HPA for the api Deployment", "scrape Redis", "harden", "upgrade",
   "tune", "back up", "monitor", "alert on", "restrict"), or a change verb governs it;
 * *relies on*: it is named as something used ("store vectors in Qdrant", "publish to NATS",
-  "behind Traefik", "via KEDA", "with cert-manager").
+  "behind Traefik", "via KEDA", "with cert-manager");
+* *bundles*: it comes inside something the proposal installs ("the chart's bundled
+  ClickHouse"): neither a second installation nor a dependency.
 
 Anything else is a plain mention. A mention may be several of these in a long text; a
 check decides what each means for it.
@@ -51,7 +53,8 @@ horizontalpodautoscaler networkpolicy networkpolicies scaledobject scaledjob cer
 volume volumes pvc persistentvolumeclaim storage retention replicas replica flag flags metrics logs
 traces tracing upgrade version chart values secret secrets credentials role rolebinding serviceaccount
 statefulset deployment daemonset service ingress namespace collection collections index indexes
-cluster-issuer clusterissuer issuer""".split())
+cluster-issuer clusterissuer issuer pattern patterns approach datasource source sources integration
+plugin""".split())
 RELY_WORDS = frozenset("""in into to from via through behind with using use uses on atop backed by
 publish publishes subscribe consume consumes store stores query queries send sends push pushes""".split())
 _STOP = frozenset("""a an the our its their this that new existing current dedicated small single
@@ -62,7 +65,7 @@ self hosted managed open source cluster-wide cluster local""".split())
 class Mention:
     component: str  # canonical name (catalogue) or the platform's own component name
     text: str  # the words as written
-    intent: str  # deploys | changes | relies-on | mentions
+    intent: str  # deploys | changes | relies-on | bundles | mentions
     clause: str
 
 
@@ -82,7 +85,9 @@ def _intent(words: list[str], start: int) -> str:
         if "/" in words[j]:
             continue
         w = lowered[j]
-        if w in CHANGE_WORDS:
+        if w in ("bundled", "bundles", "bundling", "embedded", "built-in"):
+            return "bundles"  # comes inside something else the proposal installs
+        if w in CHANGE_WORDS or w in COMPANION_NOUNS:  # "create the Service <name>": an object for it
             return "changes"
         if w in RELY_WORDS:
             return "relies-on"
@@ -109,7 +114,7 @@ def mentions(text: str, platform: Platform | None = None, catalogue: Catalogue |
     for clause in _clauses(text[:20_000]):
         words = _WORD.findall(clause)
         taken: set[int] = set()
-        for n in (3, 2, 1):
+        for n in (4, 3, 2, 1):
             for i, gram in _ngrams(words, n):
                 if any(k in taken for k in range(i, i + n)) or gram.lower() in _STOP or \
                         any("/" in w or w.lower().endswith((".yaml", ".yml", ".json")) for w in words[i:i + n]):
@@ -119,9 +124,14 @@ def mentions(text: str, platform: Platform | None = None, catalogue: Catalogue |
                     continue  # a setting's value (KEY=value, a port), not a name
                 if len(key) < 3 and n == 1:
                     continue
-                name = cat.name_for(key) or cat.by_chart.get(key) or (key if key in own else None)
+                name = cat.name_for(key) or (key if key in own else None)
                 if name is None:
                     continue
+                if n == 1 and key in cat.common and not words[i][:1].isupper():
+                    continue  # "every vector in RAM", "a temporal gap": the word, not the product
+                if n == 1 and i + 1 < len(words) and cat.name_for(words[i + 1]) and \
+                        cat.name_for(words[i + 1]) != name:
+                    continue  # a vendor's prefix ("Grafana Tempo", "Grafana Loki"): the next word is the name
                 taken.update(range(i, i + n))
                 intent = _intent(words, i)
                 if intent in ("deploys", "mentions") and _companion_after(words, i + n):

@@ -104,6 +104,7 @@ class HelmChart:
     dependencies: tuple[str, ...] = ()  # chart names
     images: tuple[str, ...] = ()  # from values (repository[:tag])
     namespace: str = ""  # where an Application or Kustomization installs it
+    enabled: tuple[str, ...] = ()  # subcharts the values switch on (``<name>: {enabled: true}``)
 
 
 @dataclass(frozen=True)
@@ -280,6 +281,16 @@ def _values_images(values: Any, limit: int = 200) -> list[str]:
     return found
 
 
+def _enabled_subcharts(values: Any) -> list[str]:
+    """Top-level keys of Helm values that switch a subchart on: ``falcosidekick: {enabled: true}``."""
+    out: list[str] = []
+    for doc in values if isinstance(values, list) else [values]:
+        for key, value in _dict(doc).items():
+            if isinstance(value, dict) and value.get("enabled") is True and isinstance(key, str):
+                out.append(key)
+    return out
+
+
 def _load_yaml(path: Path, inv: Inventory, rel: str) -> list[Any]:
     found = ManifestSet()
     read_file(path, found)
@@ -330,12 +341,14 @@ def _chart_folder(folder: Path, root: Path, inv: Inventory) -> None:
     chart = _dict(meta[0]) if meta else {}
     deps = tuple(str(_dict(d).get("name")) for d in _list(chart.get("dependencies")) if _dict(d).get("name"))
     images: list[str] = []
+    enabled: list[str] = []
     for values_file in sorted(folder.glob("values*.y*ml")):
         for doc in _load_yaml(values_file, inv, values_file.relative_to(root).as_posix()):
             images += _values_images(doc)
+            enabled += _enabled_subcharts(doc)
     inv.charts.append(HelmChart(name=str(chart.get("name") or folder.name), path=rel,
                                 version=str(chart.get("version", "")), dependencies=deps,
-                                images=tuple(dict.fromkeys(images))))
+                                images=tuple(dict.fromkeys(images)), enabled=tuple(dict.fromkeys(enabled))))
 
 
 def _kustomization(path: Path, root: Path, inv: Inventory) -> Kustomization | None:
@@ -356,7 +369,8 @@ def _kustomization(path: Path, root: Path, inv: Inventory) -> Kustomization | No
         if isinstance(h.get("name"), str):
             charts.append(HelmChart(name=h["name"], path=str(h.get("repo", "")), version=str(h.get("version", "")),
                                     repository=str(h.get("repo", "")), namespace=str(h.get("namespace") or k.get("namespace") or ""),
-                                    images=tuple(_values_images(h.get("valuesInline")))))
+                                    images=tuple(_values_images(h.get("valuesInline"))),
+                                    enabled=tuple(_enabled_subcharts(h.get("valuesInline")))))
     resources = tuple(str(r) for r in _list(k.get("resources")) + _list(k.get("bases")) if isinstance(r, str))
     return Kustomization(path=path.parent.relative_to(root).as_posix(), resources=resources,
                          namespace=str(k.get("namespace") or ""), images=tuple(images),
@@ -421,9 +435,11 @@ def read_inventory(root: Path, *, revision: str | None = None) -> Inventory:
                 app = _app(obj, rel)
                 inv.applications.append(app)
                 if app.chart:
+                    values = _helm_values(obj)
                     inv.charts.append(HelmChart(name=app.chart, path=app.repo_url, version=app.target_revision,
                                                 repository=app.repo_url, namespace=app.destination_namespace,
-                                                images=tuple(_values_images(_helm_values(obj)))))
+                                                images=tuple(_values_images(values)),
+                                                enabled=tuple(_enabled_subcharts(values))))
     _mark_deployed(inv, root)
     return inv
 

@@ -37,10 +37,11 @@ class AlreadyDeployedCheck(Check):
         if platform is None:
             return [Finding(check=self.name, conflict=False,
                             reason="not checked: no GitOps repository to compare with")]
-        text = f"{improvement.title}\n{improvement.description}\n{improvement.implementation_notes}"
+        # Not the title: it is the video's, shared by every proposal from that video.
+        text = f"{improvement.description}\n{improvement.implementation_notes}"
         found_mentions = mentions(text, platform)
         deploying = [m for m in found_mentions if m.intent == "deploys"]
-        subject = mentions(f"{improvement.title}\n{improvement.description}", platform)
+        subject = mentions(improvement.description, platform)
         found: list[Finding] = []
         seen: set[str] = set()
         for m in deploying:

@@ -48,8 +48,13 @@ def checkout(source: str, data_dir: Path, branch: str | None = None) -> Path:
     return target
 
 
-def index_docs(index: VectorIndex, root: Path) -> SyncReport:
-    return index.sync("docs", chunk_docs_dir(root))
+def index_docs(index: VectorIndex, root: Path, *, replace: bool = False) -> SyncReport:
+    """Index every document under ``root`` into the docs corpus. Each directory is its own
+    set of sources (``<directory>::<file>``), so indexing a second directory adds to the
+    corpus; ``replace`` makes the corpus hold this directory's documents only."""
+    tag = f"{root.resolve().as_posix()}::"
+    chunks = [c.model_copy(update={"source": tag + c.source}) for c in chunk_docs_dir(root)]
+    return index.sync("docs", chunks, source_prefix=None if replace else tag)
 
 
 def index_gitops(index: VectorIndex, root: Path) -> SyncReport:

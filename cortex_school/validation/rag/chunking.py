@@ -151,12 +151,28 @@ def chunk_docs_dir(root: Path, corpus: str = "docs") -> list[Chunk]:
                                     str(f.relative_to(root)), corpus)]
 
 
+CHART_METADATA = ("Chart.yaml", "Chart.lock", "kustomization.yaml", "kustomization.yml", "Kustomization")
+
+
 def chunk_gitops_dir(root: Path) -> tuple[list[Chunk], list[str]]:
+    """Every object of a GitOps tree as chunks, and the files that could not be read.
+
+    A Helm chart folder's templates are Go templates, not YAML, and its ``Chart.yaml`` and
+    ``values*.yaml`` describe the chart, not objects: none of them is indexed as an object
+    or reported as a problem (the platform model reads charts). Kustomization files are
+    skipped the same way.
+    """
+    files = iter_files(root, (".yaml", ".yml"))
+    charts = {f.parent for f in files if f.name == "Chart.yaml"}
     chunks: list[Chunk] = []
     problems: list[str] = []
-    for f in iter_files(root, (".yaml", ".yml")):
-        got, bad = chunk_manifests(f.read_text(encoding="utf-8", errors="replace"),
-                                   str(f.relative_to(root)))
+    for f in files:
+        if f.name in CHART_METADATA or f.name.startswith("values") or any(f.is_relative_to(c) for c in charts):
+            continue
+        text = f.read_text(encoding="utf-8", errors="replace")
+        got, bad = chunk_manifests(text, str(f.relative_to(root)))
         chunks += got
+        if "{{" in text and "}}" in text:
+            bad = []  # a template outside a chart folder (helmfile, ApplicationSet values): not a problem
         problems += bad
     return chunks, problems

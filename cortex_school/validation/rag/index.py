@@ -87,13 +87,16 @@ class VectorIndex(ABC):
     def count(self, corpus: str) -> int: ...
 
     # -- shared logic ------------------------------------------------------------------
-    def sync(self, corpus: str, chunks: Iterable[Chunk], *, sources: set[str] | None = None) -> SyncReport:
-        """Make ``corpus`` hold exactly ``chunks`` (within ``sources``, if given)."""
+    def sync(self, corpus: str, chunks: Iterable[Chunk], *, sources: set[str] | None = None,
+             source_prefix: str | None = None) -> SyncReport:
+        """Make ``corpus`` hold exactly ``chunks`` (within ``sources``, or the sources under
+        ``source_prefix``, if given: the rest of the corpus is left as it is)."""
         wanted = {c.id: c for c in chunks}
         existing = self.stored(corpus)
         changed = [c for i, c in wanted.items() if existing.get(i, ("", ""))[0] != c.content_hash]
         stale = [i for i, (_, src) in existing.items()
-                 if i not in wanted and (sources is None or src in sources)]
+                 if i not in wanted and (sources is None or src in sources)
+                 and (source_prefix is None or src.startswith(source_prefix))]
         for start in range(0, len(changed), BATCH):
             batch = changed[start:start + BATCH]
             self._write(corpus, batch, self.embedder.encode([c.text for c in batch]))
