@@ -128,6 +128,7 @@ class Component:
     evidence: list[str] = field(default_factory=list)  # "<how>: <object> (<file>)"
     namespaces: set[str] = field(default_factory=set)
     objects: list[PlatformObject] = field(default_factory=list)  # the workloads that are it
+    _added: set[int] = field(default_factory=set, repr=False, compare=False)  # id() of each in objects
 
     def add(self, how: str, where: str, namespace: str = "", obj: PlatformObject | None = None) -> None:
         line = f"{how}: {where}"
@@ -135,7 +136,8 @@ class Component:
             self.evidence.append(line)
         if namespace:
             self.namespaces.add(namespace)
-        if obj is not None and obj not in self.objects:
+        if obj is not None and id(obj) not in self._added:  # not `in self.objects`: quadratic
+            self._added.add(id(obj))
             self.objects.append(obj)
 
 

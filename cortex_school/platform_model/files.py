@@ -9,6 +9,8 @@ that is fatal (``policy check``: exit 2) or tolerable (facts about a repository)
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +24,7 @@ MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 MAX_DEPTH = 64
 MAX_FILE_BYTES = 4 * 1024 * 1024
 MAX_NODES = 200_000  # mappings, lists and scalars of a file, with YAML aliases expanded
+MAX_PATH_BYTES = 4000  # below PATH_MAX: longer paths cannot even be stat'ed (ENAMETOOLONG)
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
@@ -35,12 +38,21 @@ class ManifestSet:
     not_objects: list[tuple[str, str]] = field(default_factory=list)  # (file, what)
 
 
+def walk(root: Path) -> list[Path]:
+    """Every file and folder under ``root``: symlinks listed, never followed; folders that
+    cannot be listed and paths too long to use are left out (``rglob`` raises on them)."""
+    out: list[Path] = []
+    for folder, dirs, files in os.walk(root):
+        out += (p for p in (Path(folder, name) for name in dirs + files) if len(os.fsencode(p)) <= MAX_PATH_BYTES)
+    return out
+
+
 def manifest_files(paths: Iterable[Path]) -> list[Path]:
     """Every manifest file under ``paths`` (files as given), sorted; hidden folders skipped."""
     out: list[Path] = []
     for path in paths:
         if path.is_dir():
-            out += sorted(p for p in path.rglob("*") if p.is_file() and
+            out += sorted(p for p in walk(path) if p.is_file() and
                           p.suffix.lower() in MANIFEST_SUFFIXES and
                           not any(part.startswith(".") for part in p.relative_to(path).parts))
         else:
@@ -58,44 +70,65 @@ def _flatten(doc: Any) -> Iterable[Any]:
         yield doc
 
 
-def _expanded_size(value: Any, budget: int) -> int:
-    """How many nodes ``value`` has with aliases expanded, counting no further than
-    ``budget`` (so an alias bomb costs ``budget`` steps, not its exponential size)."""
-    seen, stack = 0, [value]
+def _measure(value: Any, budget: int) -> tuple[int, int]:
+    """(nodes with aliases expanded, nesting depth) of ``value``, walking no more than
+    ``budget`` nodes. Block-style YAML nests without brackets, so depth is measured on
+    the parsed documents (recursive code downstream, ``repr`` included, must not see
+    a thousand levels)."""
+    seen, deepest, stack = 0, 0, [(value, 0)]
     while stack and seen <= budget:
-        node = stack.pop()
+        node, depth = stack.pop()
         seen += 1
+        deepest = max(deepest, depth)
         if isinstance(node, dict):
-            stack += node.values()
+            stack += ((v, depth + 1) for v in node.values())
         elif isinstance(node, list):
-            stack += node
-    return seen
+            stack += ((v, depth + 1) for v in node)
+    return seen, deepest
+
+
+def load_text(text: str) -> tuple[list[Any], str | None]:
+    """The YAML/JSON documents of ``text``, or why it cannot be read (too deep, not valid,
+    an alias bomb): the bounded parse :func:`read_file` uses, for text from elsewhere."""
+    if max_json_depth(text) > MAX_DEPTH:  # brackets; YAML block nesting is bounded below
+        return [], f"nested deeper than {MAX_DEPTH} levels"
+    try:
+        docs = list(yaml.load_all(text, Loader=_Loader))  # JSON is YAML, too
+    except (yaml.YAMLError, RecursionError, ValueError, OverflowError) as exc:
+        return [], (f"not valid YAML/JSON: {type(exc).__name__}: "
+                    f"{str(exc).splitlines()[0][:200] if str(exc) else ''}")
+    nodes, depth = _measure(docs, MAX_NODES)
+    if nodes > MAX_NODES:
+        return [], f"expands to more than {MAX_NODES} nodes (YAML aliases: a billion-laughs document)"
+    if depth > MAX_DEPTH + 1:  # + 1: the list of documents
+        return [], f"nested deeper than {MAX_DEPTH} levels"
+    return docs, None
 
 
 def read_file(path: Path, into: ManifestSet) -> None:
     try:
-        if path.stat().st_size > MAX_FILE_BYTES:
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):  # a FIFO blocks, /dev/zero never ends
+            into.unreadable.append((str(path), "not a regular file"))
+            return
+        if info.st_size > MAX_FILE_BYTES:
             into.unreadable.append((str(path), f"larger than {MAX_FILE_BYTES} bytes"))
             return
-        text = path.read_bytes().decode("utf-8")
+        with path.open("rb") as f:
+            data = f.read(MAX_FILE_BYTES + 1)  # a file may report less than it has (/proc)
+        if len(data) > MAX_FILE_BYTES:
+            into.unreadable.append((str(path), f"larger than {MAX_FILE_BYTES} bytes"))
+            return
+        text = data.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         into.unreadable.append((str(path), f"cannot be read: {type(exc).__name__}: {str(exc)[:200]}"))
         return
     if "{{" in text and "}}" in text and path.suffix.lower() != ".json" and "templates" in path.parts:
         into.unreadable.append((str(path), "a Helm template (render it with helm template first)"))
         return
-    if max_json_depth(text) > MAX_DEPTH:  # brackets; YAML block nesting is bounded below
-        into.unreadable.append((str(path), f"nested deeper than {MAX_DEPTH} levels"))
-        return
-    try:
-        docs = list(yaml.load_all(text, Loader=_Loader))  # JSON is YAML, too
-    except (yaml.YAMLError, RecursionError, ValueError, OverflowError) as exc:
-        into.unreadable.append((str(path), f"not valid YAML/JSON: {type(exc).__name__}: "
-                                f"{str(exc).splitlines()[0][:200] if str(exc) else ''}"))
-        return
-    if _expanded_size(docs, MAX_NODES) > MAX_NODES:
-        into.unreadable.append((str(path), f"expands to more than {MAX_NODES} nodes (YAML "
-                                "aliases: a billion-laughs document)"))
+    docs, problem = load_text(text)
+    if problem is not None:
+        into.unreadable.append((str(path), problem))
         return
     for doc in docs:
         for obj in _flatten(doc):

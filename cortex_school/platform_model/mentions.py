@@ -31,8 +31,14 @@ from cortex_school.platform_model.components import Catalogue, Platform, normali
 from cortex_school.platform_model.model import image_repository
 
 _WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9./+_=:-]*[A-Za-z0-9]|[A-Za-z0-9]")
+# An image reference has none of these characters, so the text is cut at them first; a
+# piece longer than any reference is skipped (the pattern is quadratic in a piece's length).
+_NOT_IMAGE = re.compile(r"[^\w.:/-]+")
+_MAX_IMAGE_PIECE = 512
 _IMAGE = re.compile(r"\b((?:[a-z0-9.-]+(?::\d+)?/)?[a-z0-9][a-z0-9._-]*(?:/[a-z0-9][a-z0-9._-]*)+(?::[\w.-]+)?)\b")
-_CLAUSE = re.compile(r"[.;:!?](?=\s|$)|\n|,\s+(?:and|but|then|so|while)\b|\s+(?:and then|then)\s+", re.I)
+# (?<!\s): a run of whitespace is tried from its start only (else a long run not followed
+# by "then" is re-scanned from every position in it: quadratic).
+_CLAUSE = re.compile(r"[.;:!?](?=\s|$)|\n|,\s+(?:and|but|then|so|while)\b|(?<!\s)\s+(?:and then|then)\s+", re.I)
 DEPLOY_VERBS = frozenset("""deploy deploys deploying install installs installing setup add adds adding
 introduce introduces introducing roll stand spin bring adopt adopting provision
 provisioning host self-host selfhost launch create bootstrap enable onboard""".split())
@@ -77,10 +83,12 @@ def _ngrams(words: list[str], n: int) -> list[tuple[int, str]]:
     return [(i, " ".join(words[i:i + n])) for i in range(len(words) - n + 1)]
 
 
-def _intent(words: list[str], start: int) -> str:
+def _intent(words: list[str], start: int, lowered: list[str] | None = None) -> str:
     """What the clause does to the name at ``start``: look back to the nearest verb-like
-    word (skipping articles and adjectives), at most six words."""
-    lowered = [w.lower() for w in words]
+    word (skipping articles and adjectives), at most six words (``lowered``: the words
+    in lower case, computed once per clause by the caller)."""
+    if lowered is None:
+        lowered = [w.lower() for w in words]
     for j in range(start - 1, max(-1, start - 7), -1):
         if "/" in words[j]:
             continue
@@ -113,6 +121,7 @@ def mentions(text: str, platform: Platform | None = None, catalogue: Catalogue |
     seen: set[tuple[str, str]] = set()
     for clause in _clauses(text[:20_000]):
         words = _WORD.findall(clause)
+        lowered = [w.lower() for w in words]
         taken: set[int] = set()
         for n in (4, 3, 2, 1):
             for i, gram in _ngrams(words, n):
@@ -133,20 +142,22 @@ def mentions(text: str, platform: Platform | None = None, catalogue: Catalogue |
                         cat.name_for(words[i + 1]) != name:
                     continue  # a vendor's prefix ("Grafana Tempo", "Grafana Loki"): the next word is the name
                 taken.update(range(i, i + n))
-                intent = _intent(words, i)
+                intent = _intent(words, i, lowered)
                 if intent in ("deploys", "mentions") and _companion_after(words, i + n):
                     intent = "changes"
                 mention = Mention(component=name, text=gram, intent=intent, clause=clause)
                 if (name, mention.intent) not in seen:
                     seen.add((name, mention.intent))
                     found.append(mention)
-        for match in _IMAGE.finditer(clause.lower()):
-            image = match.group(1)
+        images = (m.group(1) for piece in _NOT_IMAGE.split(clause.lower())
+                  if "/" in piece and len(piece) <= _MAX_IMAGE_PIECE for m in _IMAGE.finditer(piece))
+        for image in images:
             name = cat.image_for(image)
             looks_like_image = ":" in image.rsplit("/", 1)[-1] or "." in image.split("/", 1)[0]
             if name is None and platform is not None and looks_like_image:
-                repo = image_repository(image)
-                name = next((c for c in own if repo.endswith("/" + c)), None)
+                repo = image_repository(image)  # its last segment, if that is a component's name
+                last = repo.rsplit("/", 1)[-1]
+                name = last if "/" in repo and last in own else None
             if name and (name, "deploys") not in seen:
                 seen.add((name, "deploys"))
                 found.append(Mention(component=name, text=image, intent="deploys", clause=clause))

@@ -22,13 +22,14 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from cortex_school.platform_model.files import MAX_FILE_BYTES, ManifestSet, manifest_files, read_file
+from cortex_school.platform_model.files import MAX_FILE_BYTES, ManifestSet, load_text, manifest_files, read_file, walk
 
 WORKLOAD_KINDS = frozenset({"Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob", "ReplicaSet", "Pod"})
 ARGO_KINDS = frozenset({"Application", "ApplicationSet"})
 _SKIP_DIRS = frozenset({".git", "node_modules", "vendor"})
+# Git directory generators: path patterns × folders matched, for the whole repository (a
+# real one needs a few thousand; thousands of ApplicationSets × thousands of folders, hours).
+MAX_GENERATOR_MATCHES = 1_000_000
 
 
 def _dict(value: Any) -> dict[str, Any]:
@@ -291,7 +292,25 @@ def _enabled_subcharts(values: Any) -> list[str]:
     return out
 
 
-def _load_yaml(path: Path, inv: Inventory, rel: str) -> list[Any]:
+def _resolve(path: Path) -> Path | None:
+    """``path`` with symlinks resolved; None for a symlink loop or a name no path can have."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError, ValueError):
+        return None
+
+
+def _outside(path: Path, root: Path) -> bool:
+    """Whether ``path`` is (a symlink to) something outside the repository: never read,
+    as ArgoCD refuses out-of-bounds symlinks."""
+    target, base = _resolve(path), _resolve(root)
+    return target is None or base is None or not target.is_relative_to(base)
+
+
+def _load_yaml(path: Path, inv: Inventory, rel: str, root: Path) -> list[Any]:
+    if _outside(path, root):
+        inv.unreadable.append((rel, "a symlink out of the repository (or a symlink loop)"))
+        return []
     found = ManifestSet()
     read_file(path, found)
     if found.unreadable:
@@ -337,13 +356,13 @@ def _generators(gen: dict[str, Any]) -> Iterator[dict[str, Any]]:
 
 def _chart_folder(folder: Path, root: Path, inv: Inventory) -> None:
     rel = folder.relative_to(root).as_posix()
-    meta = _load_yaml(folder / "Chart.yaml", inv, f"{rel}/Chart.yaml")
+    meta = _load_yaml(folder / "Chart.yaml", inv, f"{rel}/Chart.yaml", root)
     chart = _dict(meta[0]) if meta else {}
     deps = tuple(str(_dict(d).get("name")) for d in _list(chart.get("dependencies")) if _dict(d).get("name"))
     images: list[str] = []
     enabled: list[str] = []
     for values_file in sorted(folder.glob("values*.y*ml")):
-        for doc in _load_yaml(values_file, inv, values_file.relative_to(root).as_posix()):
+        for doc in _load_yaml(values_file, inv, values_file.relative_to(root).as_posix(), root):
             images += _values_images(doc)
             enabled += _enabled_subcharts(doc)
     inv.charts.append(HelmChart(name=str(chart.get("name") or folder.name), path=rel,
@@ -353,7 +372,7 @@ def _chart_folder(folder: Path, root: Path, inv: Inventory) -> None:
 
 def _kustomization(path: Path, root: Path, inv: Inventory) -> Kustomization | None:
     rel = path.relative_to(root).as_posix()
-    docs = _load_yaml(path, inv, rel)
+    docs = _load_yaml(path, inv, rel, root)
     k = _dict(docs[0]) if docs else {}
     if not k:
         return None
@@ -378,7 +397,7 @@ def _kustomization(path: Path, root: Path, inv: Inventory) -> Kustomization | No
 
 
 def _walk(root: Path) -> Iterable[Path]:
-    for path in sorted(root.rglob("*")):
+    for path in sorted(walk(root)):
         if any(part in _SKIP_DIRS or part.startswith(".") for part in path.relative_to(root).parts):
             continue
         yield path
@@ -403,17 +422,23 @@ def read_inventory(root: Path, *, revision: str | None = None) -> Inventory:
                 if k.namespace:
                     kustomize_ns[path.parent] = k.namespace
                     for res in k.resources:  # the namespace applies to the files it lists
-                        target = (path.parent / res).resolve()
-                        kustomize_ns.setdefault(target, k.namespace)
+                        target = _resolve(path.parent / res)
+                        if target is not None:
+                            kustomize_ns.setdefault(target, k.namespace)
+    chart_set = set(chart_dirs)
     for path in manifest_files([root]):
         rel = path.relative_to(root).as_posix()
         if any(part in _SKIP_DIRS for part in path.relative_to(root).parts):
             continue
-        if any(path.is_relative_to(c) for c in chart_dirs):
-            if "templates" in path.relative_to(next(c for c in chart_dirs if path.is_relative_to(c))).parts:
+        chart = next((c for c in reversed(path.parents) if c in chart_set), None)  # the outermost
+        if chart is not None:
+            if "templates" in path.relative_to(chart).parts:
                 inv.templates.append(rel)
             continue  # Chart.yaml, values*.yaml: read above, not objects
         if path.name in ("kustomization.yaml", "kustomization.yml"):
+            continue
+        if _outside(path, root):
+            inv.unreadable.append((rel, "a symlink out of the repository (or a symlink loop)"))
             continue
         if path.stat().st_size > MAX_FILE_BYTES:
             inv.unreadable.append((rel, f"larger than {MAX_FILE_BYTES} bytes"))
@@ -486,9 +511,16 @@ def _sources(inv: Inventory, root: Path) -> list[_Source]:
     out: list[_Source] = []
     dirs = sorted({p.parent.relative_to(root).as_posix() for p in manifest_files([root])})
     all_dirs = sorted({d for x in dirs for d in _ancestors(x)})
+    budget = MAX_GENERATOR_MATCHES
     for app in inv.applications:
         include, exclude = tuple(_braces(app.include)), tuple(_braces(app.exclude))
         if app.kind == "ApplicationSet" and app.generator_directories:
+            budget -= len(all_dirs) * (len(app.generator_directories) + len(app.generator_excludes))
+            if budget < 0:
+                inv.unreadable.append((app.file, f"ApplicationSet {app.name}: its directory generators "
+                                       f"not matched (more than {MAX_GENERATOR_MATCHES} pattern × folder "
+                                       "matches in the repository)"))
+                continue
             for d in all_dirs:
                 if any(_segments_match(p, d) for p in app.generator_directories) and \
                         not any(_segments_match(p, d) for p in app.generator_excludes):
@@ -496,16 +528,37 @@ def _sources(inv: Inventory, root: Path) -> list[_Source]:
         elif app.path and not app.chart and "{{" not in app.path:
             out.append(_Source(app.path, app.recurse, include, exclude))
     # A covered Kustomization also applies what it lists from elsewhere (../base).
+    applied = _SourceIndex(out)
     for k in inv.kustomizations:
-        if any(s.covers(f"{k.path}/kustomization.yaml") for s in out):
+        if applied.covers(f"{k.path}/kustomization.yaml"):
             for res in k.resources:
-                target = (root / k.path / res).resolve()
-                if target.is_relative_to(root.resolve()):
+                target = _resolve(root / k.path / res)
+                if target is not None and target.is_relative_to(root.resolve()):
                     rel = target.relative_to(root.resolve()).as_posix()
-                    out.append(_Source(rel, True, (), ()) if target.is_dir() else
-                               _Source(rel.rsplit("/", 1)[0] if "/" in rel else "", False,
-                                       (rel.rsplit("/", 1)[-1],), ()))
+                    source = (_Source(rel, True, (), ()) if target.is_dir() else
+                              _Source(rel.rsplit("/", 1)[0] if "/" in rel else "", False,
+                                      (rel.rsplit("/", 1)[-1],), ()))
+                    out.append(source)
+                    applied.add(source)  # a Kustomization it lists is covered, too (base of a base)
     return out
+
+
+class _SourceIndex:
+    """Sources by folder, so whether one covers a file costs the file's depth, not the
+    number of sources (``_Source.covers`` on each would be files × sources)."""
+
+    def __init__(self, sources: list[_Source]) -> None:
+        self.by_base: dict[str, list[_Source]] = {}
+        for s in sources:
+            self.add(s)
+
+    def add(self, source: _Source) -> None:
+        base = source.path.strip("/")
+        self.by_base.setdefault("" if base == "." else base, []).append(source)
+
+    def covers(self, rel: str) -> bool:
+        # A source covers ``rel`` only if its folder is "" or "." or ``rel`` starts with it + "/".
+        return any(s.covers(rel) for base in ("", *_ancestors(rel)[:-1]) for s in self.by_base.get(base, ()))
 
 
 def _ancestors(rel: str) -> list[str]:
@@ -516,9 +569,8 @@ def _ancestors(rel: str) -> list[str]:
 def _mark_deployed(inv: Inventory, root: Path) -> None:
     if not inv.applications:
         return
-    sources = _sources(inv, root)
-    inv.objects = [replace(o, deployed=o.kind in ARGO_KINDS or any(s.covers(o.file) for s in sources))
-                   for o in inv.objects]
+    sources = _SourceIndex(_sources(inv, root))
+    inv.objects = [replace(o, deployed=o.kind in ARGO_KINDS or sources.covers(o.file)) for o in inv.objects]
 
 
 def _helm_values(app: dict[str, Any]) -> Any:
@@ -526,11 +578,8 @@ def _helm_values(app: dict[str, Any]) -> Any:
     source = _dict(spec.get("source")) or _dict((_list(spec.get("sources")) or [{}])[0])
     helm = _dict(source.get("helm"))
     values: list[Any] = [helm.get("valuesObject")]
-    if isinstance(helm.get("values"), str):
-        try:
-            values.append(yaml.safe_load(helm["values"][:200_000]))
-        except yaml.YAMLError:
-            pass
+    if isinstance(helm.get("values"), str):  # parsed as boundedly as a file; ignored when it cannot be
+        values.extend(load_text(helm["values"][:200_000])[0][:1])
     return values
 
 
