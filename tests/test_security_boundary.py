@@ -88,6 +88,7 @@ def test_the_corpus_is_big_enough_and_labelled():
         _expectation(path)
 
 
+@pytest.mark.slow  # hundreds of cases: make test and CI run them, the fast tier does not
 @pytest.mark.parametrize("path", hostile_sets(), ids=lambda p: p.stem)
 def test_policy_check_refuses_every_hostile_set_with_the_labelled_rule(path):
     """GIVEN a hostile manifest set WHEN `policy check` runs THEN exit 1 and the labelled rule

@@ -93,6 +93,7 @@ def test_unknown_id_is_missing(store):
 PAIRS = [(a, b) for a, b in itertools.product(Status, Status) if a != b]
 
 
+@pytest.mark.slow  # hundreds of cases: make test and CI run them, the fast tier does not
 @pytest.mark.parametrize("source,target", PAIRS, ids=[f"{a}->{b}" for a, b in PAIRS])
 def test_every_pair_applies_iff_the_table_allows_it(store, source, target):
     imp = make_improvement()
