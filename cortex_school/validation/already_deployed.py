@@ -15,30 +15,23 @@ it never passes silently.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from cortex_school.models import Finding, Improvement
 from cortex_school.platform_model import Platform, PlatformObject
 from cortex_school.platform_model.components import Component
 from cortex_school.platform_model.mentions import mentions
-from cortex_school.validation.base import Check
+from cortex_school.validation.base import PlatformCheck
 
 NAME = "already_deployed"
 
 
-class AlreadyDeployedCheck(Check):
+class AlreadyDeployedCheck(PlatformCheck):
     name = NAME
-
-    def __init__(self, platform: Callable[[], Platform | None]) -> None:
-        self.platform = platform  # the current model (cached per revision by its source)
 
     def run(self, improvement: Improvement) -> list[Finding]:
         platform = self.platform()
         if platform is None:
-            return [Finding(check=self.name, conflict=False,
-                            reason="not checked: no GitOps repository to compare with")]
-        # Not the title: it is the video's, shared by every proposal from that video.
-        text = f"{improvement.description}\n{improvement.implementation_notes}"
+            return self.not_checked()
+        text = self.text(improvement)
         found_mentions = mentions(text, platform)
         deploying = [m for m in found_mentions if m.intent == "deploys"]
         subject = mentions(improvement.description, platform)

@@ -8,9 +8,13 @@ architectural conflicts, dependencies, capacity) plug in as further
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from cortex_school.models import Finding, Improvement, Status, ValidationReport
+
+if TYPE_CHECKING:
+    from cortex_school.platform_model import Platform
 
 # A duplicate of one of these is "already implemented or approved".
 SETTLED_FOR_IMPLEMENTATION: frozenset[Status] = frozenset(
@@ -34,6 +38,23 @@ class Check(ABC):
 
     @abstractmethod
     def run(self, improvement: Improvement) -> list[Finding]: ...
+
+
+class PlatformCheck(Check):
+    """A check that reads the platform model; without one it says it could not look."""
+
+    def __init__(self, platform: "Callable[[], Platform | None]") -> None:
+        self.platform = platform  # the current model (cached per revision by its source)
+
+    def not_checked(self) -> list[Finding]:
+        return [Finding(check=self.name, conflict=False,
+                        reason="not checked: no GitOps repository to compare with")]
+
+    @staticmethod
+    def text(improvement: Improvement) -> str:
+        """Description and notes; not the title: it is the video's, shared by every
+        proposal from that video."""
+        return f"{improvement.description}\n{improvement.implementation_notes}"
 
 
 def validate(improvement: Improvement, checks: Sequence[Check]) -> ValidationReport:

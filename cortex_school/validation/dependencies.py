@@ -4,15 +4,12 @@ does not provide."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from cortex_school.models import Finding, Improvement
 from cortex_school.platform_model import Platform
 from cortex_school.platform_model.mentions import mentions as component_mentions
-from cortex_school.validation.base import (
-    Check,
-)
+from cortex_school.validation.base import Check, PlatformCheck
 from cortex_school.validation.rag.context import RagContext
 
 # -- 3. dependency availability ------------------------------------------------------------
@@ -121,7 +118,7 @@ class DependencyCheck(Check):
                                     reason="every named dependency exists in the GitOps repo")]
 
 
-class PlatformDependencyCheck(Check):
+class PlatformDependencyCheck(PlatformCheck):
     """Missing dependency, open vocabulary: every component the proposal relies on (named
     with a preposition of use, or as the target of a change) is looked up in the platform
     model; it is present when the repository runs it, when a custom resource in use implies
@@ -131,16 +128,11 @@ class PlatformDependencyCheck(Check):
 
     name = "dependency"
 
-    def __init__(self, platform: Callable[[], Platform | None]) -> None:
-        self.platform = platform
-
     def run(self, improvement: Improvement) -> list[Finding]:
         platform = self.platform()
         if platform is None:
-            return [Finding(check=self.name, conflict=False,
-                            reason="not checked: no GitOps repository to compare with")]
-        # Not the title: it is the video's, shared by every proposal from that video.
-        text = f"{improvement.description}\n{improvement.implementation_notes}"
+            return self.not_checked()
+        text = self.text(improvement)
         found = component_mentions(text, platform)
         brought = {m.component for m in found if m.intent in ("deploys", "bundles")}
         findings: list[Finding] = []
