@@ -9,8 +9,10 @@ labels were written before the checks. For each check: a proposal is a positive 
 label names the check; predicted positive when the check returns a conflict finding.
 Every false positive and false negative is listed with the check's reason.
 
-Checks measured so far: ``already_deployed`` and ``dependency`` (both on the platform
-model). The architectural and capacity checks join this benchmark as they move onto it.
+Checks measured: ``already_deployed``, ``dependency`` (both on the platform model),
+``architectural`` (normative statements from the fixture's ``docs/``, indexed into an
+embedded index of its own, and from the manifests' comments) and ``capacity`` (the
+fixture's ``capacity.yaml``).
 """
 
 from __future__ import annotations
@@ -50,12 +52,46 @@ def labelled(fixture: Path) -> list[tuple[Improvement, dict[str, Any]]]:
     return out
 
 
+_RAG: dict[str, Any] = {}
+
+
+def rag_for(fixture: Path) -> Any:
+    """The fixture's docs in an embedded index of their own (a bench prefix in Redis)."""
+    if fixture.name not in _RAG:
+        from cortex_school.runtime import get_embedder_from_settings
+        from cortex_school.settings import get_settings
+        from cortex_school.validation import RagContext
+        from cortex_school.validation.indexing import index_docs
+        from cortex_school.validation.rag.index import EmbeddedIndex
+
+        embedder = get_embedder_from_settings()
+        index = EmbeddedIndex(get_settings().redis.url, embedder, prefix=f"judgment-bench-{fixture.name}")
+        index_docs(index, fixture / "docs", replace=True)
+        _RAG[fixture.name] = RagContext(index, embedder)
+    return _RAG[fixture.name]
+
+
+def make_check(fixture: Path, check_name: str, platform: Any) -> Any:
+    if check_name == "already_deployed":
+        return AlreadyDeployedCheck(lambda: platform)
+    if check_name == "dependency":
+        return PlatformDependencyCheck(lambda: platform)
+    if check_name == "architectural":
+        from cortex_school.validation import ArchitecturalConflictCheck
+
+        return ArchitecturalConflictCheck(rag_for(fixture), 5, 0.45, platform=lambda: platform)
+    if check_name == "capacity":
+        from cortex_school.validation import CapacityCheck
+
+        return CapacityCheck(fixture / "capacity.yaml")
+    raise SystemExit(f"unknown check {check_name}")
+
+
 def measure(fixture: Path, check_name: str) -> dict[str, Any]:
     started = time.perf_counter()
     platform = load_platform(fixture / "gitops")
     model_s = time.perf_counter() - started
-    check = {"already_deployed": AlreadyDeployedCheck(lambda: platform),
-             "dependency": PlatformDependencyCheck(lambda: platform)}[check_name]
+    check = make_check(fixture, check_name, platform)
     rows = labelled(fixture)
     tp, fp, fn, tn = [], [], [], []
     started = time.perf_counter()
@@ -80,7 +116,7 @@ def main() -> None:
     args = parser.parse_args()
     fixtures = [Path(f) for f in (args.fixture or [str(ROOT / "examples" / "platform-k3s")])]
     for fixture in fixtures:
-        for name in args.check or ["already_deployed", "dependency"]:
+        for name in args.check or ["already_deployed", "dependency", "architectural", "capacity"]:
             r = measure(fixture, name)
             print(f"{r['fixture']} · {r['check']}: precision {r['precision']:.2f} ({r['tp']}/{r['tp'] + len(r['fp'])}), "
                   f"recall {r['recall']:.2f} ({r['tp']}/{r['tp'] + len(r['fn'])}) on {r['proposals']} proposals; "

@@ -109,17 +109,19 @@ def get_judge() -> "LLMJudge | None":
 
 
 def get_checks() -> list["Check"]:
-    """Every validation check this process runs: the exact duplicate, then the RAG four."""
+    """Every validation check this process runs: the exact duplicate and the two checks on the
+    platform model, then (with RAG) the semantic duplicate, architectural and capacity checks."""
     from cortex_school.validation import default_checks
     from cortex_school.validation.already_deployed import AlreadyDeployedCheck
+    from cortex_school.validation.dependencies import PlatformDependencyCheck
 
     settings = get_settings()
-    checks = default_checks(get_store()) + [AlreadyDeployedCheck(get_platform_source())]
+    platform = get_platform_source()
+    checks = default_checks(get_store()) + [AlreadyDeployedCheck(platform), PlatformDependencyCheck(platform)]
     if settings.rag.enabled:
         from cortex_school.validation import (
             ArchitecturalConflictCheck,
             CapacityCheck,
-            DependencyCheck,
             SemanticDuplicateCheck,
         )
 
@@ -127,8 +129,7 @@ def get_checks() -> list["Check"]:
         checks += [
             SemanticDuplicateCheck(rag, get_store(), settings.rag.duplicate_threshold),
             ArchitecturalConflictCheck(rag, settings.rag.top_k, settings.rag.known_issue_threshold,
-                                       get_reranker(), get_judge()),
-            DependencyCheck(rag),
+                                       get_reranker(), get_judge(), platform=platform),
             CapacityCheck(settings.rag.cluster_capacity_file),
         ]
     return checks

@@ -55,7 +55,7 @@ class FakeLLM:
             def log_message(self, *args: Any) -> None:  # keep test output clean
                 pass
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 length = int(self.headers.get("content-length", 0))
                 body = json.loads(self.rfile.read(length) or b"{}")
                 status, payload, headers = fake.answer(
@@ -130,11 +130,12 @@ class FakeLLM:
                 plan = {**PLAN, "resources": [{**PLAN["resources"][0], "privileged": True}]}
             return 200, _tool_reply(openai_style, body, plan, n, tool_name), {}
         if tool_name == "report_contradictions":
-            verdict: dict[str, Any] = {"contradictions": []}
+            verdict: dict[str, Any] = {"verdicts": [{"statement": 1, "contradicts": False, "reason": "unrelated"}]}
             if "[judge-contradicts]" in proposal:
-                verdict = {"contradictions": [{"section": 1, "reason": "uses a component section 1 rules out"}]}
+                verdict = {"verdicts": [{"statement": 1, "contradicts": True,
+                                         "reason": "does what statement 1 rules out"}]}
             elif "[judge-bad-section]" in proposal:
-                verdict = {"contradictions": [{"section": 99, "reason": "made up"}]}
+                verdict = {"verdicts": [{"statement": 99, "contradicts": True, "reason": "made up"}]}
             return 200, _tool_reply(openai_style, body, verdict, n, tool_name), {}
         answer = VALID
         if "[invalid-always]" in proposal or ("[invalid-once]" in proposal and n == 1):

@@ -202,7 +202,7 @@ def test_each_rag_check_stops_a_sample_with_a_reason_a_person_understands(proces
     found = conflicts("10-service-mesh-mtls.json", "Enforce mutual TLS between Cortex services with Linkerd")
     assert "networking.md § Networking > Service mesh" in found["architectural"]
     found = conflicts("14-opentelemetry-tracing.json", "Send OpenTelemetry traces from Langflow to Grafana Tempo")
-    assert found["dependency"].startswith("missing dependency: Grafana Tempo, deploy it first")
+    assert found["dependency"].startswith("missing dependency: Grafana Tempo is not deployed")
     found = conflicts("20-local-llm-inference.json", "Run a local vLLM inference server for Langflow agents")
     assert "insufficient cluster resources: needs 24.0Gi memory and 8 CPU" in found["capacity"]
     # Checks that looked and found nothing say so, rather than passing silently.

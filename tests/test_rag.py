@@ -13,12 +13,13 @@ from cortex_school.validation.capacity_model import estimate_resources, parse_cp
 from cortex_school.validation import (
     ArchitecturalConflictCheck,
     CapacityCheck,
-    DependencyCheck,
     RagContext,
     SemanticDuplicateCheck,
-    extract_dependencies,
-    prohibitions,
 )
+from cortex_school.platform_model import load_platform
+from cortex_school.validation.conflicts import bare_platform
+from cortex_school.validation.dependencies import PlatformDependencyCheck
+from cortex_school.validation.normative import statements
 from cortex_school.validation.rag.chunking import chunk_manifests, chunk_markdown
 from cortex_school.validation.rag.embedding import get_embedder
 from cortex_school.validation.rag.index import EmbeddedIndex
@@ -34,7 +35,7 @@ DOC = textwrap.dedent("""\
     Linkerd is not allowed: we do not run a service mesh.
 
     ## DNS
-    CoreDNS runs with default settings.
+    CoreDNS runs with default settings; its Corefile is never edited by hand.
     """)
 
 MANIFESTS = textwrap.dedent("""\
@@ -161,32 +162,28 @@ def test_architectural_conflict_names_document_and_section(index, embedder):
     assert not any(f.conflict for f in check.run(near_miss))
 
 
-def test_prohibition_rules():
-    terms = [p.term for p in prohibitions(
-        "Jaeger is deprecated: traces go to Tempo. We will not use MongoDB. Traefik is the only ingress.")]
-    assert terms == ["Jaeger", "MongoDB"]
+def test_normative_statements_name_what_they_rule_out_and_what_they_choose():
+    found = statements("Jaeger is deprecated: traces go to Tempo. We will not use MongoDB. "
+                       "Traefik is the only ingress controller.", "d.md", "s", bare_platform())
+    assert [b.name for s in found for b in s.banned] == ["jaeger", "mongodb"]
+    assert [sorted(s.chosen) for s in found if s.chosen] == [["traefik"]]
 
 
-def test_dependency_check_finds_missing_components_and_operators(index, embedder):
-    chunks, _ = chunk_manifests(MANIFESTS, "apps/cortex/base.yaml")
-    index.sync("gitops", chunks)
-    check = DependencyCheck(RagContext(index, embedder))
+def test_dependency_check_finds_missing_components_on_the_platform_model(tmp_path):
+    (tmp_path / "base.yaml").write_text(MANIFESTS)
+    check = PlatformDependencyCheck(lambda: load_platform(tmp_path))
     tempo = make_improvement("Send OpenTelemetry traces from Langflow to Grafana Tempo")
-    findings = check.run(tempo)
-    assert [f.reason for f in findings if f.conflict] == [
-        "missing dependency: Grafana Tempo, deploy it first (mentioned as 'Grafana Tempo')"]
-    monitor = make_improvement("Scrape Redis with a ServiceMonitor", category="monitoring")
-    assert "missing dependency: Prometheus, deploy it first (ServiceMonitor needs it)" in [
-        f.reason for f in check.run(monitor)]
-    operator, _ = chunk_manifests(OPERATOR, "apps/monitoring/op.yaml")
-    index.sync("gitops", chunks + operator)
-    assert not any(f.conflict for f in check.run(monitor))
+    reasons = [f.reason for f in check.run(tempo) if f.conflict]
+    assert len(reasons) == 1 and reasons[0].startswith("missing dependency: Grafana Tempo is not deployed")
+    redis = make_improvement("Store session data in Redis")
+    assert not any(f.conflict for f in check.run(redis))
 
 
-def test_what_a_proposal_deploys_is_not_its_dependency():
-    deps = {d.component.label for d in extract_dependencies(make_improvement(
-        "Deploy Grafana Tempo for traces", notes="Install Tempo in monitoring; Langflow sends spans."))}
-    assert deps == {"Langflow"}
+def test_what_a_proposal_deploys_is_not_its_dependency(tmp_path):
+    (tmp_path / "base.yaml").write_text(MANIFESTS)
+    check = PlatformDependencyCheck(lambda: load_platform(tmp_path))
+    own = make_improvement("Deploy Grafana Tempo for traces", notes="Install Tempo in monitoring; Langflow sends spans.")
+    assert not any(f.conflict for f in check.run(own))
 
 
 def test_capacity_conflict_with_figures_and_a_near_miss(tmp_path):
@@ -236,7 +233,7 @@ def test_llm_judge_adds_contradictions_naming_the_section_it_was_shown(index, em
     check = ArchitecturalConflictCheck(RagContext(index, embedder), 5, 0.45, judge=llm_judge(fake_llm))
     flagged = make_improvement("Replace CoreDNS with a custom resolver [judge-contradicts]")
     conflicts = [f for f in check.run(flagged) if f.conflict]
-    assert len(conflicts) == 1 and "(anthropic/claude-opus-4-5): uses a component" in conflicts[0].reason
+    assert len(conflicts) == 1 and "anthropic/claude-opus-4-5: does what statement 1 rules out" in conflicts[0].reason
     assert conflicts[0].reason.startswith("architectural conflict: networking.md § Networking > ")
     request = fake_llm.for_text("[judge-contradicts]", judge=True)[-1]
     assert request["body"]["tools"][0]["name"] == "report_contradictions"

@@ -36,6 +36,54 @@ class ManifestSet:
     sources: list[str] = field(default_factory=list)  # file of each object
     unreadable: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
     not_objects: list[tuple[str, str]] = field(default_factory=list)  # (file, what)
+    comments: list[tuple[str, int, str, str]] = field(default_factory=list)  # (file, line, setting, comment)
+
+
+MAX_COMMENTS_PER_FILE = 200
+MAX_COMMENT_CHARS = 500
+
+
+def yaml_comments(text: str) -> list[tuple[int, str, str]]:
+    """``(line, setting, comment)`` for each comment of a YAML file: a ``#`` at the start of
+    a line or after whitespace, outside quotes (YAML's rule). Consecutive full-line comments
+    are one comment; ``setting`` is the code on the comment's line, or on the first line
+    after a full-line block (what the comment is about). At most
+    :data:`MAX_COMMENTS_PER_FILE` per file, each cut at :data:`MAX_COMMENT_CHARS`."""
+    lines = text.splitlines()
+    out: list[tuple[int, str, str]] = []
+    block: list[str] = []
+    start = 0
+    for number, line in enumerate(lines, start=1):
+        code, comment = _split_comment(line)
+        if comment is not None and not code.strip():
+            if not block:
+                start = number
+            block.append(comment)
+            continue
+        if block:
+            out.append((start, code.strip()[:200], " ".join(block)[:MAX_COMMENT_CHARS]))
+            block = []
+        if comment is not None:
+            out.append((number, code.strip()[:200], comment[:MAX_COMMENT_CHARS]))
+        if len(out) >= MAX_COMMENTS_PER_FILE:
+            return out
+    if block:
+        out.append((start, "", " ".join(block)[:MAX_COMMENT_CHARS]))
+    return out[:MAX_COMMENTS_PER_FILE]
+
+
+def _split_comment(line: str) -> tuple[str, str | None]:
+    quote: str | None = None
+    for i, ch in enumerate(line[:4000]):
+        if quote:
+            if ch == quote:
+                quote = None
+        elif ch in "'\"" and (i == 0 or line[i - 1] in " \t:-[{,"):
+            quote = ch
+        elif ch == "#" and (i == 0 or line[i - 1] in " \t"):
+            text = line[i + 1:].strip()
+            return line[:i], text if text and set(text) - set("#-=* ") else None
+    return line, None
 
 
 def walk(root: Path) -> list[Path]:
@@ -130,6 +178,8 @@ def read_file(path: Path, into: ManifestSet) -> None:
     if problem is not None:
         into.unreadable.append((str(path), problem))
         return
+    if path.suffix.lower() != ".json" and "#" in text:
+        into.comments.extend((str(path), line, setting, comment) for line, setting, comment in yaml_comments(text))
     for doc in docs:
         for obj in _flatten(doc):
             if isinstance(obj, dict):

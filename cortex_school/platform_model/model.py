@@ -139,6 +139,20 @@ class Kustomization:
 
 
 @dataclass
+class Comment:
+    """A comment in a manifest or values file: often where a decision is written down
+    (``minReplicaCount: 1  # Never scale to zero``)."""
+
+    file: str  # relative to the repository root
+    line: int
+    setting: str  # the YAML on that line (or the line after a comment block)
+    text: str
+
+    def describe(self) -> str:
+        return f"{self.file}:{self.line}"
+
+
+@dataclass
 class Inventory:
     """Everything read from a repository at one revision."""
 
@@ -151,6 +165,10 @@ class Inventory:
     templates: list[str] = field(default_factory=list)  # Helm template files (not parsed)
     unreadable: list[tuple[str, str]] = field(default_factory=list)
     not_objects: list[tuple[str, str]] = field(default_factory=list)
+    comments: list[Comment] = field(default_factory=list)
+
+    def comments_in(self, files: set[str]) -> list[Comment]:
+        return [c for c in self.comments if c.file in files]
 
     def not_deployed(self) -> list[PlatformObject]:
         """Objects in the repository that no ArgoCD Application applies."""
@@ -316,6 +334,7 @@ def _load_yaml(path: Path, inv: Inventory, rel: str, root: Path) -> list[Any]:
     if found.unreadable:
         inv.unreadable.extend((rel, why) for _, why in found.unreadable)
         return []
+    inv.comments.extend(Comment(rel, line, setting, text) for _, line, setting, text in found.comments)
     return found.objects
 
 
@@ -448,6 +467,7 @@ def read_inventory(root: Path, *, revision: str | None = None) -> Inventory:
         inv.unreadable.extend((rel, why) for _, why in found.unreadable if "Helm template" not in why)
         inv.templates.extend(rel for _, why in found.unreadable if "Helm template" in why)
         inv.not_objects.extend((rel, what) for _, what in found.not_objects)
+        inv.comments.extend(Comment(rel, line, setting, text) for _, line, setting, text in found.comments)
         default_ns = _namespace_for(path.resolve(), kustomize_ns)
         for obj in found.objects:
             po = platform_object(obj, rel, default_namespace=default_ns,

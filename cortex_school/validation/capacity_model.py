@@ -71,6 +71,8 @@ class ResourceEstimate(BaseModel):
 
 
 def estimate_resources(improvement: Improvement) -> ResourceEstimate:
+    if improvement.type == ImprovementType.CONCEPT:  # reference knowledge: it deploys nothing
+        return ResourceEstimate(cpu=0, memory=0, replicas=0, basis="a concept: nothing is deployed")
     notes = improvement.implementation_notes
     text = f"{improvement.description}. {notes}"
     replicas_match = _REPLICAS.search(text)
