@@ -2,6 +2,10 @@
 
     .venv/bin/python bench/judgment_bench.py [--fixture examples/platform-k3s] [--check already_deployed]
 
+By default both fixtures: ``examples/platform-k3s`` (written with the checks) and
+``examples/platform`` (the original sample; its labels were written by a separate
+labeller who did not see the checks, so it is the held-out measurement).
+
 A fixture is a folder with ``gitops/`` (the repository), ``proposals/*.json`` (video
 service documents) and ``labels.yaml`` (per proposal: ``video_id``, a ``match`` substring
 of its description, and ``expect``: the checks that should flag it, or ``clean``). The
@@ -38,7 +42,8 @@ from cortex_school.validation.dependencies import PlatformDependencyCheck  # noq
 
 def labelled(fixture: Path) -> list[tuple[Improvement, dict[str, Any]]]:
     improvements: list[Improvement] = []
-    for path in sorted((fixture / "proposals").glob("*.json")):
+    folder = fixture / "proposals" if (fixture / "proposals").is_dir() else fixture.parent / "proposals"
+    for path in sorted(folder.glob("[0-9]*.json")):  # the numbered documents (bad-*.json test intake)
         result = parse_document(path.read_bytes(), path.name, IngestSettings())
         improvements.extend(result.improvements)
     labels = yaml.safe_load((fixture / "labels.yaml").read_text())
@@ -83,7 +88,8 @@ def make_check(fixture: Path, check_name: str, platform: Any) -> Any:
     if check_name == "capacity":
         from cortex_school.validation import CapacityCheck
 
-        return CapacityCheck(fixture / "capacity.yaml")
+        return CapacityCheck(next((fixture / n for n in ("capacity.yaml", "cluster.yaml") if (fixture / n).exists()),
+                                  fixture / "capacity.yaml"))
     raise SystemExit(f"unknown check {check_name}")
 
 
@@ -114,7 +120,8 @@ def main() -> None:
     parser.add_argument("--fixture", action="append", default=None)
     parser.add_argument("--check", action="append", default=None)
     args = parser.parse_args()
-    fixtures = [Path(f) for f in (args.fixture or [str(ROOT / "examples" / "platform-k3s")])]
+    fixtures = [Path(f) for f in (args.fixture or [str(ROOT / "examples" / "platform-k3s"),
+                                                   str(ROOT / "examples" / "platform")])]
     for fixture in fixtures:
         for name in args.check or ["already_deployed", "dependency", "architectural", "capacity"]:
             r = measure(fixture, name)

@@ -27,9 +27,15 @@ PLATFORM = SAMPLES.parent / "platform"
 
 
 @pytest.fixture(scope="module")
-def worker(live_worker):
-    """A worker on the pipeline queues (``live_worker`` purged first) after indexing."""
+def worker(live_worker, tmp_path_factory):
+    """A worker on the pipeline queues (``live_worker`` purged first) after indexing, with
+    the sample platform's manifests as its GitOps repository (the platform model's source),
+    as the demo has."""
+    from cortex_school.clients.gitops import ensure_bare_remote
+
     worker_env = index_platform(PLATFORM)  # the sample platform the RAG checks compare against
+    remote = ensure_bare_remote(tmp_path_factory.mktemp("gitops") / "remote.git", "main", PLATFORM / "gitops")
+    worker_env.update({"GITOPS_REMOTE": str(remote), "GITOPS_WORKDIR": str(tmp_path_factory.mktemp("clone"))})
     return live_worker(queues=PIPELINE_QUEUES, concurrency=2, env=worker_env).name
 
 

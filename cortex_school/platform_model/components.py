@@ -24,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from cortex_school.platform_model.files import read_text
 from cortex_school.platform_model.model import WORKLOAD_KINDS, Inventory, PlatformObject, image_repository
 
 CATALOGUE_FILE = Path(__file__).with_name("catalogue.yaml")
@@ -52,6 +53,9 @@ class CatalogueEntry:
     k3s_builtin: bool = False
     common_word: bool = False  # also an English word ("vector", "vault"): prose must capitalise it
     includes: tuple[str, ...] = ()  # what an umbrella chart installs with it
+    # Custom resources whose objects *are* another component ("<group>/<Kind>" → name): a
+    # CloudNativePG Cluster is a PostgreSQL database, a Strimzi Kafka is Kafka.
+    instances: tuple[tuple[str, str], ...] = ()
 
 
 class Catalogue:
@@ -64,6 +68,7 @@ class Catalogue:
         self.by_chart: dict[str, str] = {}
         self.by_kind: dict[str, str] = {}
         self.by_ingress_class: dict[str, str] = {}
+        self.instance_of: dict[str, str] = {}  # "<group>/<kind>" (lower case) → the component it is
         self.common: set[str] = set()  # one-word names and aliases that are also English words
         for e in entries:
             if e.common_word:
@@ -78,6 +83,8 @@ class Catalogue:
                 self.by_kind.setdefault(kind.lower(), e.name)
             for ic in e.ingress_classes:
                 self.by_ingress_class.setdefault(ic.lower(), e.name)
+            for kind, component in e.instances:
+                self.instance_of.setdefault(kind.lower(), normalise(component))
 
     @classmethod
     def load(cls, path: Path = CATALOGUE_FILE) -> "Catalogue":
@@ -94,7 +101,9 @@ class Catalogue:
                 category=str(item.get("category") or ""), aliases=strs("aliases"), images=strs("images"),
                 charts=strs("charts"), kinds=strs("kinds"), ingress_classes=strs("ingress_classes"),
                 provides=strs("provides"), k3s_builtin=item.get("k3s_builtin") is True,
-                common_word=item.get("common_word") is True, includes=strs("includes")))
+                common_word=item.get("common_word") is True, includes=strs("includes"),
+                instances=tuple((str(k), str(v)) for k, v in item["instances"].items())
+                if isinstance(item.get("instances"), dict) else ()))
         return cls(entries)
 
     def name_for(self, token: str) -> str | None:
@@ -149,6 +158,13 @@ class Platform:
     catalogue: Catalogue
     components: dict[str, Component] = field(default_factory=dict)
     capabilities: dict[str, list[str]] = field(default_factory=dict)  # capability → evidence
+    _texts: dict[str, str | None] = field(default_factory=dict, repr=False, compare=False)
+
+    def file_text(self, rel: str) -> str | None:
+        """A repository file's text (bounded, regular files inside the repository only)."""
+        if rel not in self._texts:
+            self._texts[rel] = read_text(Path(self.inventory.root), rel) if self.inventory.root else None
+        return self._texts[rel]
 
     def _component(self, name: str) -> Component:
         entry = self.catalogue.entries.get(name)
@@ -224,6 +240,9 @@ def build_platform(inventory: Inventory, catalogue: Catalogue | None = None, *,
         implied = cat.kind_for(obj.api_version, obj.kind)
         if implied:
             platform.note(implied, f"uses {obj.kind} ({obj.group})", where, obj.namespace)
+        instance = cat.instance_of.get(f"{obj.group}/{obj.kind}".lower())
+        if instance:
+            platform.note(instance, f"{obj.kind} ({obj.group}) {obj.name}", where, obj.namespace, obj=obj)
         if obj.ingress_class:
             controller = cat.by_ingress_class.get(obj.ingress_class.lower())
             if controller:

@@ -189,6 +189,24 @@ def read_file(path: Path, into: ManifestSet) -> None:
                 into.not_objects.append((str(path), f"a {type(obj).__name__}, not an object"))
 
 
+def read_text(root: Path, rel: str) -> str | None:
+    """The text of ``root/rel`` when it is a regular UTF-8 file inside ``root`` of at most
+    :data:`MAX_FILE_BYTES`; None otherwise."""
+    try:
+        base = root.resolve(strict=True)
+        path = (root / rel).resolve(strict=True)
+        if not path.is_relative_to(base) or len(os.fsencode(path)) > MAX_PATH_BYTES:
+            return None
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_FILE_BYTES:
+            return None
+        with path.open("rb") as f:
+            data = f.read(MAX_FILE_BYTES + 1)
+        return data.decode("utf-8") if len(data) <= MAX_FILE_BYTES else None
+    except (OSError, UnicodeDecodeError, RuntimeError, ValueError):
+        return None
+
+
 def read_manifests(paths: Iterable[Path]) -> ManifestSet:
     found = ManifestSet()
     for path in manifest_files(paths):

@@ -41,7 +41,7 @@ _IMAGE = re.compile(r"\b((?:[a-z0-9.-]+(?::\d+)?/)?[a-z0-9][a-z0-9._-]*(?:/[a-z0
 _CLAUSE = re.compile(r"[.;:!?](?=\s|$)|\n|,\s+(?:and|but|then|so|while)\b|(?<!\s)\s+(?:and then|then)\s+", re.I)
 DEPLOY_VERBS = frozenset("""deploy deploys deploying install installs installing setup add adds adding
 introduce introduces introducing roll stand spin bring adopt adopting provision
-provisioning host self-host selfhost launch create bootstrap enable onboard""".split())
+provisioning host self-host selfhost launch create bootstrap onboard""".split())
 CHANGE_WORDS = frozenset("""for upgrade upgrades upgrading update updates tune tunes tuning harden hardens
 hardening restrict restricts scale scales scaling patch patches pin pins protect protects back backup
 backups snapshot snapshots monitor monitors monitoring scrape scrapes scraping alert alerts alerting
@@ -104,6 +104,15 @@ def _intent(words: list[str], start: int, lowered: list[str] | None = None) -> s
     return "mentions"
 
 
+_USE_ROLES = frozenset("source sources datasource datasources backend backends sink sinks target targets "
+                       "destination upstream exporter endpoint store".split())
+
+
+def _used_as(lowered: list[str], end: int) -> bool:
+    """"<name> as a (Grafana) data source": what follows "as" is a role it plays for something else."""
+    return end < len(lowered) and lowered[end] == "as" and any(w in _USE_ROLES for w in lowered[end + 1:end + 5])
+
+
 def _companion_after(words: list[str], end: int) -> bool:
     """"Qdrant PodDisruptionBudget", "Traefik rate-limit middleware": a companion noun
     within the two words after the name."""
@@ -145,6 +154,8 @@ def mentions(text: str, platform: Platform | None = None, catalogue: Catalogue |
                 intent = _intent(words, i, lowered)
                 if intent in ("deploys", "mentions") and _companion_after(words, i + n):
                     intent = "changes"
+                elif intent == "deploys" and _used_as(lowered, i + n):
+                    intent = "relies-on"  # "add Tempo as a Grafana data source": used, not installed
                 mention = Mention(component=name, text=gram, intent=intent, clause=clause)
                 if (name, mention.intent) not in seen:
                     seen.add((name, mention.intent))
@@ -162,3 +173,15 @@ def mentions(text: str, platform: Platform | None = None, catalogue: Catalogue |
                 seen.add((name, "deploys"))
                 found.append(Mention(component=name, text=image, intent="deploys", clause=clause))
     return found
+
+
+def image_references(text: str) -> list[tuple[str, str]]:
+    """(clause, image) for every image reference in ``text`` (``org/app[:tag]``, with or
+    without a registry)."""
+    out: list[tuple[str, str]] = []
+    for clause in _clauses(text[:20_000]):
+        for piece in _NOT_IMAGE.split(clause.lower()):
+            if "/" in piece and len(piece) <= _MAX_IMAGE_PIECE:
+                out += [(clause, m.group(1)) for m in _IMAGE.finditer(piece)
+                        if not m.group(1).startswith(("http", "/")) and "." not in m.group(1).rsplit("/", 1)[-1].split(":")[0]]
+    return out

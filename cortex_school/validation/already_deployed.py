@@ -15,10 +15,13 @@ it never passes silently.
 
 from __future__ import annotations
 
+import re
+
 from cortex_school.models import Finding, Improvement
 from cortex_school.platform_model import Platform, PlatformObject
 from cortex_school.platform_model.components import Component
-from cortex_school.platform_model.mentions import mentions
+from cortex_school.platform_model.mentions import DEPLOY_VERBS, image_references, mentions
+from cortex_school.platform_model.model import image_repository
 from cortex_school.validation.base import PlatformCheck
 
 NAME = "already_deployed"
@@ -69,10 +72,54 @@ class AlreadyDeployedCheck(PlatformCheck):
                             f"{', '.join(o.describe() for o in existing[:3])}; the proposal would add it "
                             f"again (\"{m.clause[:120]}\")")[:1000],
                     evidence=[o.describe() for o in existing[:10]]))
+        found += self._same_images(platform, text, seen)
+        found += self._flags_already_set(platform, text, {m.component for m in found_mentions}, seen)
         if not any(f.conflict for f in found):
             found.append(Finding(check=self.name, conflict=False,
                                  reason="nothing the proposal deploys is already running"))
         return found
+
+    def _same_images(self, platform: Platform, text: str, seen: set[str]) -> list[Finding]:
+        """An image the proposal would run that the repository already runs (a workload's
+        container, or an image in a chart's values), whatever the component is called."""
+        out: list[Finding] = []
+        running = images_in(platform)
+        for clause, image in image_references(text):
+            repo = image_repository(image)
+            where = running.get(repo) or running.get(repo.split("/", 1)[-1] if _has_registry(repo) else "")
+            if not where or repo in seen or not _deploys(clause):
+                continue
+            seen.add(repo)
+            out.append(Finding(check=self.name, conflict=True, related_id=repo[:200],
+                               reason=(f"already deployed: the image {repo} already runs ({where[0]}); the "
+                                       f"proposal would run it again (\"{clause[:120]}\")")[:1000],
+                               evidence=where[:10]))
+        return out
+
+    def _flags_already_set(self, platform: Platform, text: str, named: set[str], seen: set[str]) -> list[Finding]:
+        """A command-line flag the proposal would add (``--enable-prefix-caching``) that the
+        files of a component it names, or the repository's configuration files that are not
+        Kubernetes objects (K3s server config), already set."""
+        flags = [f for f in dict.fromkeys(_FLAG.findall(text)) if f not in _GENERIC_FLAGS]
+        if not flags:
+            return []
+        files = {o.file for name in named if name in platform.components
+                 for o in platform.components[name].objects if not o.file.startswith("live:")}
+        files |= {f for f, _ in platform.inventory.not_objects}
+        out: list[Finding] = []
+        for flag in flags:
+            for file in sorted(files):
+                text_of = platform.file_text(file)
+                if text_of is None or not _flag_set(text_of, flag):
+                    continue
+                if flag in seen:
+                    break
+                seen.add(flag)
+                out.append(Finding(check=self.name, conflict=True, related_id=flag,
+                                   reason=f"already configured: --{flag} is already set in {file}"[:1000],
+                                   evidence=[f"{file}: --{flag}"]))
+                break
+        return out
 
     @staticmethod
     def _overlap(platform: Platform, name: str) -> str | None:
@@ -134,3 +181,48 @@ def existing_companions(platform: Platform, component: Component, clause: str) -
             out.append(o)
     return out
 
+
+
+_FLAG = re.compile(r"(?<![\w-])--([a-z][a-z0-9]*(?:-[a-z0-9]+)+|[a-z]{4,})(?![\w-])")
+# Flags of the tools a proposal runs, not settings of what it configures.
+_GENERIC_FLAGS = frozenset({"install", "namespace", "create-namespace", "set", "values", "version", "wait",
+                            "dry-run", "help", "force", "atomic", "debug", "output", "context", "kubeconfig"})
+
+
+def _flag_set(text: str, flag: str) -> bool:
+    """``--flag`` anywhere, or ``flag: <not false>`` as a YAML key (K3s config files)."""
+    if re.search(r"(?<![\w-])--" + re.escape(flag) + r"(?![\w-])", text):
+        return True
+    m = re.search(r"^\s*" + re.escape(flag) + r"\s*:\s*(\S*)", text, re.MULTILINE)
+    return m is not None and m.group(1).strip("'\"").lower() not in ("false", "no", "off", "0", "")
+
+
+def _has_registry(repo: str) -> bool:
+    first = repo.split("/", 1)[0]
+    return "/" in repo and ("." in first or ":" in first)
+
+
+_RUN_VERBS = DEPLOY_VERBS | {"run", "runs", "running", "start", "starts", "serve", "serves"}
+
+
+def _deploys(clause: str) -> bool:
+    """Whether the clause that names an image would run it."""
+    return any(w.lower() in _RUN_VERBS for w in re.findall(r"[A-Za-z-]+", clause))
+
+
+def images_in(platform: Platform) -> dict[str, list[str]]:
+    """Image repository (and without its registry) → where it runs."""
+    out: dict[str, list[str]] = {}
+    for o in platform.inventory.objects:
+        if o.deployed is False:
+            continue
+        for image in o.images:
+            repo = image_repository(image)
+            for key in {repo, repo.split("/", 1)[-1] if _has_registry(repo) else repo}:
+                out.setdefault(key, []).append(o.describe())
+    for chart in platform.inventory.charts:
+        for image in chart.images:
+            repo = image_repository(image)
+            for key in {repo, repo.split("/", 1)[-1] if _has_registry(repo) else repo}:
+                out.setdefault(key, []).append(f"image in the values of chart {chart.name} ({chart.path})")
+    return out

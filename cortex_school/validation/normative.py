@@ -510,12 +510,34 @@ class Proposal:
     named: frozenset[str] = frozenset()  # every component it names (also those it removes)
 
 
+_COMPLYING = frozenset("instead rather without not no never avoid avoiding stop stopping".split())
+
+
+def _kept(tokens: list[str]) -> list[str]:
+    """The tokens outside a scope the proposal itself rules out ("instead of pod IPs",
+    "without a sidecar"): that scope complies with a rule, it does not break it."""
+    out: list[str] = []
+    off = False
+    for t in tokens:
+        w = t.lower()
+        if w in _COMPLYING:
+            off = True
+            continue
+        if off and (w in _REMOVING_STOP or w in (",", "(", ")")):
+            off = False
+        if not off:
+            out.append(t)
+    return out
+
+
 def read_proposal(text: str, found: list[Mention]) -> Proposal:
     tokens, _ = tokenize(text)
     used = frozenset(m.component for m in found if not _removed(m.clause, m.text))
     deploys = frozenset(m.component for m in found if m.intent in ("deploys", "relies-on")
                         and not _removed(m.clause, m.text))
-    return Proposal(text=text, tokens=tuple(tokens), stems=frozenset(content_stems(tokens)),
+    sentences = [tokenize(part)[0] for part in re.split(r"(?<=[.;!?])\s+|\n", text)]
+    kept = [t for part in sentences for t in _kept(part)]
+    return Proposal(text=text, tokens=tuple(tokens), stems=frozenset(content_stems(kept)),
                     mentions=tuple(found), used=used, uses_or_deploys=deploys,
                     named=frozenset(m.component for m in found))
 
