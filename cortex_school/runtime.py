@@ -5,8 +5,9 @@ Created on first use in each worker process (after the prefork fork), never per 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cache, lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from cortex_school.experts import Expert, make_expert
 from cortex_school.experts.cache import EvaluationCache
@@ -142,7 +143,25 @@ def get_platform_source() -> "PlatformSource":
 
     settings = get_settings()
     return PlatformSource(get_gitops_repo, refresh_seconds=settings.rag.platform_refresh_seconds,
-                          distribution=settings.deploy.distribution)
+                          distribution=settings.deploy.distribution, live=live_reader())
+
+
+def live_reader() -> "Callable[[], list[dict[str, Any]]] | None":
+    """What the live cluster runs, when the deploy target is a real cluster (not the
+    simulation) and PLATFORM_LIVE is on."""
+    from cortex_school.clients.cluster.kubernetes_api import KubernetesCluster, has_kube_config
+
+    settings = get_settings()
+    cfg = settings.deploy
+    real = cfg.cluster_target == "kubernetes" or (cfg.cluster_target == "auto" and has_kube_config(cfg.kubeconfig))
+    if not settings.rag.platform_live or not real:
+        return None
+
+    def read() -> list[dict[str, Any]]:
+        cluster = get_cluster()
+        return cluster.live_objects() if isinstance(cluster, KubernetesCluster) else []
+
+    return read
 
 
 @lru_cache(maxsize=1)

@@ -481,6 +481,12 @@ class RagSettings(_Settings):
     )
     duplicate_threshold: float = Field(0.85, ge=0, le=1, validation_alias="RAG_DUPLICATE_THRESHOLD",
                                        description="Cosine similarity that makes a duplicate.")
+    platform_live: bool = Field(
+        True, validation_alias="PLATFORM_LIVE",
+        description="Merge what the live cluster runs (Deployments, StatefulSets, DaemonSets, Services "
+        "in every namespace) into the platform model when CLUSTER_TARGET reaches a real cluster; "
+        "false: the GitOps repository alone.",
+    )
     platform_refresh_seconds: float = Field(
         60.0, gt=0, validation_alias="PLATFORM_REFRESH_SECONDS",
         description="Seconds between two syncs of the GitOps clone the platform model is read from "

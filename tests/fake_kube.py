@@ -18,6 +18,7 @@ LOG_RE = re.compile(r"^/api/v1/namespaces/([^/]+)/pods/([^/]+)/log$")
 SVC_RE = re.compile(r"^/api/v1/namespaces/([^/]+)/services/([^/]+)$")
 EP_RE = re.compile(r"^/api/v1/namespaces/([^/]+)/endpoints/([^/]+)$")
 WL_RE = re.compile(r"^/apis/apps/v1/namespaces/([^/]+)/(deployments|statefulsets)/([^/]+)$")
+LIST_RE = re.compile(r"^/apis/apps/v1/(deployments|statefulsets|daemonsets)$|^/api/v1/(services)$")
 APP_RE = re.compile(r"^/apis/argoproj.io/v1alpha1/namespaces/([^/]+)/applications/([^/]+)$")
 
 
@@ -38,6 +39,7 @@ class FakeWorkload:
     replicas: int = 1
     crashloop: bool = False
     log: str = "starting\nlistening on :8080\n"
+    image: str = "x:1"
 
 
 class FakeKube:
@@ -71,6 +73,8 @@ class FakeKube:
                     text = "panic: nil map\nCrashLoopBackOff\n" if w.crashloop else w.log
                     return Response(text, content_type="text/plain")
             return self._missing("pods", m.group(2))
+        if m := LIST_RE.match(path):  # every namespace (the platform model's live merge)
+            return self._json(self._list(m.group(1) or m.group(2)))
         if m := WL_RE.match(path):
             kind = "Deployment" if m.group(2) == "deployments" else "StatefulSet"
             w = self.workloads.get((kind, m.group(1), m.group(3)))
@@ -81,7 +85,7 @@ class FakeKube:
                 "metadata": {"name": m.group(3), "namespace": m.group(1)},
                 "spec": {"replicas": w.replicas, "selector": {"matchLabels": w.labels},
                          "template": {"metadata": {"labels": w.labels},
-                                      "spec": {"containers": [{"name": "c", "image": "x:1"}]}},
+                                      "spec": {"containers": [{"name": "c", "image": w.image}]}},
                          **({"serviceName": m.group(3)} if kind == "StatefulSet" else {})},
                 "status": {"replicas": w.replicas, "readyReplicas": 0 if w.crashloop else w.replicas},
             })
@@ -102,6 +106,19 @@ class FakeKube:
                                "metadata": {"name": m.group(2), "namespace": m.group(1)},
                                "subsets": subsets})
         return self._missing("unknown", path)
+
+    def _list(self, resource: str) -> dict[str, Any]:
+        if resource == "services":
+            items = [{"metadata": {"name": n, "namespace": ns}, "spec": {"selector": sel}}
+                     for (ns, n), sel in self.services.items()]
+            return {"apiVersion": "v1", "kind": "ServiceList", "metadata": {}, "items": items}
+        kind = {"deployments": "Deployment", "statefulsets": "StatefulSet", "daemonsets": "DaemonSet"}[resource]
+        items = [{"metadata": {"name": name, "namespace": ns, "labels": w.labels},
+                  "spec": {"replicas": w.replicas, "selector": {"matchLabels": w.labels},
+                           "template": {"metadata": {"labels": w.labels},
+                                        "spec": {"containers": [{"name": "c", "image": w.image}]}}}}
+                 for (k, ns, name), w in self.workloads.items() if k == kind]
+        return {"apiVersion": "apps/v1", "kind": f"{kind}List", "metadata": {}, "items": items}
 
     def _app(self, request: Request, name: str, body: Any) -> Response:
         app = self.apps.get(name)

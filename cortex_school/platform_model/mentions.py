@@ -113,6 +113,15 @@ def _used_as(lowered: list[str], end: int) -> bool:
     return end < len(lowered) and lowered[end] == "as" and any(w in _USE_ROLES for w in lowered[end + 1:end + 5])
 
 
+def _own_kind_after(cat: Catalogue, name: str, words: list[str], end: int) -> bool:
+    """"a Kyverno ClusterPolicy": the next word is a custom resource kind the component
+    itself serves, so the clause creates an object for it, not the component."""
+    if end >= len(words):
+        return False
+    kind = words[end].lower()
+    return any(gk.rsplit("/", 1)[-1] == kind and owner == name for gk, owner in cat.by_kind.items())
+
+
 def _companion_after(words: list[str], end: int) -> bool:
     """"Qdrant PodDisruptionBudget", "Traefik rate-limit middleware": a companion noun
     within the two words after the name."""
@@ -154,8 +163,8 @@ def mentions(text: str, platform: Platform | None = None, catalogue: Catalogue |
                 intent = _intent(words, i, lowered)
                 if intent in ("deploys", "mentions") and _companion_after(words, i + n):
                     intent = "changes"
-                elif intent == "deploys" and _used_as(lowered, i + n):
-                    intent = "relies-on"  # "add Tempo as a Grafana data source": used, not installed
+                elif intent == "deploys" and (_used_as(lowered, i + n) or _own_kind_after(cat, name, words, i + n)):
+                    intent = "relies-on"  # "add Tempo as a data source", "create a Kyverno ClusterPolicy"
                 mention = Mention(component=name, text=gram, intent=intent, clause=clause)
                 if (name, mention.intent) not in seen:
                     seen.add((name, mention.intent))

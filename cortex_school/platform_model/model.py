@@ -489,6 +489,30 @@ def read_inventory(root: Path, *, revision: str | None = None) -> Inventory:
     return inv
 
 
+MAX_LIVE_OBJECTS = 20_000
+
+
+def merge_live(inventory: Inventory, live: list[dict[str, Any]]) -> Inventory:
+    """The repository's inventory plus what only the cluster runs (a copy; the objects the
+    repository defines keep their files). ``live``: objects as the API returns them."""
+    known = {(o.kind, o.namespace, o.name) for o in inventory.objects}
+    added: list[PlatformObject] = []
+    for obj in live[:MAX_LIVE_OBJECTS]:
+        if not isinstance(obj, dict):
+            continue
+        meta = _dict(obj.get("metadata"))
+        kind, name, ns = obj.get("kind"), meta.get("name"), meta.get("namespace") or ""
+        if not isinstance(kind, str) or not isinstance(name, str) or not isinstance(ns, str):
+            continue
+        if (kind, ns, name) in known:
+            continue
+        po = platform_object(obj, f"live:{ns}/{kind}/{name}"[:500], origin="live")
+        if po is not None:
+            added.append(replace(po, deployed=True))  # it runs: the cluster says so
+            known.add((kind, ns, name))
+    return replace(inventory, objects=[*inventory.objects, *added])
+
+
 def _braces(pattern: str) -> list[str]:
     """ArgoCD's include/exclude globs may list alternatives: ``{a/*,b/*}``."""
     if pattern.startswith("{") and pattern.endswith("}"):

@@ -4,6 +4,11 @@ Read at the repository's head and rebuilt only when the head moves; the clone is
 at most every ``refresh_seconds`` (a validation must not wait for a fetch each time), and
 after every commit the re-index task refreshes it (:meth:`PlatformSource.refresh`). If the
 remote cannot be reached the last model is kept and says which revision it is of.
+
+With a cluster (``live``), the workloads it runs are merged in at each sync: what runs
+there but in no manifest (installed by hand, by another tool) counts too, cited as
+``live:<namespace>/<kind>/<name>``. A cluster that cannot be read leaves the model of the
+repository alone, with ``last_error`` saying why.
 """
 
 from __future__ import annotations
@@ -11,16 +16,21 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 from cortex_school.clients.gitops import GitOpsError, GitOpsRepo
+from cortex_school.errors import PermanentError, TransientError
 from cortex_school.platform_model.components import Platform, build_platform
-from cortex_school.platform_model.model import read_inventory
+from cortex_school.platform_model.model import Inventory, merge_live, read_inventory
 
 
 class PlatformSource:
     def __init__(self, repo: Callable[[], GitOpsRepo], *, refresh_seconds: float = 60.0,
-                 distribution: str | None = "k3s") -> None:
+                 distribution: str | None = "k3s", live: Callable[[], list[dict[str, Any]]] | None = None) -> None:
         self._repo = repo
+        self._live = live
+        self._inventory: Inventory | None = None  # the repository's, at its head
+        self._live_key: int | None = None
         self.refresh_seconds = refresh_seconds
         self.distribution = distribution
         self._platform: Platform | None = None
@@ -43,8 +53,21 @@ class PlatformSource:
             return self._platform
         self._synced_at = time.monotonic()
         self.last_error = None
-        if self._platform is None or self._platform.inventory.revision != head:
-            self._platform = build_platform(read_inventory(root, revision=head), distribution=self.distribution)
+        changed = self._inventory is None or self._inventory.revision != head
+        if changed:
+            self._inventory = read_inventory(root, revision=head)
+        live: list[dict[str, Any]] | None = None
+        if self._live is not None:
+            try:
+                live = self._live()
+            except (TransientError, PermanentError) as exc:
+                self.last_error = f"live cluster not read: {exc}"[:500]
+        key = hash(repr(sorted(repr(o) for o in live))) if live is not None else None
+        if changed or key != self._live_key or self._platform is None:
+            assert self._inventory is not None
+            inventory = merge_live(self._inventory, live) if live else self._inventory
+            self._platform = build_platform(inventory, distribution=self.distribution)
+            self._live_key = key
         return self._platform
 
     def __call__(self) -> Platform | None:

@@ -16,6 +16,7 @@ from cortex_school.platform_model.components import build_platform
 from cortex_school.platform_model.mentions import mentions as component_mentions
 from cortex_school.platform_model.model import Inventory
 from cortex_school.validation.base import Check, PlatformCheck
+from cortex_school.validation.limits import exceeded, limits
 from cortex_school.validation.normative import (
     Proposal,
     Statement,
@@ -95,6 +96,17 @@ class ArchitecturalConflictCheck(Check):
                 continue  # one finding per sentence
             flagged.add((stmt.document, stmt.section, stmt.sentence))
             findings.append(self._conflict(stmt, f"the proposal {why}", how))
+        for rank, hit in enumerate(hits, start=1):  # numeric limits: "below 1Gi per replica"
+            doc, section = str(hit.payload.get("document", "?")), str(hit.payload.get("section", "?"))
+            for limit in limits(hit.text, doc, section):
+                over = exceeded(limit, improvement)
+                if over is None or (doc, section, limit.sentence) in flagged:
+                    continue
+                flagged.add((doc, section, limit.sentence))
+                findings.append(self._conflict(
+                    Statement(document=doc, section=section, sentence=limit.sentence, kind="limit"),
+                    f"the proposal asks for {over}, above its limit of {limit.describe()}",
+                    f"retrieved: section ranked {rank} (similarity {hit.score:.2f})"))
         if self.judge is not None:
             shown = [(s, h) for s, h in unique if concerns(s, proposal)][:12]
             if shown:

@@ -3,6 +3,8 @@ run (open vocabulary: the platform model and the component catalogue)."""
 
 from __future__ import annotations
 
+import re
+
 from cortex_school.models import Finding, Improvement
 from cortex_school.platform_model import Platform
 from cortex_school.platform_model.mentions import mentions as component_mentions
@@ -44,8 +46,64 @@ class PlatformDependencyCheck(PlatformCheck):
                 reason=(f"missing dependency: {title} is not deployed (not in the GitOps repository, "
                         f"no custom resource implies it) and the proposal relies on it (\"{m.clause[:120]}\")")[:1000],
                 evidence=[f"components present: {', '.join(sorted(platform.components)[:40])}"]))
+        findings += self._operators(platform, text, brought | checked)
         return findings or [Finding(check=self.name, conflict=False,
                                     reason=f"every component it relies on is present ({', '.join(sorted(checked)) or 'none named'})")]
+
+
+    def _operators(self, platform: Platform, text: str, handled: set[str]) -> list[Finding]:
+        """Custom resources the proposal would create whose operator the platform lacks:
+        a ``ClusterPolicy`` needs Kyverno, a ``RayCluster`` KubeRay (the catalogue's kinds)."""
+        out: list[Finding] = []
+        in_use = {f"{o.group}/{o.kind}".lower() for o in platform.inventory.objects}
+        for group_kind, operator in created_kinds(text, platform):
+            if operator in handled or operator in platform.components or group_kind.lower() in in_use:
+                continue  # (no substitute by capability: only the operator reconciles its kinds)
+            handled.add(operator)
+            entry = platform.catalogue.entries.get(operator)
+            title = entry.title if entry else operator
+            kind = group_kind.rsplit("/", 1)[-1]
+            out.append(Finding(
+                check=self.name, conflict=True, related_id=operator,
+                reason=(f"missing dependency: {title} is not deployed and the proposal creates {kind} "
+                        f"({group_kind.rsplit('/', 1)[0]}) objects, which only {title} reconciles"),
+                evidence=[f"no {kind} in the repository and no {title} installation"]))
+        return out
+
+
+_CAMEL = re.compile(r"[A-Z][a-z0-9]+(?:[A-Z][a-z0-9]+)+")
+
+
+def created_kinds(text: str, platform: Platform) -> list[tuple[str, str]]:
+    """(``<group>/<Kind>``, operator) for each custom resource kind the text names: a
+    CamelCase kind of two words or more by itself ("ClusterPolicy", "RayCluster"), a
+    one-word kind only with its API group ("jetstream.nats.io/v1beta2 Stream")."""
+    by_kind: dict[str, list[str]] = {}
+    for group_kind in platform.catalogue.by_kind:
+        by_kind.setdefault(group_kind.rsplit("/", 1)[-1], []).append(group_kind)
+    out: list[tuple[str, str]] = []
+    lowered = text.lower()
+    named = {m.component for m in component_mentions(text, platform)}
+    for word in sorted(set(re.findall(r"\b[A-Za-z][A-Za-z0-9]{2,60}\b", text[:20_000]))):
+        candidates = by_kind.get(word.lower(), [])
+        with_group = [gk for gk in candidates if gk.rsplit("/", 1)[0] in lowered]
+        by_operator = [gk for gk in candidates if platform.catalogue.by_kind[gk] in named]
+        if with_group:
+            chosen = with_group[:1]
+        elif _CAMEL.fullmatch(word) and word.lower() not in CORE_KINDS:
+            chosen = by_operator[:1] or (candidates if len(candidates) == 1 else [])
+        else:
+            chosen = []  # a one-word kind ("Stream") or a Kubernetes kind: only with its group
+        out += [(gk, platform.catalogue.by_kind[gk]) for gk in chosen]
+    return sorted(set(out))
+
+
+# Kinds Kubernetes itself serves: an operator's kind of the same name needs its API group.
+CORE_KINDS = frozenset(k.lower() for k in """Pod Deployment StatefulSet DaemonSet ReplicaSet Job CronJob Service
+Ingress IngressClass ConfigMap Secret ServiceAccount Role RoleBinding ClusterRole ClusterRoleBinding
+PersistentVolume PersistentVolumeClaim StorageClass NetworkPolicy PodDisruptionBudget HorizontalPodAutoscaler
+Namespace Node LimitRange ResourceQuota PriorityClass CustomResourceDefinition Endpoints EndpointSlice
+ValidatingWebhookConfiguration MutatingWebhookConfiguration Lease Event VolumeSnapshot Gateway HTTPRoute""".split())
 
 
 def _provided_by(platform: Platform, name: str) -> str | None:

@@ -141,6 +141,23 @@ class KubernetesCluster:
                 raise cluster_error("Kubernetes API", None, type(exc).__name__) from exc
         return "\n".join(texts)
 
+    def live_objects(self, limit: int = 5000) -> list[dict[str, Any]]:
+        """The workloads and Services the cluster runs, in every namespace, as the API returns
+        them (for the platform model: what runs but no manifest defines). At most ``limit`` of
+        each kind (one page)."""
+        out: list[dict[str, Any]] = []
+        for kind, api_version, list_all in (
+                ("Deployment", "apps/v1", self.apps.list_deployment_for_all_namespaces),
+                ("StatefulSet", "apps/v1", self.apps.list_stateful_set_for_all_namespaces),
+                ("DaemonSet", "apps/v1", self.apps.list_daemon_set_for_all_namespaces),
+                ("Service", "v1", self.core.list_service_for_all_namespaces)):
+            result = self._call(list_all, limit=limit)
+            if result is None:
+                continue
+            items = self.api_client.sanitize_for_serialization(result).get("items") or []
+            out += [{**item, "kind": kind, "apiVersion": api_version} for item in items if isinstance(item, dict)]
+        return out
+
     def workload(self, kind: str, namespace: str, name: str) -> tuple[int, int] | None:
         read = {"Deployment": self.apps.read_namespaced_deployment,
                 "StatefulSet": self.apps.read_namespaced_stateful_set}.get(kind)
