@@ -31,6 +31,8 @@ os.environ.pop("LLMD_ENDPOINT", None)
 
 import subprocess  # noqa: E402
 
+import redis  # noqa: E402
+
 from celery import chain  # noqa: E402
 from celeryconfig import IMPLEMENT_QUEUES, PIPELINE_QUEUES  # noqa: E402
 from cortex_school.celery import app  # noqa: E402
@@ -39,6 +41,7 @@ from cortex_school.clients.gitops import ensure_bare_remote  # noqa: E402
 from cortex_school.models import Improvement, ImprovementType, Status, fingerprint, improvement_id  # noqa: E402
 from cortex_school.pipeline import enqueue  # noqa: E402
 from cortex_school.runtime import get_store  # noqa: E402
+from cortex_school.settings import get_settings  # noqa: E402
 from cortex_school.states import RESTING_BEFORE_DEPLOY  # noqa: E402
 
 RESTING = RESTING_BEFORE_DEPLOY | {Status.APPROVED}
@@ -105,7 +108,7 @@ def bench_pipeline(n: int, log_dir: Path) -> None:
 
     from bare_chain import bare, last, step
 
-    r = store.redis
+    r = redis.Redis.from_url(get_settings().redis.url)
     r.delete("bench:bare:done")
     bare.control.purge()
     bname = f"bench-bare-{os.getpid()}@localhost"

@@ -6,8 +6,10 @@ import getpass
 import json
 import os
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
@@ -531,7 +533,9 @@ def index_docs_cmd(
     """Architecture docs: every *.md under DIRECTORY, split on headings."""
     from cortex_school.validation.indexing import index_docs
 
-    _print_sync(index_docs(_index(), _existing_dir(directory), replace=replace))
+    with _embedding_progress() as progress:
+        report = index_docs(_index(), _existing_dir(directory), replace=replace, progress=progress)
+    _print_sync(report)
 
 
 @index_app.command("gitops")
@@ -543,7 +547,9 @@ def index_gitops_cmd(
     from cortex_school.validation.indexing import checkout, index_gitops, is_git_source
 
     root = checkout(source, get_settings().data_dir, branch) if is_git_source(source) else _existing_dir(source)
-    _print_sync(index_gitops(_index(), root))
+    with _embedding_progress() as progress:
+        report = index_gitops(_index(), root, progress=progress)
+    _print_sync(report)
 
 
 @index_app.command("known-issues")
@@ -555,7 +561,9 @@ def index_known_issues_cmd(path: str) -> None:
     if not target.exists():
         err.print(f"[red]{path}: no such file or directory[/]")
         raise typer.Exit(2)
-    _print_sync(index_known_issues(_index(), target))
+    with _embedding_progress() as progress:
+        report = index_known_issues(_index(), target, progress=progress)
+    _print_sync(report)
 
 
 @index_app.command("history")
@@ -563,7 +571,27 @@ def index_history_cmd() -> None:
     """Previous improvements from Redis (implemented, in flight, failed)."""
     from cortex_school.validation.indexing import index_history
 
-    _print_sync(index_history(_index(), _store()))
+    with _embedding_progress() as progress:
+        report = index_history(_index(), _store(), progress=progress)
+    _print_sync(report)
+
+
+@contextmanager
+def _embedding_progress() -> "Iterator[Callable[[int, int], None]]":
+    """A progress bar on stderr while chunks are embedded (shown from the first batch on;
+    nothing when everything was unchanged)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(TextColumn("embedding"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=err, transient=True) as bar:
+        task: list[Any] = []
+
+        def update(done: int, total: int) -> None:
+            if not task:
+                task.append(bar.add_task("embedding", total=total))
+            bar.update(task[0], completed=done)
+
+        yield update
 
 
 def _existing_dir(path: str) -> Path:

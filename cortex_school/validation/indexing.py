@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -48,31 +49,34 @@ def checkout(source: str, data_dir: Path, branch: str | None = None) -> Path:
     return target
 
 
-def index_docs(index: VectorIndex, root: Path, *, replace: bool = False) -> SyncReport:
+Progress = Callable[[int, int], None]
+
+
+def index_docs(index: VectorIndex, root: Path, *, replace: bool = False, progress: Progress | None = None) -> SyncReport:
     """Index every document under ``root`` into the docs corpus. Each directory is its own
     set of sources (``<directory>::<file>``), so indexing a second directory adds to the
     corpus; ``replace`` makes the corpus hold this directory's documents only."""
     tag = f"{root.resolve().as_posix()}::"
     chunks = [c.model_copy(update={"source": tag + c.source}) for c in chunk_docs_dir(root)]
-    return index.sync("docs", chunks, source_prefix=None if replace else tag)
+    return index.sync("docs", chunks, source_prefix=None if replace else tag, progress=progress)
 
 
-def index_gitops(index: VectorIndex, root: Path) -> SyncReport:
+def index_gitops(index: VectorIndex, root: Path, progress: Progress | None = None) -> SyncReport:
     chunks, problems = chunk_gitops_dir(root)
-    report = index.sync("gitops", chunks)
+    report = index.sync("gitops", chunks, progress=progress)
     report.problems = problems
     return report
 
 
-def index_known_issues(index: VectorIndex, path: Path) -> SyncReport:
+def index_known_issues(index: VectorIndex, path: Path, progress: Progress | None = None) -> SyncReport:
     files = [path] if path.is_file() else sorted(path.rglob("*.md"))
     chunks = [c for f in files for c in chunk_markdown(f.read_text(encoding="utf-8"), f.name, "known_issues")]
-    return index.sync("known_issues", chunks)
+    return index.sync("known_issues", chunks, progress=progress)
 
 
-def index_history(index: VectorIndex, store: RedisStore) -> SyncReport:
+def index_history(index: VectorIndex, store: RedisStore, progress: Progress | None = None) -> SyncReport:
     ids = set().union(*(store.ids_with_status(s) for s in HISTORY_STATUSES))
-    return index.sync("improvements", [improvement_chunk(i) for i in store.many(sorted(ids))])
+    return index.sync("improvements", [improvement_chunk(i) for i in store.many(sorted(ids))], progress=progress)
 
 
 def reindex_gitops_repo(index: VectorIndex, repo: "GitOpsRepo") -> SyncReport:

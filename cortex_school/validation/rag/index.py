@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -38,7 +38,7 @@ KEYWORD_FIELDS: dict[str, tuple[str, ...]] = {
     "improvements": ("improvement_id", "category", "video_id"),
     "known_issues": ("document", "section"),
 }
-BATCH = 256
+BATCH = 64  # chunks embedded and written at a time (and a progress step)
 
 
 class Hit(BaseModel):
@@ -88,9 +88,10 @@ class VectorIndex(ABC):
 
     # -- shared logic ------------------------------------------------------------------
     def sync(self, corpus: str, chunks: Iterable[Chunk], *, sources: set[str] | None = None,
-             source_prefix: str | None = None) -> SyncReport:
+             source_prefix: str | None = None, progress: Callable[[int, int], None] | None = None) -> SyncReport:
         """Make ``corpus`` hold exactly ``chunks`` (within ``sources``, or the sources under
-        ``source_prefix``, if given: the rest of the corpus is left as it is)."""
+        ``source_prefix``, if given: the rest of the corpus is left as it is). ``progress``
+        is called with (embedded so far, to embed) after each batch."""
         wanted = {c.id: c for c in chunks}
         existing = self.stored(corpus)
         changed = [c for i, c in wanted.items() if existing.get(i, ("", ""))[0] != c.content_hash]
@@ -100,6 +101,8 @@ class VectorIndex(ABC):
         for start in range(0, len(changed), BATCH):
             batch = changed[start:start + BATCH]
             self._write(corpus, batch, self.embedder.encode([c.text for c in batch]))
+            if progress is not None:
+                progress(start + len(batch), len(changed))
         if stale:
             self._delete(corpus, stale)
         return SyncReport(corpus=corpus, total=len(wanted), embedded=len(changed),
