@@ -121,7 +121,8 @@ def main() -> None:
     parser.add_argument("--check", action="append", default=None)
     args = parser.parse_args()
     fixtures = [Path(f) for f in (args.fixture or [str(ROOT / "examples" / "platform-k3s"),
-                                                   str(ROOT / "examples" / "platform")])]
+                                                   str(ROOT / "examples" / "platform"),
+                                                   str(ROOT / "examples" / "platform-holdout")])]
     for fixture in fixtures:
         for name in args.check or ["already_deployed", "dependency", "architectural", "capacity"]:
             r = measure(fixture, name)
