@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from cortex_school.platform_model.files import read_text
+from cortex_school.platform_model.files import read_text, settings_in
 from cortex_school.platform_model.model import WORKLOAD_KINDS, Inventory, PlatformObject, image_repository
 
 CATALOGUE_FILE = Path(__file__).with_name("catalogue.yaml")
@@ -158,13 +158,19 @@ class Platform:
     catalogue: Catalogue
     components: dict[str, Component] = field(default_factory=dict)
     capabilities: dict[str, list[str]] = field(default_factory=dict)  # capability → evidence
-    _texts: dict[str, str | None] = field(default_factory=dict, repr=False, compare=False)
+    _settings: dict[str, frozenset[str]] = field(default_factory=dict, repr=False, compare=False)
 
     def file_text(self, rel: str) -> str | None:
         """A repository file's text (bounded, regular files inside the repository only)."""
-        if rel not in self._texts:
-            self._texts[rel] = read_text(Path(self.inventory.root), rel) if self.inventory.root else None
-        return self._texts[rel]
+        return read_text(Path(self.inventory.root), rel) if self.inventory.root else None
+
+    def file_settings(self, rel: str) -> frozenset[str]:
+        """The flags (``--name``) and YAML keys with a scalar value a repository file sets to
+        something other than false/off/no/0, outside comments; read once per file."""
+        if rel not in self._settings:
+            text = self.file_text(rel)
+            self._settings[rel] = settings_in(text) if text is not None else frozenset()
+        return self._settings[rel]
 
     def _component(self, name: str) -> Component:
         entry = self.catalogue.entries.get(name)

@@ -10,6 +10,7 @@ that is fatal (``policy check``: exit 2) or tolerable (facts about a repository)
 from __future__ import annotations
 
 import os
+import re
 import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -187,6 +188,28 @@ def read_file(path: Path, into: ManifestSet) -> None:
                 into.sources.append(str(path))
             else:
                 into.not_objects.append((str(path), f"a {type(obj).__name__}, not an object"))
+
+
+_FLAG_SET = re.compile(r"(?<![\w-])--([a-z][a-z0-9]*(?:-[a-z0-9]+)*)(?:=([^\s'\",\]]*))?")
+_KEY_SET = re.compile(r"^[ \t-]*([A-Za-z0-9][\w.-]*)[ \t]*:[ \t]*(\S[^\n]*)?$")
+_OFF = frozenset({"false", "no", "off", "0", "disabled", "null", "~"})
+
+
+def settings_in(text: str) -> frozenset[str]:
+    """What a configuration file turns on: every ``--flag`` (not ``--flag=false``) and every
+    YAML key with a scalar value that is not off, outside comments. One pass, line by line."""
+    found: set[str] = set()
+    for line in text.splitlines():
+        code, _ = _split_comment(line)
+        for m in _FLAG_SET.finditer(code):
+            if (m.group(2) or "").strip("'\"").lower() not in _OFF or m.group(2) is None:
+                found.add(m.group(1))
+        key = _KEY_SET.match(code)
+        if key and key.group(2) is not None:
+            value = key.group(2).strip().strip("'\"").lower()
+            if value and value not in _OFF and not value.startswith(("|", ">", "&", "*", "{}", "[]")):
+                found.add(key.group(1).lower())
+    return frozenset(found)
 
 
 def read_text(root: Path, rel: str) -> str | None:

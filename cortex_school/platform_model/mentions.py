@@ -108,6 +108,17 @@ _USE_ROLES = frozenset("source sources datasource datasources backend backends s
                        "destination upstream exporter endpoint store".split())
 
 
+_ADDING = frozenset("add adds adding".split())  # "add X as a data source"; "deploy X as a store" installs X
+
+
+def _verb_of(lowered: list[str], start: int) -> str:
+    """The installing verb that governs the name at ``start`` (as :func:`_intent` finds it)."""
+    for j in range(start - 1, max(-1, start - 7), -1):
+        if lowered[j] in DEPLOY_VERBS:
+            return lowered[j]
+    return ""
+
+
 def _used_as(lowered: list[str], end: int) -> bool:
     """"<name> as a (Grafana) data source": what follows "as" is a role it plays for something else."""
     return end < len(lowered) and lowered[end] == "as" and any(w in _USE_ROLES for w in lowered[end + 1:end + 5])
@@ -137,7 +148,7 @@ def mentions(text: str, platform: Platform | None = None, catalogue: Catalogue |
     own = {name for name in (platform.components if platform else {})}
     found: list[Mention] = []
     seen: set[tuple[str, str]] = set()
-    for clause in _clauses(text[:20_000]):
+    for clause in _clauses(text):
         words = _WORD.findall(clause)
         lowered = [w.lower() for w in words]
         taken: set[int] = set()
@@ -163,7 +174,8 @@ def mentions(text: str, platform: Platform | None = None, catalogue: Catalogue |
                 intent = _intent(words, i, lowered)
                 if intent in ("deploys", "mentions") and _companion_after(words, i + n):
                     intent = "changes"
-                elif intent == "deploys" and (_used_as(lowered, i + n) or _own_kind_after(cat, name, words, i + n)):
+                elif intent == "deploys" and ((_used_as(lowered, i + n) and _verb_of(lowered, i) in _ADDING)
+                                              or _own_kind_after(cat, name, words, i + n)):
                     intent = "relies-on"  # "add Tempo as a data source", "create a Kyverno ClusterPolicy"
                 mention = Mention(component=name, text=gram, intent=intent, clause=clause)
                 if (name, mention.intent) not in seen:
@@ -188,7 +200,7 @@ def image_references(text: str) -> list[tuple[str, str]]:
     """(clause, image) for every image reference in ``text`` (``org/app[:tag]``, with or
     without a registry)."""
     out: list[tuple[str, str]] = []
-    for clause in _clauses(text[:20_000]):
+    for clause in _clauses(text):
         for piece in _NOT_IMAGE.split(clause.lower()):
             if "/" in piece and len(piece) <= _MAX_IMAGE_PIECE:
                 out += [(clause, m.group(1)) for m in _IMAGE.finditer(piece)

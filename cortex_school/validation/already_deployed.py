@@ -20,6 +20,7 @@ import re
 from cortex_school.models import Finding, Improvement
 from cortex_school.platform_model import Platform, PlatformObject
 from cortex_school.platform_model.components import Component
+from cortex_school.platform_model.files import settings_in
 from cortex_school.platform_model.mentions import DEPLOY_VERBS, image_references, mentions
 from cortex_school.platform_model.model import image_repository
 from cortex_school.validation.base import PlatformCheck
@@ -100,7 +101,7 @@ class AlreadyDeployedCheck(PlatformCheck):
         """A command-line flag the proposal would add (``--enable-prefix-caching``) that the
         files of a component it names, or the repository's configuration files that are not
         Kubernetes objects (K3s server config), already set."""
-        flags = [f for f in dict.fromkeys(_FLAG.findall(text)) if f not in _GENERIC_FLAGS]
+        flags = [f for f in dict.fromkeys(_FLAG.findall(text)) if f not in _GENERIC_FLAGS][:MAX_FLAGS]
         if not flags:
             return []
         files = {o.file for name in named if name in platform.components
@@ -108,17 +109,13 @@ class AlreadyDeployedCheck(PlatformCheck):
         files |= {f for f, _ in platform.inventory.not_objects}
         out: list[Finding] = []
         for flag in flags:
-            for file in sorted(files):
-                text_of = platform.file_text(file)
-                if text_of is None or not _flag_set(text_of, flag):
-                    continue
-                if flag in seen:
-                    break
-                seen.add(flag)
-                out.append(Finding(check=self.name, conflict=True, related_id=flag,
-                                   reason=f"already configured: --{flag} is already set in {file}"[:1000],
-                                   evidence=[f"{file}: --{flag}"]))
-                break
+            where = next((f for f in sorted(files)[:MAX_FILES] if flag in platform.file_settings(f)), None)
+            if where is None or flag in seen:
+                continue
+            seen.add(flag)
+            out.append(Finding(check=self.name, conflict=True, related_id=flag,
+                               reason=f"already configured: --{flag} is already set in {where}"[:1000],
+                               evidence=[f"{where}: --{flag}"]))
         return out
 
     @staticmethod
@@ -189,12 +186,14 @@ _GENERIC_FLAGS = frozenset({"install", "namespace", "create-namespace", "set", "
                             "dry-run", "help", "force", "atomic", "debug", "output", "context", "kubeconfig"})
 
 
+MAX_FLAGS = 20  # flags of one proposal looked up
+MAX_FILES = 200  # files looked in
+
+
 def _flag_set(text: str, flag: str) -> bool:
-    """``--flag`` anywhere, or ``flag: <not false>`` as a YAML key (K3s config files)."""
-    if re.search(r"(?<![\w-])--" + re.escape(flag) + r"(?![\w-])", text):
-        return True
-    m = re.search(r"^\s*" + re.escape(flag) + r"\s*:\s*(\S*)", text, re.MULTILINE)
-    return m is not None and m.group(1).strip("'\"").lower() not in ("false", "no", "off", "0", "")
+    """``--flag`` anywhere (not ``=false``), or ``flag: <scalar, not off>`` as a YAML key,
+    outside comments (K3s config files, container args)."""
+    return flag in settings_in(text)
 
 
 def _has_registry(repo: str) -> bool:

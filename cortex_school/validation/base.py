@@ -53,8 +53,11 @@ class PlatformCheck(Check):
     @staticmethod
     def text(improvement: Improvement) -> str:
         """Description and notes; not the title: it is the video's, shared by every
-        proposal from that video."""
-        return f"{improvement.description}\n{improvement.implementation_notes}"
+        proposal from that video. Normalised (NFKC, no invisible format characters) so a
+        name reads as a reviewer reads it."""
+        from cortex_school.validation.normative import clean_text
+
+        return clean_text(f"{improvement.description}\n{improvement.implementation_notes}")
 
 
 def validate(improvement: Improvement, checks: Sequence[Check]) -> ValidationReport:

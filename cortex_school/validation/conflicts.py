@@ -161,20 +161,36 @@ class ArchitecturalConflictCheck(Check):
         return out
 
 
+MAX_COMMENTS = 500  # comments read per validation, over all the components a proposal names
+_comment_cache: dict[tuple[str, str, int, str], list[Statement]] = {}
+
+
 def comment_statements(platform: Platform, proposal: Proposal) -> list[tuple[Statement, str]]:
     """Statements in the comments of the files that define the components the proposal
-    names (the component is what each one is about)."""
+    names (the component is what each one is about). At most :data:`MAX_COMMENTS` per
+    validation; each comment is parsed once per revision."""
     out: list[tuple[Statement, str]] = []
+    revision = f"{platform.inventory.root}@{platform.inventory.revision}"
+    if _comment_cache and (next(iter(_comment_cache))[0] != revision or len(_comment_cache) > 50_000):
+        _comment_cache.clear()
+    budget = MAX_COMMENTS
     for name in sorted(proposal.used):
         component = platform.components.get(name)
-        if component is None:
+        if component is None or budget <= 0:
             continue
         files = {o.file for o in component.objects if not o.file.startswith("live:")}
-        for comment in platform.inventory.comments_in(files)[:500]:
-            for stmt in statements(comment.text, comment.file, f"line {comment.line}", platform, context=[name]):
-                if comment.setting:  # cite the setting it is written on
-                    stmt = replace(stmt, sentence=f"{comment.setting}  # {stmt.sentence}"[:600])
-                out.append((stmt, f"comment in {comment.describe()}, a file of {component.title}"))
+        for comment in platform.inventory.comments_in(files)[:budget]:
+            budget -= 1
+            key = (revision, comment.file, comment.line, name)
+            if key not in _comment_cache:
+                found = []
+                for stmt in statements(comment.text, comment.file, f"line {comment.line}", platform, context=[name]):
+                    if comment.setting:  # cite the setting it is written on
+                        stmt = replace(stmt, sentence=f"{comment.setting}  # {stmt.sentence}"[:600])
+                    found.append(stmt)
+                _comment_cache[key] = found
+            out += [(stmt, f"comment in {comment.describe()}, a file of {component.title}")
+                    for stmt in _comment_cache[key]]
     return out
 
 

@@ -84,7 +84,7 @@ def created_kinds(text: str, platform: Platform) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
     lowered = text.lower()
     named = {m.component for m in component_mentions(text, platform)}
-    for word in sorted(set(re.findall(r"\b[A-Za-z][A-Za-z0-9]{2,60}\b", text[:20_000]))):
+    for word in sorted(set(re.findall(r"\b[A-Za-z][A-Za-z0-9]{2,60}\b", text))):
         candidates = by_kind.get(word.lower(), [])
         with_group = [gk for gk in candidates if gk.rsplit("/", 1)[0] in lowered]
         by_operator = [gk for gk in candidates if platform.catalogue.by_kind[gk] in named]

@@ -36,7 +36,10 @@ components: they were written against one labelled fixture and are measured on o
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import re
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -49,7 +52,8 @@ _SENTENCE = re.compile(r"(?<!e\.g\.)(?<!i\.e\.)(?<!etc\.)(?<!vs\.)(?<=[.!?])\s+(
                        r"\n(?=\s*(?:[-*+]|\d+\.)\s)|\n(?=#)")
 _HEADING = re.compile(r"^(#{1,6}\s.*)$", re.MULTILINE)
 _CLAUSE = re.compile(r";\s+|:\s+")
-_MAX_TEXT = 50_000
+_MAX_TEXT = 20_000  # a section (docs are chunked at 1,200 characters)
+_MAX_MATCHES = 16  # markers of one kind read per clause
 _PUNCT = frozenset(",()+&")
 _MAX_STATEMENTS = 400
 
@@ -271,10 +275,7 @@ def _object_end(tokens: list[str], start: int, hi: int) -> int:
 
 
 def _index_at(starts: list[int], offset: int) -> int:
-    for i, s in enumerate(starts):
-        if s >= offset:
-            return i
-    return len(starts)
+    return bisect.bisect_left(starts, offset)
 
 
 def statements(text: str, document: str, section: str, platform: Platform, *,
@@ -284,7 +285,7 @@ def statements(text: str, document: str, section: str, platform: Platform, *,
     is on), the anchors of a statement that names none itself."""
     out: list[Statement] = []
     context_names = frozenset(context)
-    text = _HEADING.sub(lambda m: m.group(1) + "\n", text[:_MAX_TEXT])
+    text = _HEADING.sub(lambda m: m.group(1) + "\n", clean_text(text[:_MAX_TEXT]))
     lines = text.splitlines()
     if any(ln.strip().startswith("|") for ln in lines):
         out += _table_statements([ln for ln in lines if ln.strip().startswith("|")], document, section, platform)
@@ -348,14 +349,14 @@ def _clause_statement(clause: str, sentence: str, document: str, section: str, p
             kinds.append(kind)
         return found
 
-    for m in _REPLACED_BY.finditer(clause):  # "X was replaced by Y": X
+    for m in itertools.islice(_REPLACED_BY.finditer(clause), _MAX_MATCHES):  # "X was replaced by Y": X
         ban(_subject_start(lower, _index_at(starts, m.start())), _index_at(starts, m.start()), "replacement")
-    for m in _REPLACED_ACTIVE.finditer(clause):  # "Y replaced X", "we replaced X with Y"
+    for m in itertools.islice(_REPLACED_ACTIVE.finditer(clause), _MAX_MATCHES):  # "Y replaced X", "we replaced X with Y"
         after = _index_at(starts, m.end())
         end = next((i for i in range(after, len(tokens)) if lower[i] in ("with", "by", "for", "in", "on", "at")),
                    len(tokens))
         ban(after, end, "replacement")
-    for m in _INSTEAD.finditer(clause):  # "we run Phoenix instead of Langfuse"
+    for m in itertools.islice(_INSTEAD.finditer(clause), _MAX_MATCHES):  # "we run Phoenix instead of Langfuse"
         here = _index_at(starts, m.start())
         if not any(w in EXISTENCE_VERBS or w in _CHOICE_VERBS for w in lower[_subject_start(lower, here):here]):
             continue  # "it needs one database instead of four": a comparison, not a choice
@@ -363,7 +364,7 @@ def _clause_statement(clause: str, sentence: str, document: str, section: str, p
         while lo < len(tokens) and lower[lo] in EXISTENCE_VERBS:
             lo += 1
         ban(lo, _object_end(tokens, lo, len(tokens)), "replacement")
-    for m in _RETIRED.finditer(clause):
+    for m in itertools.islice(_RETIRED.finditer(clause), _MAX_MATCHES):
         if m.group("word").lower() in ("replaced", "superseded"):
             continue  # handled above
         hi = _index_at(starts, m.start())
@@ -371,7 +372,7 @@ def _clause_statement(clause: str, sentence: str, document: str, section: str, p
         if not ban(lo, hi, "retirement"):
             predicate |= content_stems(tokens[lo:hi])
             kinds.append("retirement")
-    for m in _NEGATION.finditer(clause):
+    for m in itertools.islice(_NEGATION.finditer(clause), _MAX_MATCHES):
         if clause[m.end():].lstrip()[:1] in (":", ".", ";", ",", ")", ""):
             continue  # "longhorn-single volumes do not: ...": an elliptic negation, no action named
         at = _index_at(starts, m.end())
@@ -508,6 +509,7 @@ class Proposal:
     used: frozenset[str]  # components it names, not in a removing clause
     uses_or_deploys: frozenset[str]  # components it deploys or relies on
     named: frozenset[str] = frozenset()  # every component it names (also those it removes)
+    sorted_stems: tuple[str, ...] = ()  # the stems in order (prefix lookups)
 
 
 _COMPLYING = frozenset("instead rather without not no never avoid avoiding stop stopping".split())
@@ -523,7 +525,7 @@ def _kept(tokens: list[str]) -> list[str]:
         if w in _COMPLYING:
             off = True
             continue
-        if off and (w in _REMOVING_STOP or w in (",", "(", ")")):
+        if off and (w in _REMOVING_STOP or w in (",", "(", ")") or w in _VERBS):
             off = False
         if not off:
             out.append(t)
@@ -531,39 +533,69 @@ def _kept(tokens: list[str]) -> list[str]:
 
 
 def read_proposal(text: str, found: list[Mention]) -> Proposal:
+    text = clean_text(text)
     tokens, _ = tokenize(text)
-    used = frozenset(m.component for m in found if not _removed(m.clause, m.text))
+    used = frozenset(m.component for m in found if _occurs_unremoved(text, m.text))
     deploys = frozenset(m.component for m in found if m.intent in ("deploys", "relies-on")
-                        and not _removed(m.clause, m.text))
+                        and _occurs_unremoved(text, m.text))
     sentences = [tokenize(part)[0] for part in re.split(r"(?<=[.;!?])\s+|\n", text)]
     kept = [t for part in sentences for t in _kept(part)]
-    return Proposal(text=text, tokens=tuple(tokens), stems=frozenset(content_stems(kept)),
+    stems = frozenset(content_stems(kept))
+    return Proposal(text=text, tokens=tuple(tokens), stems=stems,
                     mentions=tuple(found), used=used, uses_or_deploys=deploys,
-                    named=frozenset(m.component for m in found))
+                    named=frozenset(m.component for m in found), sorted_stems=tuple(sorted(stems)))
 
 
-def _removed(clause: str, name: str) -> bool:
-    """Whether ``name`` comes in ``clause`` after a word that removes it ("replace X",
-    "instead of X", "without X"), with no "with"/"by"/"to" in between ("replace A with X")."""
-    at = clause.lower().find(name.lower())
-    if at < 0:
+# Unicode format characters (category Cf): soft hyphen, zero-width spaces and joiners,
+# directional marks and isolates, the BOM, interlinear annotations, tag characters.
+_INVISIBLE = re.compile("[\u00ad\u0600-\u0605\u061c\u06dd\u070f\u180e\u200b-\u200f\u202a-\u202e"
+                        "\u0890\u0891\u08e2\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb\U000110bd\U000110cd"
+                        "\U00013430-\U0001343f\U0001bca0-\U0001bca3\U0001d173-\U0001d17a"
+                        "\U000e0001\U000e0020-\U000e007f]")
+
+
+def clean_text(text: str) -> str:
+    """NFKC, without format characters (zero-width space, soft hyphen, word joiner): what a
+    reviewer reads is what the rules read ("Link\u200berd" is Linkerd)."""
+    return _INVISIBLE.sub("", unicodedata.normalize("NFKC", text))
+
+
+_NEGATORS = frozenset("not never no without avoid avoiding stop won't don't doesn't cannot".split())
+_VERBS = EXISTENCE_VERBS | frozenset("deploy deploys install installs set setup roll introduce launch create".split())
+
+
+def _occurs_unremoved(text: str, name: str) -> bool:
+    """Whether some whole-word occurrence of ``name`` is not removed where it stands (each
+    occurrence is judged: "not Linkerd this week; next week deploy Linkerd" uses it)."""
+    if not name:
         return False
-    before, _ = tokenize(clause[:at])
-    for word in reversed(before[-6:]):
-        w = word.lower()
-        if w in _REMOVING_STOP:
+    for m in re.finditer(r"(?<![\w-])" + re.escape(name) + r"(?![\w-])", text, re.IGNORECASE):
+        if not _removed_at(text, m.start()):
+            return True
+    return False
+
+
+def _removed_at(text: str, at: int) -> bool:
+    """Whether the name at ``at`` follows, in its clause, a word that removes it ("replace
+    X", "instead of X", "without X", "will not deploy X"), with no "with"/"by"/"to" and no
+    comma in between ("replace A with X", "without downtime, deploy X")."""
+    window = text[max(0, at - 200):at]
+    window = re.split(r"[.;:!?\n]", window)[-1]
+    before, _ = tokenize(window)
+    recent = [w.lower() for w in before[-7:]]
+    for i in range(len(recent) - 1, -1, -1):
+        w = recent[i]
+        if w in _REMOVING_STOP or w in (",", "(", ")"):
             return False
+        if w in _VERBS:  # the verb that governs it: removed only when negated ("will not deploy X")
+            return i > 0 and recent[i - 1] in _NEGATORS
         if w in _REMOVING:
             return True
     return False
 
 
 def _term_used(proposal: Proposal, term: str) -> bool:
-    for m in re.finditer(r"(?<![\w-])" + re.escape(term) + r"(?![\w-])", proposal.text, re.IGNORECASE):
-        start = proposal.text.rfind("\n", 0, m.start()) + 1
-        if not _removed(proposal.text[start:m.end()], m.group(0)):
-            return True
-    return False
+    return _occurs_unremoved(proposal.text, term)
 
 
 def against(statement: Statement, proposal: Proposal, platform: Platform) -> str | None:
@@ -573,9 +605,9 @@ def against(statement: Statement, proposal: Proposal, platform: Platform) -> str
         if hit and (not b.qualifiers or b.qualifiers & proposal.stems):
             return f"uses {b.name}, which it rules out"
     if statement.predicate or statement.objects:
-        act = _meet(statement.predicate, proposal.stems)
+        act = _meet(statement.predicate, proposal.stems, proposal.sorted_stems)
         objects = statement.objects & proposal.used
-        subject = (statement.anchor_components & proposal.used) | _meet(_specific(statement.anchors), proposal.stems)
+        subject = (statement.anchor_components & proposal.used) | _meet(_specific(statement.anchors), proposal.stems, proposal.sorted_stems)
         distinct = subject - objects  # what the action is done by or to, other than its objects
         strong = len(act) >= 2 or bool(_specific(frozenset(act)))
         if (act or objects) and subject and len(act | objects | subject) >= 2 and (act or statement.anchored) \
@@ -597,13 +629,19 @@ def against(statement: Statement, proposal: Proposal, platform: Platform) -> str
     return None
 
 
-def _meet(words: Iterable[str], stems: frozenset[str]) -> set[str]:
+def _meet(words: Iterable[str], stems: frozenset[str], ordered: tuple[str, ...] = ()) -> set[str]:
     """The words that the proposal's stems contain, equal or (from five letters) as a
-    prefix either way ("orchestrat" meets "orchestrator")."""
+    prefix either way ("orchestrat" meets "orchestrator"). ``ordered``: the stems sorted,
+    for lookups in logarithmic time."""
+    ordered = ordered or tuple(sorted(stems))
     out = set()
     for w in words:
-        if w in stems or (len(w) >= 5 and any(s.startswith(w) or (len(s) >= 5 and w.startswith(s)) for s in stems)):
+        if w in stems:
             out.add(w)
+        elif len(w) >= 5:
+            i = bisect.bisect_left(ordered, w)
+            if (i < len(ordered) and ordered[i].startswith(w)) or any(w[:k] in stems for k in range(5, len(w))):
+                out.add(w)
     return out
 
 
@@ -618,4 +656,4 @@ def concerns(statement: Statement, proposal: Proposal) -> bool:
     shown): a component it names, or two of its words."""
     names = {b.name for b in statement.banned if b.component}
     return bool((names | statement.names | statement.anchor_components | statement.chosen) & proposal.named) or \
-        len(_meet(statement.predicate | statement.anchors, proposal.stems)) >= 2
+        len(_meet(statement.predicate | statement.anchors, proposal.stems, proposal.sorted_stems)) >= 2
