@@ -100,17 +100,20 @@ def measure(fixture: Path, check_name: str) -> dict[str, Any]:
     check = make_check(fixture, check_name, platform)
     rows = labelled(fixture)
     tp, fp, fn, tn = [], [], [], []
+    flagged: list[bool] = []
     started = time.perf_counter()
     for imp, label in rows:
         expected = check_name in label["expect"]
         conflicts = [f for f in check.run(imp) if f.conflict]
+        flagged.append(bool(conflicts))
         row = (imp.description[:90], "; ".join(f.reason for f in conflicts)[:200], label.get("why", ""))
         (tp if expected and conflicts else fp if conflicts else fn if expected else tn).append(row)
     per = (time.perf_counter() - started) / max(1, len(rows)) * 1000
     precision = len(tp) / (len(tp) + len(fp)) if tp or fp else 1.0
     recall = len(tp) / (len(tp) + len(fn)) if tp or fn else 1.0
     return {"fixture": fixture.name, "check": check_name, "proposals": len(rows), "tp": len(tp),
-            "fp": fp, "fn": fn, "tn": len(tn), "precision": precision, "recall": recall,
+            "fp": fp, "fn": fn, "tn": len(tn), "precision": precision, "recall": recall, "flagged": flagged,
+            "rows": [(imp.description, label) for imp, label in rows],
             "model_seconds": model_s, "ms_per_proposal": per,
             "objects": len(platform.inventory.objects), "components": len(platform.components)}
 
@@ -124,8 +127,12 @@ def main() -> None:
                                                    str(ROOT / "examples" / "platform"),
                                                    str(ROOT / "examples" / "platform-holdout")])]
     for fixture in fixtures:
+        stopped: list[bool] = []
+        rows: list[Any] = []
         for name in args.check or ["already_deployed", "dependency", "architectural", "capacity"]:
             r = measure(fixture, name)
+            rows = r["rows"]
+            stopped = [a or b for a, b in zip(stopped, r["flagged"], strict=True)] if stopped else r["flagged"]
             print(f"{r['fixture']} · {r['check']}: precision {r['precision']:.2f} ({r['tp']}/{r['tp'] + len(r['fp'])}), "
                   f"recall {r['recall']:.2f} ({r['tp']}/{r['tp'] + len(r['fn'])}) on {r['proposals']} proposals; "
                   f"model of {r['objects']} objects, {r['components']} components in {r['model_seconds']:.2f}s; "
@@ -135,6 +142,18 @@ def main() -> None:
                     print(f"  {kind.upper()}: {description}")
                     print(f"      check: {reason or '(no conflict)'}")
                     print(f"      label: {why}")
+        if not args.check and rows:  # the whole of validation (duplicates need history: not here)
+            conflicted = [(d, lab) for (d, lab), hit in zip(rows, stopped, strict=True)
+                          if lab["expect"] not in (["clean"], ["duplicate"])]
+            missed = [d for (d, lab), hit in zip(rows, stopped, strict=True)
+                      if lab["expect"] not in (["clean"], ["duplicate"]) and not hit]
+            clean = [hit for (d, lab), hit in zip(rows, stopped, strict=True) if lab["expect"] == ["clean"]]
+            ad = [hit for (d, lab), hit in zip(rows, stopped, strict=True) if "already_deployed" in lab["expect"]]
+            print(f"{fixture.name} · all checks: {len(conflicted) - len(missed)}/{len(conflicted)} labelled conflicts "
+                  f"stopped for review (already deployed: {sum(ad)}/{len(ad)}), "
+                  f"{len(clean) - sum(clean)}/{len(clean)} clean proposals pass")
+            for d in missed:
+                print(f"  would pass: {d[:90]}")
 
 
 if __name__ == "__main__":

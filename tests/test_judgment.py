@@ -113,6 +113,25 @@ def test_what_a_decision_rules_out_in_its_many_phrasings():
     assert banned(table) == ["ingress-nginx"]
 
 
+def test_more_phrasings_of_a_decision():
+    assert banned("We decided against a sidecar service mesh; neither Istio nor Linkerd will be installed.") == [
+        "istio", "linkerd"]
+    # The second sentence refers back to the first ("the option").
+    assert banned("* **Apache Kafka with the Strimzi operator.** The better-known option, and not an option "
+                  "for us.") == ["kafka", "strimzi"]
+    assert banned("We ruled out Cassandra early.") == ["cassandra"]
+    # Code blocks are examples; "cannot" describes a limit, it decides nothing.
+    assert banned("Labels:\n```yaml\n# never deploy Kafka here\n```\n") == []
+    assert not statements("The volumes cannot be snapshotted.", "d", "s", bare_platform())
+    p = bare_platform()
+    [stmt] = [s for s in statements("The ingress-nginx Service is the only Service of type `LoadBalancer`.",
+                                    "d", "s", p) if s.chosen]
+    text = "Expose the console on its own LoadBalancer Service"
+    assert against(stmt, read_proposal(text, mentions(text, p)), p)
+    text = "Add a rate limit to the ingress-nginx LoadBalancer"
+    assert not against(stmt, read_proposal(text, mentions(text, p)), p)
+
+
 def test_a_comparison_is_not_a_ban_and_what_runs_is_banned_only_when_narrowed(platform):
     assert banned("Phoenix needs one database instead of ClickHouse and S3.") == []
     # Qdrant runs here: "instead of Qdrant" cannot rule out the running Qdrant ...

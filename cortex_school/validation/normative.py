@@ -50,6 +50,7 @@ from cortex_school.platform_model.mentions import Mention
 _TOKEN = re.compile(r"`[^`\n]{1,80}`|[A-Za-z0-9][A-Za-z0-9._+/-]*[A-Za-z0-9]|[A-Za-z0-9]|[,()+&]")
 _SENTENCE = re.compile(r"(?<!e\.g\.)(?<!i\.e\.)(?<!etc\.)(?<!vs\.)(?<=[.!?])\s+(?=\S)|\n\s*\n|"
                        r"\n(?=\s*(?:[-*+]|\d+\.)\s)|\n(?=#)")
+_FENCE = re.compile(r"```.*?(?:```|$)", re.DOTALL)
 _HEADING = re.compile(r"^(#{1,6}\s.*)$", re.MULTILINE)
 _CLAUSE = re.compile(r";\s+|:\s+")
 _MAX_TEXT = 20_000  # a section (docs are chunked at 1,200 characters)
@@ -60,7 +61,7 @@ _MAX_STATEMENTS = 400
 # A negation before a verb: what follows is forbidden.
 _NEGATION = re.compile(
     r"\b(?:(?:is|are|was|were)\s+not\s+to\s+be|never|must\s+not|mustn't|do\s+not|don't|does\s+not|doesn't|will\s+not|won't|shall\s+not|"
-    r"should\s+not|shouldn't|may\s+not|cannot|can't|can\s+not|is\s+not|are\s+not|was\s+not|were\s+not|"
+    r"should\s+not|shouldn't|may\s+not|is\s+not|are\s+not|was\s+not|were\s+not|"
     r"not\s+to\s+be|no\s+longer|nobody|no\s+one|not\s+allowed\s+to|is\s+forbidden\s+to|"
     r"no\s+(?:[\w-]+\s+){1,3}?(?:may|can|should|must|shall|will|is\s+allowed\s+to))\b", re.IGNORECASE)
 # A retirement after a subject: the subject is banned.
@@ -68,8 +69,14 @@ _RETIRED = re.compile(
     r"\b(?:(?:is|are|was|were|has\s+been|have\s+been|got|gets)\s+(?:now\s+|also\s+|officially\s+)?)?"
     r"(?P<word>deprecated|forbidden|banned|prohibited|disallowed|not\s+allowed|not\s+permitted|"
     r"replaced|superseded|removed|decommissioned|retired|rejected|dropped|out\s+of\s+the\s+question|"
-    r"off[\s-]limits|not\s+supported|unsupported|(?:off|disabled|turned\s+off|switched\s+off)\s+"
-    r"(?:on\s+purpose|deliberately|by\s+design))\b", re.IGNORECASE)
+    r"off[\s-]limits|not\s+supported|unsupported|no\s+longer\s+supported|not\s+an\s+option|"
+    r"(?:off|disabled|turned\s+off|switched\s+off)\s+(?:on\s+purpose|deliberately|by\s+design)|"
+    r"on\s+purpose|deliberately|by\s+design|intentionally)\b", re.IGNORECASE)
+# "We decided against X", "X was ruled out", "neither Istio nor Linkerd will be installed".
+_AGAINST = re.compile(r"\b(?:decided|opted|chose|voted|went)\s+against\b|\bruled\s+out\b|\bsteer\s+clear\s+of\b|"
+                      r"\bmoved\s+(?:away\s+)?(?:off|from)\b|\bgot\s+rid\s+of\b|\bunder\s+no\s+circumstances\b",
+                      re.IGNORECASE)
+_NEITHER = re.compile(r"\bneither\b", re.IGNORECASE)
 _INSTEAD = re.compile(r"\b(?:instead\s+of|rather\s+than|in\s+place\s+of|no\s+more)\b", re.IGNORECASE)
 _REPLACED_BY = re.compile(r"\b(?:replaced|superseded)\s+by\b", re.IGNORECASE)
 _REPLACED_ACTIVE = re.compile(r"\b(?:replaced|replaces|supersedes|superseded)\b(?!\s+by)", re.IGNORECASE)
@@ -161,6 +168,7 @@ class Statement:
     anchor_components: frozenset[str] = frozenset()
     chosen: frozenset[str] = frozenset()  # components an exclusive choice names
     kind: str = "negation"  # negation | retirement | replacement | exclusive | table
+    only_for: frozenset[str] = frozenset()  # what an exclusive choice is the only one of ("ingres", "controller")
     names: frozenset[str] = frozenset()  # every component the statement names
     objects: frozenset[str] = frozenset()  # components a forbidden action names ("call vLLM")
     anchored: bool = False  # its subject names what it is about (not only its heading or file)
@@ -286,12 +294,16 @@ def statements(text: str, document: str, section: str, platform: Platform, *,
     out: list[Statement] = []
     context_names = frozenset(context)
     text = _HEADING.sub(lambda m: m.group(1) + "\n", clean_text(text[:_MAX_TEXT]))
+    text = _FENCE.sub("\n\n", text)  # code blocks are examples, not sentences
     lines = text.splitlines()
     if any(ln.strip().startswith("|") for ln in lines):
         out += _table_statements([ln for ln in lines if ln.strip().startswith("|")], document, section, platform)
         text = "\n".join(ln for ln in lines if not ln.strip().startswith("|"))
-    for sentence in _SENTENCE.split(text):
-        sentence = " ".join(sentence.replace("**", "").split()).strip(" #>-*")
+    previous: frozenset[str] = frozenset()
+    for sentence in _SENTENCE.split(text.replace("**", "")):
+        sentence = " ".join(sentence.split()).strip(" #>-*")
+        named_before, previous = previous, frozenset(
+            n for _, _, n in components_named(tokenize(sentence[:2000])[0], platform)) if len(sentence) >= 3 else previous
         if len(sentence) < 8 or not _marked(sentence):
             continue
         clauses = _CLAUSE.split(sentence)
@@ -301,7 +313,7 @@ def statements(text: str, document: str, section: str, platform: Platform, *,
         for clause in clauses:
             if not _marked(clause):
                 continue
-            stmt = _clause_statement(clause, sentence, document, section, platform, around)
+            stmt = _clause_statement(clause, sentence, document, section, platform, around, named_before)
             if stmt is not None:
                 out.append(stmt)
             if len(out) >= _MAX_STATEMENTS:
@@ -311,9 +323,12 @@ def statements(text: str, document: str, section: str, platform: Platform, *,
 
 def _marked(text: str) -> bool:
     return bool(_NEGATION.search(text) or _RETIRED.search(text) or _INSTEAD.search(text)
-                or _ONLY.search(text) or _NO.search(text))
+                or _ONLY.search(text) or _NO.search(text) or _AGAINST.search(text) or _NEITHER.search(text))
 
 
+# Words by which a sentence refers back to what the previous one named.
+_ANAPHORA = frozenset("it this that these those they option options alternative alternatives approach choice "
+                      "candidate one tool setup idea".split())
 _CHOICE_VERBS = frozenset("chose choose chosen picked pick prefer prefers preferred went standardised standardized "
                           "settled replaced selected select".split())
 _PARTICIPLES = frozenset("used run kept put brought held shown done given set built made written".split())
@@ -322,7 +337,7 @@ _RELY_PREPOSITIONS = frozenset("on upon".split())
 
 
 def _clause_statement(clause: str, sentence: str, document: str, section: str, platform: Platform,
-                      context: frozenset[str]) -> Statement | None:
+                      context: frozenset[str], previous: frozenset[str] = frozenset()) -> Statement | None:
     tokens, starts = tokenize(clause)
     if not tokens:
         return None
@@ -364,12 +379,44 @@ def _clause_statement(clause: str, sentence: str, document: str, section: str, p
         while lo < len(tokens) and lower[lo] in EXISTENCE_VERBS:
             lo += 1
         ban(lo, _object_end(tokens, lo, len(tokens)), "replacement")
+    for m in itertools.islice(_AGAINST.finditer(clause), _MAX_MATCHES):
+        lo = _index_at(starts, m.end())
+        while lo < len(tokens) and (lower[lo] in EXISTENCE_VERBS or lower[lo] in ("a", "an", "the")):
+            lo += 1
+        if "ruled" in m.group(0).lower() and lo >= len(tokens):  # "X was ruled out": its subject
+            ban(_subject_start(lower, _index_at(starts, m.start())), _index_at(starts, m.start()), "retirement")
+        else:
+            ban(lo, _object_end(tokens, lo, len(tokens)), "replacement")
+    for m in itertools.islice(_NEITHER.finditer(clause), _MAX_MATCHES):  # "neither X nor Y will be installed"
+        lo = _index_at(starts, m.end())
+        nor = next((i for i in range(lo, min(len(tokens), lo + 30)) if lower[i] == "nor"), None)
+        if nor is None:
+            continue
+        end = nor + 1
+        while end < len(tokens) and end < nor + 4 and lower[end] not in _OBJECT_END and lower[end] not in (
+                "will", "is", "are", "was", "were", "gets", "get", "should", "may", "can", ","):
+            end += 1
+        rest = lower[end:]
+        if any(w in EXISTENCE_VERBS or w.rstrip("ed") in _EXISTENCE_STEMS for w in rest[:4]) or any(
+                w in EXISTENCE_VERBS for w in lower[:_index_at(starts, m.start())]):
+            found = _banned_in(tokens, comps, lo, nor, 0, platform) + _banned_in(tokens, comps, nor + 1, end, 0, platform)
+            banned.extend(found)
+            if found:
+                kinds.append("negation")
     for m in itertools.islice(_RETIRED.finditer(clause), _MAX_MATCHES):
         if m.group("word").lower() in ("replaced", "superseded"):
             continue  # handled above
         hi = _index_at(starts, m.start())
         lo = _subject_start(lower, hi)
         if not ban(lo, hi, "retirement"):
+            if previous and not components_named(tokens[lo:hi], platform) and \
+                    any(w in _ANAPHORA for w in lower[lo:hi]):
+                # "Apache Kafka with Strimzi. The better-known option, and not an option for us."
+                found = [Banned(n, True) for n in sorted(previous) if n not in platform.components]
+                banned.extend(found)
+                kinds.append("retirement")
+                if found:
+                    continue
             predicate |= content_stems(tokens[lo:hi])
             kinds.append("retirement")
     for m in itertools.islice(_NEGATION.finditer(clause), _MAX_MATCHES):
@@ -406,8 +453,15 @@ def _clause_statement(clause: str, sentence: str, document: str, section: str, p
             anchor_hi = min(anchor_hi, subject_hi)
             kinds.append("negation")
     chosen = _chosen(clause, tokens, starts, comps) if not kinds else frozenset()
+    only_for: frozenset[str] = frozenset()
     if chosen:
         kinds.append("exclusive")
+        only = re.search(r"\bthe\s+only\b", clause, re.IGNORECASE)
+        if only:  # "the only ingress controller", "the only Service of type LoadBalancer"
+            lo = _index_at(starts, only.end())
+            hi = next((i for i in range(lo, len(tokens)) if lower[i] in _OBJECT_END - {"of"}
+                       or tokens[i] in _PUNCT), len(tokens))
+            only_for = frozenset(content_stems(tokens[lo:min(hi, lo + 6)]))
     if not kinds:
         return None
     subject_components = frozenset(n for f, e, n in comps if f < anchor_hi)
@@ -418,7 +472,7 @@ def _clause_statement(clause: str, sentence: str, document: str, section: str, p
                      banned=tuple(dict.fromkeys(b for b in banned if b.name not in ("it", "them"))),
                      predicate=frozenset(predicate), anchors=anchors,
                      anchor_components=anchor_components - banned_names,
-                     chosen=chosen, kind=kinds[0], names=frozenset(n for _, _, n in comps),
+                     chosen=chosen, kind=kinds[0], names=frozenset(n for _, _, n in comps), only_for=only_for,
                      objects=frozenset(objects) - banned_names,
                      anchored=bool(subject_components or anchors))
 
@@ -626,6 +680,9 @@ def against(statement: Statement, proposal: Proposal, platform: Platform) -> str
                 other = platform.catalogue.entries.get(chosen)
                 if other is not None and other.provides and other.provides[0] == entry.provides[0]:
                     return f"brings {entry.title} for {entry.provides[0]}, where it chose {other.title}"
+        wanted = statement.only_for
+        if wanted and len(wanted) <= 4 and wanted <= proposal.stems and not statement.chosen & proposal.named:
+            return f"adds another {' '.join(sorted(wanted))}, where it chose {', '.join(sorted(statement.chosen))}"
     return None
 
 
@@ -648,7 +705,8 @@ def _meet(words: Iterable[str], stems: frozenset[str], ordered: tuple[str, ...] 
 def _specific(stems: frozenset[str]) -> frozenset[str]:
     """Anchor words specific enough to say what a statement is about: with a digit, a
     hyphen or a dot, or longer than a short common word."""
-    return frozenset(s for s in stems if any(c.isdigit() for c in s) or "-" in s or "." in s or len(s) >= 6)
+    return frozenset(s for s in stems if any(c.isalpha() for c in s) and (
+        any(c.isdigit() for c in s) or "-" in s or "." in s or len(s) >= 6))
 
 
 def concerns(statement: Statement, proposal: Proposal) -> bool:
