@@ -205,6 +205,18 @@ def test_same_image_flag_already_set_and_operator_instances(platform):
     assert any("pg-main-nightly" in r for r in conflicts(check, "Add nightly backups for PostgreSQL"))
 
 
+def test_an_object_created_by_name_that_exists_and_a_conversion_already_made(platform):
+    from cortex_school.validation.already_deployed import created_objects
+
+    assert created_objects("Create the Service qdrant in q, and add a PDB for the llm Deployment.") == [
+        ("Service", "qdrant")]
+    check = AlreadyDeployedCheck(lambda: platform)
+    assert any("Service q/qdrant" in r and "already exists" in r
+               for r in conflicts(check, "A stable name for Qdrant", "Create the Service qdrant selecting app=qdrant."))
+    assert any("StatefulSet q/qdrant" in r for r in conflicts(check, "Convert the Qdrant Deployment to a StatefulSet"))
+    assert not conflicts(check, "Convert the llm Deployment to a StatefulSet")
+
+
 def test_a_custom_resource_needs_its_operator(platform):
     check = PlatformDependencyCheck(lambda: platform)
     reasons = conflicts(check, "Enforce signed images with Kyverno verifyImages policies",

@@ -64,7 +64,7 @@ class AlreadyDeployedCheck(PlatformCheck):
             component = platform.components.get(m.component)
             if m.intent != "changes" or component is None or component.name in seen:
                 continue
-            existing = existing_companions(platform, component, m.clause)
+            existing = existing_companions(platform, component, m.clause) or already_of_kind(component, m.clause)
             if existing:
                 seen.add(component.name)
                 found.append(Finding(
@@ -74,11 +74,30 @@ class AlreadyDeployedCheck(PlatformCheck):
                             f"again (\"{m.clause[:120]}\")")[:1000],
                     evidence=[o.describe() for o in existing[:10]]))
         found += self._same_images(platform, text, seen)
+        found += self._named_objects(platform, text, seen)
         found += self._flags_already_set(platform, text, {m.component for m in found_mentions}, seen)
         if not any(f.conflict for f in found):
             found.append(Finding(check=self.name, conflict=False,
                                  reason="nothing the proposal deploys is already running"))
         return found
+
+    def _named_objects(self, platform: Platform, text: str, seen: set[str]) -> list[Finding]:
+        """An object the proposal creates by kind and name ("create the Service
+        postgres-primary", "a postgres-primary ClusterIP Service") that the repository
+        already defines (any namespace: the proposal's namespace may well be wrong)."""
+        out: list[Finding] = []
+        index = {(o.kind.lower(), o.name): o for o in platform.inventory.objects if o.deployed is not False}
+        for kind, name in created_objects(text):
+            obj = index.get((kind.lower(), name))
+            key = f"{kind}/{name}"
+            if obj is None or key in seen:
+                continue
+            seen.add(key)
+            out.append(Finding(check=self.name, conflict=True, related_id=key[:200],
+                               reason=(f"already deployed: {obj.describe()} already exists; the proposal would "
+                                       f"create {kind} {name}")[:1000],
+                               evidence=[obj.describe()]))
+        return out
 
     def _same_images(self, platform: Platform, text: str, seen: set[str]) -> list[Finding]:
         """An image the proposal would run that the repository already runs (a workload's
@@ -225,3 +244,39 @@ def images_in(platform: Platform) -> dict[str, list[str]]:
             for key in {repo, repo.split("/", 1)[-1] if _has_registry(repo) else repo}:
                 out.setdefault(key, []).append(f"image in the values of chart {chart.name} ({chart.path})")
     return out
+
+
+_CREATE = r"(?i:create|creates|creating|add|adds|adding|deploy|deploys|introduce|define)"
+_KINDS = (r"(?P<k>Service|Deployment|StatefulSet|DaemonSet|CronJob|ConfigMap|Ingress|IngressRoute|Middleware|"
+          r"ServiceMonitor|PodMonitor|PrometheusRule|NetworkPolicy|PodDisruptionBudget|HorizontalPodAutoscaler|"
+          r"ScaledObject|ServiceAccount|Role|RoleBinding|ClusterRole|ClusterRoleBinding|Certificate|"
+          r"PersistentVolumeClaim|Application|ApplicationSet)")
+_NAME = r"(?P<n>[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)"
+# "create the Service postgres-primary": a kind, then the name (a name before a kind is
+# usually the target of a change: "a PDB for the label-renderer Deployment").
+_CREATED = (re.compile(r"\b" + _CREATE + r"\s+(?i:a\s+|an\s+|the\s+)?(?i:new\s+)?" + _KINDS + r"\s+`?" + _NAME
+                       + r"`?(?![\w.-])"),)
+
+
+def created_objects(text: str) -> list[tuple[str, str]]:
+    """(kind, name) of the objects a text says it creates by name."""
+    out: list[tuple[str, str]] = []
+    for pattern in _CREATED:
+        for m in pattern.finditer(text):
+            name = m.group("n")
+            if "-" in name or any(c.isdigit() for c in name) or len(name) > 3:
+                out.append((m.group("k"), name))
+    return list(dict.fromkeys(out))
+
+
+_CONVERT = re.compile(r"\b(?i:convert|converting|move|moving|migrate|migrating|turn|turning|switch|switching|"
+                      r"change|changing|run|running|as)\b[^.;]{0,80}?\b(?i:to|into|as)\s+(?i:a\s+|an\s+)?"
+                      r"(?P<k>StatefulSet|DaemonSet|Deployment)s?\b")
+
+
+def already_of_kind(component: Component, clause: str) -> list[PlatformObject]:
+    """"Convert the Qdrant Deployment to a StatefulSet" when Qdrant already is one."""
+    m = _CONVERT.search(clause)
+    if not m:
+        return []
+    return [o for o in component.objects if o.kind == m.group("k") and o.deployed is not False][:3]
