@@ -57,6 +57,7 @@ class ArchitecturalConflictCheck(Check):
         self.judge = judge
         self.platform = platform or (lambda: None)
         self._named: tuple[tuple[str, int], list[Statement]] | None = None
+        self._per_chunk: tuple[str, dict[str, list[Statement]]] = ("", {})
 
     def run(self, improvement: Improvement) -> list[Finding]:
         findings: list[Finding] = []
@@ -133,16 +134,29 @@ class ArchitecturalConflictCheck(Check):
                                  f"sentence: {stmt.sentence}", how])
 
     def _named_statements(self, platform: Platform) -> list[Statement]:
-        """Every statement of the docs corpus that bans something, cached per corpus content."""
+        """Every statement of the docs corpus that names a component or bans something,
+        cached per corpus content; each chunk is parsed once per platform revision (a docs
+        re-index re-parses only the chunks that changed)."""
         payloads = self.ctx.index.inventory("docs")
-        key = (platform.inventory.revision or platform.inventory.root,
-               hash(tuple(sorted(str(p.get("content_hash", "")) for p in payloads))))
+        revision = platform.inventory.revision or platform.inventory.root
+        key = (revision, hash(tuple(sorted(str(p.get("content_hash", "")) for p in payloads))))
         if self._named is None or self._named[0] != key:
-            found = [stmt for p in payloads
-                     for stmt in statements(str(p.get("text", "")), str(p.get("document", "?")),
-                                            str(p.get("section", "?")), platform,
-                                            context=heading_components(str(p.get("section", "")), platform))
-                     if stmt.names or stmt.banned]
+            if self._per_chunk[0] != revision:
+                self._per_chunk = (revision, {})
+            cache = self._per_chunk[1]
+            found: list[Statement] = []
+            for p in payloads:
+                chunk_key = f"{p.get('source', '')}\x00{p.get('content_hash', '')}"
+                if chunk_key not in cache:
+                    cache[chunk_key] = [
+                        stmt for stmt in statements(str(p.get("text", "")), str(p.get("document", "?")),
+                                                    str(p.get("section", "?")), platform,
+                                                    context=heading_components(str(p.get("section", "")), platform))
+                        if stmt.names or stmt.banned]
+                found += cache[chunk_key]
+            if len(cache) > 4 * max(1, len(payloads)):  # chunks that left the corpus
+                live = {f"{p.get('source', '')}\x00{p.get('content_hash', '')}" for p in payloads}
+                self._per_chunk = (revision, {k: v for k, v in cache.items() if k in live})
             self._named = (key, found)
         return self._named[1]
 
