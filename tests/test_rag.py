@@ -242,6 +242,19 @@ def test_llm_judge_adds_contradictions_naming_the_section_it_was_shown(index, em
     assert not any(f.conflict for f in check.run(quiet))
 
 
+def test_the_judge_is_shown_positive_rules_the_offline_rules_cannot_decide(index, embedder, fake_llm):
+    doc = "# Monitoring\n\n## Alerts\nEvery alert rule must live in the namespace of the service it watches.\n"
+    index.sync("docs", chunk_markdown(DOC + doc, "networking.md", "docs"))
+    offline = ArchitecturalConflictCheck(RagContext(index, embedder), 5, 0.45)
+    moved = make_improvement("Put the Redis alert rule in the monitoring namespace [judge-contradicts]")
+    assert not any(f.conflict for f in offline.run(moved))  # offline: a positive rule decides nothing
+    judged = ArchitecturalConflictCheck(RagContext(index, embedder), 5, 0.45, judge=llm_judge(fake_llm))
+    [conflict] = [f for f in judged.run(moved) if f.conflict]
+    assert "Every alert rule must live in the namespace" in conflict.reason
+    shown = fake_llm.for_text("Put the Redis alert rule", judge=True)[-1]["proposal"]
+    assert "Every alert rule must live" in shown
+
+
 @pytest.mark.parametrize("marker", ["[judge-bad-section]", "[500-always]"])
 def test_an_unusable_judge_is_reported_and_the_rules_still_apply(index, embedder, fake_llm, marker):
     index.sync("docs", chunk_markdown(DOC, "networking.md", "docs"))

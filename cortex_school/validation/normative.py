@@ -167,7 +167,7 @@ class Statement:
     anchors: frozenset[str] = frozenset()  # stems of what the action is about
     anchor_components: frozenset[str] = frozenset()
     chosen: frozenset[str] = frozenset()  # components an exclusive choice names
-    kind: str = "negation"  # negation | retirement | replacement | exclusive | table
+    kind: str = "negation"  # negation | retirement | replacement | exclusive | table | obligation
     only_for: frozenset[str] = frozenset()  # what an exclusive choice is the only one of ("ingres", "controller")
     names: frozenset[str] = frozenset()  # every component the statement names
     objects: frozenset[str] = frozenset()  # components a forbidden action names ("call vLLM")
@@ -323,7 +323,14 @@ def statements(text: str, document: str, section: str, platform: Platform, *,
 
 def _marked(text: str) -> bool:
     return bool(_NEGATION.search(text) or _RETIRED.search(text) or _INSTEAD.search(text)
-                or _ONLY.search(text) or _NO.search(text) or _AGAINST.search(text) or _NEITHER.search(text))
+                or _ONLY.search(text) or _NO.search(text) or _AGAINST.search(text) or _NEITHER.search(text)
+                or _OBLIGATION.search(text))
+
+
+# A positive rule: offline it decides nothing (what would break it is open-ended), but an
+# LLM judge is shown it when it concerns the proposal.
+_OBLIGATION = re.compile(r"\b(?:must|shall|should|has\s+to|have\s+to|needs?\s+to|is\s+required|are\s+required|"
+                         r"mandatory|every|each)\b", re.IGNORECASE)
 
 
 # Words by which a sentence refers back to what the previous one named.
@@ -462,6 +469,8 @@ def _clause_statement(clause: str, sentence: str, document: str, section: str, p
             hi = next((i for i in range(lo, len(tokens)) if lower[i] in _OBJECT_END - {"of"}
                        or tokens[i] in _PUNCT), len(tokens))
             only_for = frozenset(content_stems(tokens[lo:min(hi, lo + 6)]))
+    if not kinds and _OBLIGATION.search(clause):
+        kinds.append("obligation")  # "alerts must live next to their service": for the LLM judge only
     if not kinds:
         return None
     subject_components = frozenset(n for f, e, n in comps if f < anchor_hi)
