@@ -85,6 +85,10 @@ class Catalogue:
                 self.by_ingress_class.setdefault(ic.lower(), e.name)
             for kind, component in e.instances:
                 self.instance_of.setdefault(kind.lower(), normalise(component))
+        by_owner: dict[str, set[str]] = {}
+        for group_kind, owner in self.by_kind.items():
+            by_owner.setdefault(owner, set()).add(group_kind.rsplit("/", 1)[-1])
+        self._kinds_of = {k: frozenset(v) for k, v in by_owner.items()}
 
     @classmethod
     def load(cls, path: Path = CATALOGUE_FILE) -> "Catalogue":
@@ -116,6 +120,10 @@ class Catalogue:
         # A mirror or another registry host of a known image: match on the path below the host.
         tail = repo.split("/", 1)[1] if "." in repo.split("/", 1)[0] and "/" in repo else None
         return self.by_image.get(tail) if tail else None
+
+    def kinds_of(self, name: str) -> frozenset[str]:
+        """The custom resource kinds (lower case, without group) the component serves."""
+        return self._kinds_of.get(name, frozenset())
 
     def kind_for(self, api_version: str, kind: str) -> str | None:
         group = api_version.rsplit("/", 1)[0] if "/" in api_version else ""

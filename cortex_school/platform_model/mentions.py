@@ -129,14 +129,34 @@ def _own_kind_after(cat: Catalogue, name: str, words: list[str], end: int) -> bo
     itself serves, so the clause creates an object for it, not the component."""
     if end >= len(words):
         return False
-    kind = words[end].lower()
-    return any(gk.rsplit("/", 1)[-1] == kind and owner == name for gk, owner in cat.by_kind.items())
+    word = words[end]
+    return word[:1].isupper() and word.lower() in cat.kinds_of(name)  # a kind is written as one: "ClusterPolicy"
 
 
-def _companion_after(words: list[str], end: int) -> bool:
+# Nouns that say how a component is packaged or placed, not an object added to it: under
+# an installing verb "deploy the Qdrant Helm chart" still deploys Qdrant.
+PACKAGING = frozenset("""chart charts helm service services namespace namespaces storage cluster clusters
+deployment deployments statefulset statefulsets daemonset version values instance instances server
+operator image images container containers release""".split())
+# "the Velero backup tool": the companion noun describes the thing installed.
+_WHAT_IT_IS = frozenset("tool tools system solution server service operator controller platform stack engine "
+                        "agent suite framework".split())
+
+
+def _companion_after(words: list[str], end: int, installing: bool = False) -> bool:
     """"Qdrant PodDisruptionBudget", "Traefik rate-limit middleware": a companion noun
-    within the two words after the name."""
-    return any(w.lower() in COMPANION_NOUNS for w in words[end:end + 2])
+    among the two words after the name (the second only after a modifier, never across a
+    preposition or an article). Under an installing verb, a packaging noun ("the Qdrant Helm
+    chart") or a description ("the Velero backup tool") is not a companion."""
+    for k in range(end, min(end + 2, len(words))):
+        w = words[k].lower()
+        if w in COMPANION_NOUNS:
+            if installing and (w in PACKAGING or (k + 1 < len(words) and words[k + 1].lower() in _WHAT_IT_IS)):
+                return False
+            return True
+        if w in RELY_WORDS or w in ("a", "an", "the", "and", "or"):
+            return False
+    return False
 
 
 def mentions(text: str, platform: Platform | None = None, catalogue: Catalogue | None = None) -> list[Mention]:
@@ -172,7 +192,7 @@ def mentions(text: str, platform: Platform | None = None, catalogue: Catalogue |
                     continue  # a vendor's prefix ("Grafana Tempo", "Grafana Loki"): the next word is the name
                 taken.update(range(i, i + n))
                 intent = _intent(words, i, lowered)
-                if intent in ("deploys", "mentions") and _companion_after(words, i + n):
+                if intent in ("deploys", "mentions") and _companion_after(words, i + n, intent == "deploys"):
                     intent = "changes"
                 elif intent == "deploys" and ((_used_as(lowered, i + n) and _verb_of(lowered, i) in _ADDING)
                                               or _own_kind_after(cat, name, words, i + n)):
@@ -181,28 +201,39 @@ def mentions(text: str, platform: Platform | None = None, catalogue: Catalogue |
                 if (name, mention.intent) not in seen:
                     seen.add((name, mention.intent))
                     found.append(mention)
-        images = (m.group(1) for piece in _NOT_IMAGE.split(clause.lower())
-                  if "/" in piece and len(piece) <= _MAX_IMAGE_PIECE for m in _IMAGE.finditer(piece))
-        for image in images:
+        for image in _images_in(clause):
             name = cat.image_for(image)
             looks_like_image = ":" in image.rsplit("/", 1)[-1] or "." in image.split("/", 1)[0]
             if name is None and platform is not None and looks_like_image:
                 repo = image_repository(image)  # its last segment, if that is a component's name
                 last = repo.rsplit("/", 1)[-1]
                 name = last if "/" in repo and last in own else None
-            if name and (name, "deploys") not in seen:
-                seen.add((name, "deploys"))
-                found.append(Mention(component=name, text=image, intent="deploys", clause=clause))
+            if not name:
+                continue
+            at = next((k for k, w in enumerate(lowered) if image in w), None)
+            intent = _intent(words, at, lowered) if at is not None else "mentions"
+            intent = "changes" if intent == "changes" else "deploys"  # "upgrade qdrant/qdrant": a change
+            if (name, intent) not in seen:
+                seen.add((name, intent))
+                found.append(Mention(component=name, text=image, intent=intent, clause=clause))
     return found
+
+
+def _images_in(clause: str) -> list[str]:
+    """Image references in a clause: each piece between characters no reference has is one
+    reference at most (matched whole: linear, a piece is never re-scanned from every dot)."""
+    out = []
+    for piece in _NOT_IMAGE.split(clause.lower()):
+        if "/" not in piece or len(piece) > _MAX_IMAGE_PIECE:
+            continue
+        m = _IMAGE.fullmatch(piece.strip(".:-,"))
+        if m:
+            out.append(m.group(1))
+    return out
 
 
 def image_references(text: str) -> list[tuple[str, str]]:
     """(clause, image) for every image reference in ``text`` (``org/app[:tag]``, with or
     without a registry)."""
-    out: list[tuple[str, str]] = []
-    for clause in _clauses(text):
-        for piece in _NOT_IMAGE.split(clause.lower()):
-            if "/" in piece and len(piece) <= _MAX_IMAGE_PIECE:
-                out += [(clause, m.group(1)) for m in _IMAGE.finditer(piece)
-                        if not m.group(1).startswith(("http", "/")) and "." not in m.group(1).rsplit("/", 1)[-1].split(":")[0]]
-    return out
+    return [(clause, image) for clause in _clauses(text) for image in _images_in(clause)
+            if not image.startswith(("http", "/")) and "." not in image.rsplit("/", 1)[-1].split(":")[0]]

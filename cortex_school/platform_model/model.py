@@ -16,6 +16,7 @@ that cannot be read is listed with its reason, never raised.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from fnmatch import fnmatchcase
@@ -41,7 +42,10 @@ def _list(value: Any) -> list[Any]:
 
 
 def _str_map(value: Any) -> dict[str, str]:
-    return {str(k): str(v) for k, v in _dict(value).items() if isinstance(k, (str, int, float, bool))}
+    """Labels and selectors: scalar keys and values only (a null value is no label), each at
+    most 253 characters (Kubernetes allows 63 for a value, 253 for a prefixed key)."""
+    return {str(k)[:253]: str(v)[:253] for k, v in _dict(value).items()
+            if isinstance(k, (str, int, float, bool)) and isinstance(v, (str, int, float, bool))}
 
 
 def image_repository(image: str) -> str:
@@ -492,25 +496,56 @@ def read_inventory(root: Path, *, revision: str | None = None) -> Inventory:
 MAX_LIVE_OBJECTS = 20_000
 
 
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9](?:[-a-z0-9.]{0,251}[a-z0-9])?")
+_DNS_LABEL = re.compile(r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?")
+_KIND = re.compile(r"[A-Z][A-Za-z0-9]{0,62}")
+
+
 def merge_live(inventory: Inventory, live: list[dict[str, Any]]) -> Inventory:
-    """The repository's inventory plus what only the cluster runs (a copy; the objects the
-    repository defines keep their files). ``live``: objects as the API returns them."""
-    known = {(o.kind, o.namespace, o.name) for o in inventory.objects}
+    """The repository's inventory plus what only the cluster runs (a copy). ``live``:
+    objects as the API returns them.
+
+    An object the repository applies keeps its file; one the repository applies without a
+    namespace (the Application's destination sets it) is the same object as its live copy
+    in any namespace. An object the repository only archives (``deployed=False``) but the
+    cluster runs counts as running, from the cluster. Names that are not Kubernetes names
+    (control characters, spaces: an API that answers anything) are dropped, so a live
+    object cannot forge a citation."""
+    if not isinstance(live, list):
+        return inventory
+    applied = [o for o in inventory.objects if o.deployed is not False]
+    known = {(o.kind, o.namespace, o.name) for o in applied}
+    unscoped = {(o.kind, o.name) for o in applied if not o.namespace}
     added: list[PlatformObject] = []
     for obj in live[:MAX_LIVE_OBJECTS]:
         if not isinstance(obj, dict):
             continue
         meta = _dict(obj.get("metadata"))
         kind, name, ns = obj.get("kind"), meta.get("name"), meta.get("namespace") or ""
-        if not isinstance(kind, str) or not isinstance(name, str) or not isinstance(ns, str):
+        if not (isinstance(kind, str) and isinstance(name, str) and isinstance(ns, str)
+                and _KIND.fullmatch(kind) and _DNS_SUBDOMAIN.fullmatch(name) and (not ns or _DNS_LABEL.fullmatch(ns))):
             continue
-        if (kind, ns, name) in known:
+        if (kind, ns, name) in known or (kind, name) in unscoped:
             continue
-        po = platform_object(obj, f"live:{ns}/{kind}/{name}"[:500], origin="live")
+        po = platform_object(obj, f"live:{ns}/{kind}/{name}", origin="live")
         if po is not None:
             added.append(replace(po, deployed=True))  # it runs: the cluster says so
             known.add((kind, ns, name))
     return replace(inventory, objects=[*inventory.objects, *added])
+
+
+def live_key(live: Any) -> int:
+    """A fingerprint of the facts the model takes from live objects (not their status or
+    resourceVersion, which change all the time)."""
+    if not isinstance(live, list):
+        return 0
+    facts = []
+    for obj in live[:MAX_LIVE_OBJECTS]:
+        po = platform_object(obj, "live:", origin="live") if isinstance(obj, dict) else None
+        if po is not None:
+            facts.append((po.kind, po.namespace, po.name, tuple(sorted(po.labels.items())),
+                          tuple(sorted(po.pod_labels.items())), po.images, tuple(sorted(po.selector.items()))))
+    return hash(tuple(sorted(facts)))
 
 
 def _braces(pattern: str) -> list[str]:

@@ -21,7 +21,7 @@ from typing import Any
 from cortex_school.clients.gitops import GitOpsError, GitOpsRepo
 from cortex_school.errors import PermanentError, TransientError
 from cortex_school.platform_model.components import Platform, build_platform
-from cortex_school.platform_model.model import Inventory, merge_live, read_inventory
+from cortex_school.platform_model.model import Inventory, live_key, merge_live, read_inventory
 
 
 class PlatformSource:
@@ -62,7 +62,9 @@ class PlatformSource:
                 live = self._live()
             except (TransientError, PermanentError) as exc:
                 self.last_error = f"live cluster not read: {exc}"[:500]
-        key = hash(repr(sorted(repr(o) for o in live))) if live is not None else None
+        if live is not None and not isinstance(live, list):
+            self.last_error, live = "live cluster not read: the API did not answer a list", None
+        key = live_key(live) if live is not None else None
         if changed or key != self._live_key or self._platform is None:
             assert self._inventory is not None
             inventory = merge_live(self._inventory, live) if live else self._inventory

@@ -24,6 +24,7 @@ from cortex_school.platform_model.files import settings_in
 from cortex_school.platform_model.mentions import DEPLOY_VERBS, image_references, mentions
 from cortex_school.platform_model.model import image_repository
 from cortex_school.validation.base import PlatformCheck
+from cortex_school.validation.normative import clean_text
 
 NAME = "already_deployed"
 
@@ -38,7 +39,7 @@ class AlreadyDeployedCheck(PlatformCheck):
         text = self.text(improvement)
         found_mentions = mentions(text, platform)
         deploying = [m for m in found_mentions if m.intent == "deploys"]
-        subject = mentions(improvement.description, platform)
+        subject = mentions(clean_text(improvement.description), platform)
         found: list[Finding] = []
         seen: set[str] = set()
         for m in deploying:
@@ -107,7 +108,7 @@ class AlreadyDeployedCheck(PlatformCheck):
         for clause, image in image_references(text):
             repo = image_repository(image)
             where = running.get(repo) or running.get(repo.split("/", 1)[-1] if _has_registry(repo) else "")
-            if not where or repo in seen or not _deploys(clause):
+            if not where or repo in seen or not _deploys(clause) or _changing(clause, image):
                 continue
             seen.add(repo)
             out.append(Finding(check=self.name, conflict=True, related_id=repo[:200],
@@ -120,7 +121,9 @@ class AlreadyDeployedCheck(PlatformCheck):
         """A command-line flag the proposal would add (``--enable-prefix-caching``) that the
         files of a component it names, or the repository's configuration files that are not
         Kubernetes objects (K3s server config), already set."""
-        flags = [f for f in dict.fromkeys(_FLAG.findall(text)) if f not in _GENERIC_FLAGS][:MAX_FLAGS]
+        flags = [m.group(1) for m in _FLAG.finditer(text[:MAX_FLAG_TEXT])
+                 if m.group(1) not in _GENERIC_FLAGS and not _unsetting(text, m.start())]
+        flags = list(dict.fromkeys(flags))
         if not flags:
             return []
         files = {o.file for name in named if name in platform.components
@@ -167,8 +170,7 @@ COMPANIONS: tuple[tuple[frozenset[str], frozenset[str]], ...] = (
 _JOB_WORDS = ("snapshot", "backup", "dump")
 
 
-def _matches(selector: dict[str, str], labels: dict[str, str]) -> bool:
-    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+MAX_COMPANION_PODS = 200  # distinct pod-label sets of one component compared
 
 
 def existing_companions(platform: Platform, component: Component, clause: str) -> list[PlatformObject]:
@@ -177,20 +179,42 @@ def existing_companions(platform: Platform, component: Component, clause: str) -
     kinds = frozenset().union(*(k for nouns, k in COMPANIONS if nouns & words))
     if not kinds:
         return []
-    pods = [{**o.pod_labels} for o in component.objects if o.pod_labels]
+    pods = list({frozenset(o.pod_labels.items()) for o in component.objects if o.pod_labels})[:MAX_COMPANION_PODS]
+    by_label: dict[tuple[str, str], set[int]] = {}
+    for i, labels in enumerate(pods):
+        for item in labels:
+            by_label.setdefault(item, set()).add(i)
+
+    def selects(selector: dict[str, str]) -> bool:
+        """Whether the selector matches one of the component's pod-label sets (by index)."""
+        if not selector:
+            return False
+        matching: set[int] | None = None
+        for item in selector.items():
+            hits = by_label.get(item)
+            if not hits:
+                return False
+            matching = set(hits) if matching is None else matching & hits
+            if not matching:
+                return False
+        return bool(matching)
+
     names = {o.name for o in component.objects} | {component.name}
-    services = [o.selector for o in platform.inventory.by_kind("Service")
-                if o.selector and any(_matches(o.selector, p) for p in pods)]
+    service_selectors = [o.selector for o in platform.inventory.by_kind("Service") if selects(o.selector)]
+    services = list({frozenset(sel.items()) for sel in service_selectors})[:MAX_COMPANION_PODS]
+
+    def selects_service(selector: dict[str, str]) -> bool:
+        return bool(selector) and any(frozenset(selector.items()) <= sel for sel in services)
+
     out = []
     for o in platform.inventory.objects:
         if o.kind not in kinds or o.deployed is False:
             continue
-        if o.kind in ("PodDisruptionBudget", "NetworkPolicy") and any(_matches(o.selector, p) for p in pods):
+        if o.kind in ("PodDisruptionBudget", "NetworkPolicy") and selects(o.selector):
             out.append(o)
         elif o.kind in ("HorizontalPodAutoscaler", "ScaledObject") and o.target in names:
             out.append(o)
-        elif o.kind in ("ServiceMonitor", "PodMonitor") and (
-                any(_matches(o.selector, p) for p in pods) or any(_matches(o.selector, s) for s in services)):
+        elif o.kind in ("ServiceMonitor", "PodMonitor") and (selects(o.selector) or selects_service(o.selector)):
             out.append(o)
         elif o.kind in ("CronJob", "ScheduledBackup", "Backup", "Schedule", "VolumeSnapshot") and \
                 any(n in o.name for n in names) and (o.kind != "CronJob" or any(w in o.name for w in _JOB_WORDS)):
@@ -205,8 +229,18 @@ _GENERIC_FLAGS = frozenset({"install", "namespace", "create-namespace", "set", "
                             "dry-run", "help", "force", "atomic", "debug", "output", "context", "kubeconfig"})
 
 
-MAX_FLAGS = 20  # flags of one proposal looked up
+MAX_FLAG_TEXT = 50_000  # characters of a proposal read for flags (each lookup is one set membership)
 MAX_FILES = 200  # files looked in
+_UNSETTING = frozenset("remove removes removing drop drops dropping disable disables disabling unset unsets "
+                       "delete deletes deleting without strip".split())
+
+
+def _unsetting(text: str, at: int) -> bool:
+    """"Remove --x from the args", "--x=false": the proposal takes the flag away."""
+    if re.match(r"--[\w-]+=(?:false|0|no|off)\b", text[at:at + 200], re.IGNORECASE):
+        return True
+    before = re.findall(r"[A-Za-z]+", text[max(0, at - 60):at])[-3:]
+    return any(w.lower() in _UNSETTING for w in before)
 
 
 def _flag_set(text: str, flag: str) -> bool:
@@ -218,6 +252,17 @@ def _flag_set(text: str, flag: str) -> bool:
 def _has_registry(repo: str) -> bool:
     first = repo.split("/", 1)[0]
     return "/" in repo and ("." in first or ":" in first)
+
+
+_CHANGING = frozenset("upgrade upgrades upgrading update updates updating bump bumps bumping pin pins pinning "
+                      "patch patches patching roll rolls rollback downgrade".split())
+
+
+def _changing(clause: str, image: str) -> bool:
+    """"Upgrade qdrant/qdrant to v1.13.0": a change word governs the image."""
+    at = clause.lower().find(image)
+    before = re.findall(r"[A-Za-z]+", clause[max(0, at - 60):max(0, at)])[-4:] if at >= 0 else []
+    return any(w.lower() in _CHANGING for w in before)
 
 
 _RUN_VERBS = DEPLOY_VERBS | {"run", "runs", "running", "start", "starts", "serve", "serves"}
@@ -255,7 +300,7 @@ _NAME = r"(?P<n>[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)"
 # "create the Service postgres-primary": a kind, then the name (a name before a kind is
 # usually the target of a change: "a PDB for the label-renderer Deployment").
 _CREATED = (re.compile(r"\b" + _CREATE + r"\s+(?i:a\s+|an\s+|the\s+)?(?i:new\s+)?" + _KINDS + r"\s+`?" + _NAME
-                       + r"`?(?![\w.-])"),)
+                       + r"`?(?![\w-]|\.[\w-])"),)
 
 
 def created_objects(text: str) -> list[tuple[str, str]]:

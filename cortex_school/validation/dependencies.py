@@ -9,6 +9,7 @@ from cortex_school.models import Finding, Improvement
 from cortex_school.platform_model import Platform
 from cortex_school.platform_model.mentions import mentions as component_mentions
 from cortex_school.validation.base import PlatformCheck
+from cortex_school.validation.normative import _occurs_unremoved
 
 
 class PlatformDependencyCheck(PlatformCheck):
@@ -46,28 +47,37 @@ class PlatformDependencyCheck(PlatformCheck):
                 reason=(f"missing dependency: {title} is not deployed (not in the GitOps repository, "
                         f"no custom resource implies it) and the proposal relies on it (\"{m.clause[:120]}\")")[:1000],
                 evidence=[f"components present: {', '.join(sorted(platform.components)[:40])}"]))
-        findings += self._operators(platform, text, brought | checked)
+        installs = {m.component for m in found if m.intent == "deploys" and _occurs_unremoved(text, m.text)}
+        findings += self._operators(platform, text, installs | checked)
         return findings or [Finding(check=self.name, conflict=False,
                                     reason=f"every component it relies on is present ({', '.join(sorted(checked)) or 'none named'})")]
 
 
     def _operators(self, platform: Platform, text: str, handled: set[str]) -> list[Finding]:
         """Custom resources the proposal would create whose operator the platform lacks:
-        a ``ClusterPolicy`` needs Kyverno, a ``RayCluster`` KubeRay (the catalogue's kinds)."""
+        a ``ClusterPolicy`` needs Kyverno, a ``RayCluster`` KubeRay (the catalogue's kinds).
+        A kind several operators serve is satisfied by any of them."""
         out: list[Finding] = []
-        in_use = {f"{o.group}/{o.kind}".lower() for o in platform.inventory.objects}
+        in_use = {f"{o.group}/{o.kind}".lower() for o in platform.inventory.objects if o.deployed is not False}
+        by_kind: dict[str, list[tuple[str, str]]] = {}
         for group_kind, operator in created_kinds(text, platform):
-            if operator in handled or operator in platform.components or group_kind.lower() in in_use:
-                continue  # (no substitute by capability: only the operator reconciles its kinds)
-            handled.add(operator)
-            entry = platform.catalogue.entries.get(operator)
-            title = entry.title if entry else operator
-            kind = group_kind.rsplit("/", 1)[-1]
+            by_kind.setdefault(group_kind.rsplit("/", 1)[-1], []).append((group_kind, operator))
+        for kind, options in sorted(by_kind.items()):
+            operators = sorted({op for _, op in options})
+            if any(op in handled or op in platform.components for op in operators) or \
+                    any(gk.lower() in in_use for gk, _ in options):
+                continue  # (no substitute by capability: only an operator reconciles its kinds)
+            handled.update(operators)
+            titles = [platform.catalogue.entries[op].title if op in platform.catalogue.entries else op
+                      for op in operators]
+            groups = ", ".join(sorted({gk.rsplit("/", 1)[0] for gk, _ in options}))
+            shown = next((w for w in re.findall(r"[A-Za-z][A-Za-z0-9]*", text) if w.lower() == kind), kind)
+            who = titles[0] if len(titles) == 1 else " or ".join(titles)
             out.append(Finding(
-                check=self.name, conflict=True, related_id=operator,
-                reason=(f"missing dependency: {title} is not deployed and the proposal creates {kind} "
-                        f"({group_kind.rsplit('/', 1)[0]}) objects, which only {title} reconciles"),
-                evidence=[f"no {kind} in the repository and no {title} installation"]))
+                check=self.name, conflict=True, related_id=operators[0],
+                reason=(f"missing dependency: {who} is not deployed and the proposal creates {shown} ({groups}) "
+                        f"objects, which only {who} reconciles")[:1000],
+                evidence=[f"no {shown} in the repository and no {who} installation"]))
         return out
 
 
@@ -84,18 +94,37 @@ def created_kinds(text: str, platform: Platform) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
     lowered = text.lower()
     named = {m.component for m in component_mentions(text, platform)}
-    for word in sorted(set(re.findall(r"\b[A-Za-z][A-Za-z0-9]{2,60}\b", text))):
+    for word in sorted({m.group(0) for m in re.finditer(r"\b[A-Za-z][A-Za-z0-9]{2,60}\b", text)
+                        if m.group(0).lower() in by_kind}):
         candidates = by_kind.get(word.lower(), [])
         with_group = [gk for gk in candidates if gk.rsplit("/", 1)[0] in lowered]
+        if not with_group and not any(_creates(text, m.start()) for m in re.finditer(
+                r"\b" + re.escape(word) + r"\b", text)):
+            continue  # named, not created ("unlike an Istio VirtualService")
         by_operator = [gk for gk in candidates if platform.catalogue.by_kind[gk] in named]
         if with_group:
             chosen = with_group[:1]
         elif _CAMEL.fullmatch(word) and word.lower() not in CORE_KINDS:
-            chosen = by_operator[:1] or (candidates if len(candidates) == 1 else [])
+            chosen = by_operator[:1] or candidates  # ambiguous: any of its operators will do
         else:
             chosen = []  # a one-word kind ("Stream") or a Kubernetes kind: only with its group
         out += [(gk, platform.catalogue.by_kind[gk]) for gk in chosen]
     return sorted(set(out))
+
+
+_CREATING = frozenset("""create creates creating add adds adding define defines defining write writes apply
+applies deploy deploys use uses using with manage manages managing declare declares replace reconcile
+reconciled via through as""".split())
+_COMPARING = frozenset("unlike instead rather than not never without versus vs compared like".split())
+
+
+def _creates(text: str, at: int) -> bool:
+    """Whether the kind at ``at`` is one the text would create: a creating word (or "kind:")
+    within the six words before it, and no comparison ("unlike an Istio VirtualService")."""
+    before = [w.lower() for w in re.findall(r"[A-Za-z]+:?", text[max(0, at - 80):at])[-6:]]
+    if any(w in _COMPARING for w in before):
+        return False
+    return any(w in _CREATING or w == "kind:" for w in before)
 
 
 # Kinds Kubernetes itself serves: an operator's kind of the same name needs its API group.

@@ -21,11 +21,14 @@ from cortex_school.validation.capacity_model import estimate_resources, gib, par
 _BOUND = r"(?:below|under|at\s+most|no\s+more\s+than|not\s+more\s+than|less\s+than|up\s+to|a\s+maximum\s+of|" \
          r"maximum\s+of|max\.?|not\s+exceed(?:ing)?|≤|<=|<)"
 _LIMIT = re.compile(
-    _BOUND + r"\s*~?\s*(?P<n>\d+(?:\.\d+)?)\s*(?P<u>Ki|Mi|Gi|Ti|KiB|MiB|GiB|KB|MB|GB|TB|"
-    r"B\s+param(?:eter)?s|B\b|cpus?\b|cores?\b|vcpus?\b|m\b)(?P<per>[^.;]{0,30})", re.IGNORECASE)
+    _BOUND + r"\s*(?:~\s*)?(?P<n>\d+(?:\.\d+)?)[ \t]?(?P<u>(?:KiB|MiB|GiB|Ki|Mi|Gi|Ti|KB|MB|GB|TB)\b|"
+    r"B\s+param(?:eter)?s\b|B\b|cpus?\b|cores?\b|vcpus?\b|m\b)(?P<per>[^.;]{0,30})", re.IGNORECASE)
 _RULE = re.compile(r"\b(?:must|should|shall|keep|kept|stay|stays|limit|limited|cap|capped|rule|only|never|"
                    r"at\s+most|no\s+more\s+than|maximum|not\s+exceed)\b", re.IGNORECASE)
-_PARAMS = re.compile(r"(?<![\w.])(?:[A-Za-z][\w.]*-)?(?P<n>\d+(?:\.\d+)?)\s?[Bb](?![\w])")
+# A model's size: in a model-shaped name ("Llama-3.1-70B", "Qwen2.5-14B") or stated as
+# parameters ("a 70B model", "14B parameters"); "100B events" is a count, not a model.
+_PARAMS = re.compile(r"(?<![\w.])[A-Za-z][\w.-]{0,40}-(?P<n>\d+(?:\.\d+)?)[Bb](?![\w])|"
+                     r"(?<![\w.])(?P<m>\d+(?:\.\d+)?)\s?[Bb]\s+(?:[\w-]+\s+)?(?:param|model|LLM|llm)")
 _SENTENCE = re.compile(r"(?<=[.!?])\s+|\n\s*\n|\n(?=\s*[-*#|])")
 
 
@@ -76,7 +79,7 @@ def exceeded(limit: Limit, improvement: Improvement) -> str | None:
     """What of the proposal's figures goes above ``limit``, or None."""
     text = f"{improvement.description}\n{improvement.implementation_notes}"
     if limit.what == "parameters":
-        sizes = [float(m.group("n")) for m in _PARAMS.finditer(text)]
+        sizes = [float(m.group("n") or m.group("m")) for m in _PARAMS.finditer(text)]
         biggest = max(sizes, default=0.0)
         return f"a {biggest:g}B-parameter model" if biggest > limit.value else None
     need = estimate_resources(improvement)

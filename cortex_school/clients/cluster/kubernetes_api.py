@@ -48,6 +48,11 @@ def has_kube_config(kubeconfig: str | None) -> bool:
     return path.is_file()
 
 
+# (connect, read) seconds for each list of the live merge: a cluster that accepts the
+# connection and never answers must not hold the platform model (and every validation).
+LIVE_TIMEOUT = (3, 10)
+
+
 class KubernetesCluster:
     name = "kubernetes"
 
@@ -151,11 +156,14 @@ class KubernetesCluster:
                 ("StatefulSet", "apps/v1", self.apps.list_stateful_set_for_all_namespaces),
                 ("DaemonSet", "apps/v1", self.apps.list_daemon_set_for_all_namespaces),
                 ("Service", "v1", self.core.list_service_for_all_namespaces)):
-            result = self._call(list_all, limit=limit)
+            result = self._call(list_all, limit=limit, _request_timeout=LIVE_TIMEOUT)
             if result is None:
                 continue
-            items = self.api_client.sanitize_for_serialization(result).get("items") or []
-            out += [{**item, "kind": kind, "apiVersion": api_version} for item in items if isinstance(item, dict)]
+            answer = self.api_client.sanitize_for_serialization(result)
+            items = answer.get("items") if isinstance(answer, dict) else None
+            if not isinstance(items, list):
+                continue
+            out += [{**item, "kind": kind, "apiVersion": api_version} for item in items[:limit] if isinstance(item, dict)]
         return out
 
     def workload(self, kind: str, namespace: str, name: str) -> tuple[int, int] | None:
