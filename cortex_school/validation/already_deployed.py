@@ -65,7 +65,7 @@ class AlreadyDeployedCheck(PlatformCheck):
             component = platform.components.get(m.component)
             if m.intent != "changes" or component is None or component.name in seen:
                 continue
-            existing = existing_companions(platform, component, m.clause) or already_of_kind(component, m.clause)
+            existing = existing_companions(platform, component, m.clause)
             if existing:
                 seen.add(component.name)
                 found.append(Finding(
@@ -73,6 +73,18 @@ class AlreadyDeployedCheck(PlatformCheck):
                     reason=(f"already deployed: {component.title} already has "
                             f"{', '.join(o.describe() for o in existing[:3])}; the proposal would add it "
                             f"again (\"{m.clause[:120]}\")")[:1000],
+                    evidence=[o.describe() for o in existing[:10]]))
+        for m in found_mentions:  # "convert the Qdrant Deployment to a StatefulSet" when it is one
+            component = platform.components.get(m.component)
+            if m.intent != "changes" or component is None or component.name in seen:
+                continue
+            existing = already_of_kind(component, m.clause)
+            if existing:
+                seen.add(component.name)
+                found.append(Finding(
+                    check=self.name, conflict=True, related_id=component.name,
+                    reason=(f"already done: {component.title} already runs as {existing[0].describe()}; the "
+                            f"proposal would convert it again (\"{m.clause[:120]}\")")[:1000],
                     evidence=[o.describe() for o in existing[:10]]))
         found += self._same_images(platform, text, seen)
         found += self._named_objects(platform, text, seen)
