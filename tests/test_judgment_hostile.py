@@ -9,10 +9,8 @@ bounded in time (SIGALRM) so a pathological case fails instead of hanging the ru
 
 from __future__ import annotations
 
-import signal
 import textwrap
 import time
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -26,23 +24,10 @@ from cortex_school.validation.already_deployed import AlreadyDeployedCheck, crea
 from cortex_school.validation.dependencies import PlatformDependencyCheck, created_kinds
 from cortex_school.validation.limits import Limit, exceeded, limits
 from tests.factories import make_improvement
+from tests.timebox import within
 
 ROOT = Path(__file__).resolve().parent.parent
 K3S = ROOT / "examples" / "platform-k3s" / "gitops"
-
-
-@contextmanager
-def bounded(seconds: float = 2.0):
-    def _alarm(signum, frame):
-        raise TimeoutError(f"took longer than {seconds}s")
-
-    old = signal.signal(signal.SIGALRM, _alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
 
 
 def write(root: Path, files: dict[str, str]) -> Path:
@@ -165,7 +150,7 @@ def argo_root(tmp_path_factory):
 
 
 def conflicts(check, description, notes=""):
-    with bounded(2.0):
+    with within(2.0):
         return [f.reason for f in check.run(make_improvement(description, notes=notes)) if f.conflict]
 
 
@@ -179,7 +164,7 @@ def test_a_long_clause_of_deploy_mentions_is_not_mentions_times_catalogue_kinds(
     text = "deploy qdrant " * (200_000 // 14)
     check = AlreadyDeployedCheck(lambda: k3s)
     started = time.perf_counter()
-    with bounded(2.0):
+    with within(2.0):
         check.run(make_improvement(text[:100_000], notes=text[100_000:]))
     assert time.perf_counter() - started < 1.5
 
@@ -189,7 +174,7 @@ def test_image_references_are_linear_in_dotted_pieces():
     # quadratic per piece, ~400 pieces in 200 KB.
     text = ("a." * 250 + "/ ") * (200_000 // 503)
     started = time.perf_counter()
-    with bounded(2.0):
+    with within(2.0):
         image_references(text)
     assert time.perf_counter() - started < 0.5
 
@@ -197,7 +182,7 @@ def test_image_references_are_linear_in_dotted_pieces():
 def test_mentions_image_scan_is_linear_in_dotted_pieces(k3s):
     text = ("a." * 250 + "/ ") * (200_000 // 503)
     started = time.perf_counter()
-    with bounded(2.0):
+    with within(2.0):
         mentions(text, k3s)
     assert time.perf_counter() - started < 1.0
 
@@ -211,7 +196,7 @@ def test_companions_of_a_component_with_many_live_workloads_are_not_quadratic(tm
               "spec": {"selector": {"app": "other"}}} for i in range(5000)]
     platform = build_platform(merge_live(inv, live))
     check = AlreadyDeployedCheck(lambda: platform)
-    with bounded(2.0):
+    with within(2.0):
         check.run(make_improvement("Add a ServiceMonitor for Qdrant", notes=""))
 
 
@@ -219,7 +204,7 @@ def test_a_limit_sentence_with_a_long_whitespace_run_is_not_quadratic():
     # `\s*~?\s*` after the bound: every split of a whitespace run between the two \s*.
     doc = ("must under" + " " * 1985 + "x. ") * 25  # 25 sentences of < 2000 chars in 50 KB
     started = time.perf_counter()
-    with bounded(2.0):
+    with within(2.0):
         assert limits(doc, "d", "s") == []
     assert time.perf_counter() - started < 0.3
 
@@ -232,10 +217,10 @@ def test_pins_linear_scans_on_hostile_text(k3s):
                  " ".join(f"--flag-{i}" for i in range(18_000)),
                  "a" + "-a" * 100_000,
                  ("as " * 26 + "to" + " " * 5000 + "Qdrant PDB ") * 38]:
-        with bounded(2.0):
+        with within(2.0):
             check.run(make_improvement(text[:100_000], notes=text[100_000:]))
             dep.run(make_improvement(text[:100_000], notes=text[100_000:]))
-    with bounded(2.0):
+    with within(2.0):
         p = Limit("parameters", 1, False, "d", "s", "x")
         exceeded(p, make_improvement("a" + "-a1" * 60_000))
 
@@ -243,7 +228,7 @@ def test_pins_linear_scans_on_hostile_text(k3s):
 def test_pins_merge_live_caps_a_100k_object_answer(tmp_path):
     inv = read_inventory(write(tmp_path, {"apps/q/qdrant.yaml": REPO["apps/q/qdrant.yaml"]}))
     live = [workload("Deployment", "x", f"w{i}", {"app": f"w{i % 50}"}) for i in range(100_000)]
-    with bounded(2.0):
+    with within(2.0):
         merged = merge_live(inv, live)
     assert len(merged.objects) - len(inv.objects) == MAX_LIVE_OBJECTS
 
@@ -395,7 +380,7 @@ def test_odd_live_shapes_do_not_crash_and_null_labels_are_not_components(tmp_pat
         {"kind": 5, "metadata": {"name": "i"}}, {"kind": "Deployment", "metadata": {"name": "j", "namespace": 5}},
         "str", None, 7,
     ]
-    with bounded(2.0):
+    with within(2.0):
         merged = merge_live(inv, odd)
         platform = build_platform(merged)
         AlreadyDeployedCheck(lambda: platform).run(make_improvement("Deploy Redis", notes="Run x/y:1."))

@@ -13,11 +13,7 @@ over a huge proposal, many negations in one clause, invisible characters."""
 from __future__ import annotations
 
 import os
-import signal
 import textwrap
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from types import SimpleNamespace
 
 import pytest
@@ -30,30 +26,7 @@ from cortex_school.validation.conflicts import ArchitecturalConflictCheck, bare_
 from cortex_school.validation.normative import against, concerns, read_proposal, statements
 from cortex_school.validation.rag.index import Hit
 from tests.factories import make_improvement
-
-
-class Budget(Exception):
-    pass
-
-
-@contextmanager
-def within(seconds: float) -> Iterator[None]:
-    """Fail (not hang) when the block takes longer than ``seconds``. SIGALRM interrupts
-    the regex engine too; pytest-timeout's own timer is restored afterwards."""
-    def expired(signum, frame):
-        raise Budget(f"took longer than {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, expired)
-    started = time.monotonic()
-    old_delay, _ = signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-        if old_delay:
-            signal.setitimer(signal.ITIMER_REAL, max(old_delay - (time.monotonic() - started), 0.001))
-
+from tests.timebox import within
 
 # -- an architectural check without an embedder ------------------------------------------
 

@@ -86,8 +86,10 @@ class Catalogue:
             for kind, component in e.instances:
                 self.instance_of.setdefault(kind.lower(), normalise(component))
         by_owner: dict[str, set[str]] = {}
+        self.by_kind_name: dict[str, list[str]] = {}  # "clusterpolicy" → every "<group>/clusterpolicy"
         for group_kind, owner in self.by_kind.items():
             by_owner.setdefault(owner, set()).add(group_kind.rsplit("/", 1)[-1])
+            self.by_kind_name.setdefault(group_kind.rsplit("/", 1)[-1], []).append(group_kind)
         self._kinds_of = {k: frozenset(v) for k, v in by_owner.items()}
 
     @classmethod
@@ -167,6 +169,23 @@ class Platform:
     components: dict[str, Component] = field(default_factory=dict)
     capabilities: dict[str, list[str]] = field(default_factory=dict)  # capability → evidence
     _settings: dict[str, frozenset[str]] = field(default_factory=dict, repr=False, compare=False)
+    _images: dict[str, list[str]] | None = field(default=None, repr=False, compare=False)
+
+    def image_index(self) -> dict[str, list[str]]:
+        """Image repository, and the same without its registry host, → where it runs (a
+        workload's container, an image in a chart's values); built once per model."""
+        if self._images is None:
+            index: dict[str, list[str]] = {}
+            where = [(image, o.describe()) for o in self.inventory.objects if o.deployed is not False
+                     for image in o.images]
+            where += [(image, f"image in the values of chart {c.name} ({c.path})")
+                      for c in self.inventory.charts for image in c.images]
+            for image, place in where:
+                repo = image_repository(image)
+                for key in {repo, without_registry(repo)}:
+                    index.setdefault(key, []).append(place)
+            self._images = index
+        return self._images
 
     def file_text(self, rel: str) -> str | None:
         """A repository file's text (bounded, regular files inside the repository only)."""
@@ -226,6 +245,12 @@ class Platform:
 
     def has_capability(self, capability: str) -> list[str]:
         return self.capabilities.get(normalise(capability), [])
+
+
+def without_registry(repo: str) -> str:
+    """``ghcr.io/org/app`` → ``org/app``; a repository without a registry host as it is."""
+    first = repo.split("/", 1)[0]
+    return repo.split("/", 1)[1] if "/" in repo and ("." in first or ":" in first) else repo
 
 
 def build_platform(inventory: Inventory, catalogue: Catalogue | None = None, *,

@@ -19,7 +19,7 @@ import re
 
 from cortex_school.models import Finding, Improvement
 from cortex_school.platform_model import Platform, PlatformObject
-from cortex_school.platform_model.components import Component
+from cortex_school.platform_model.components import Component, without_registry
 from cortex_school.platform_model.files import settings_in
 from cortex_school.platform_model.mentions import DEPLOY_VERBS, image_references, mentions
 from cortex_school.platform_model.model import image_repository
@@ -116,10 +116,10 @@ class AlreadyDeployedCheck(PlatformCheck):
         """An image the proposal would run that the repository already runs (a workload's
         container, or an image in a chart's values), whatever the component is called."""
         out: list[Finding] = []
-        running = images_in(platform)
+        running = platform.image_index()
         for clause, image in image_references(text):
             repo = image_repository(image)
-            where = running.get(repo) or running.get(repo.split("/", 1)[-1] if _has_registry(repo) else "")
+            where = running.get(repo) or running.get(without_registry(repo))
             if not where or repo in seen or not _deploys(clause) or _changing(clause, image):
                 continue
             seen.add(repo)
@@ -261,11 +261,6 @@ def _flag_set(text: str, flag: str) -> bool:
     return flag in settings_in(text)
 
 
-def _has_registry(repo: str) -> bool:
-    first = repo.split("/", 1)[0]
-    return "/" in repo and ("." in first or ":" in first)
-
-
 _CHANGING = frozenset("upgrade upgrades upgrading update updates updating bump bumps bumping pin pins pinning "
                       "patch patches patching roll rolls rollback downgrade".split())
 
@@ -283,24 +278,6 @@ _RUN_VERBS = DEPLOY_VERBS | {"run", "runs", "running", "start", "starts", "serve
 def _deploys(clause: str) -> bool:
     """Whether the clause that names an image would run it."""
     return any(w.lower() in _RUN_VERBS for w in re.findall(r"[A-Za-z-]+", clause))
-
-
-def images_in(platform: Platform) -> dict[str, list[str]]:
-    """Image repository (and without its registry) → where it runs."""
-    out: dict[str, list[str]] = {}
-    for o in platform.inventory.objects:
-        if o.deployed is False:
-            continue
-        for image in o.images:
-            repo = image_repository(image)
-            for key in {repo, repo.split("/", 1)[-1] if _has_registry(repo) else repo}:
-                out.setdefault(key, []).append(o.describe())
-    for chart in platform.inventory.charts:
-        for image in chart.images:
-            repo = image_repository(image)
-            for key in {repo, repo.split("/", 1)[-1] if _has_registry(repo) else repo}:
-                out.setdefault(key, []).append(f"image in the values of chart {chart.name} ({chart.path})")
-    return out
 
 
 _CREATE = r"(?i:create|creates|creating|add|adds|adding|deploy|deploys|introduce|define)"

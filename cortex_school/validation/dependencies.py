@@ -7,6 +7,7 @@ import re
 
 from cortex_school.models import Finding, Improvement
 from cortex_school.platform_model import Platform
+from cortex_school.platform_model.mentions import Mention
 from cortex_school.platform_model.mentions import mentions as component_mentions
 from cortex_school.validation.base import PlatformCheck
 from cortex_school.validation.normative import _occurs_unremoved
@@ -48,19 +49,19 @@ class PlatformDependencyCheck(PlatformCheck):
                         f"no custom resource implies it) and the proposal relies on it (\"{m.clause[:120]}\")")[:1000],
                 evidence=[f"components present: {', '.join(sorted(platform.components)[:40])}"]))
         installs = {m.component for m in found if m.intent == "deploys" and _occurs_unremoved(text, m.text)}
-        findings += self._operators(platform, text, installs | checked)
+        findings += self._operators(platform, text, installs | checked, found)
         return findings or [Finding(check=self.name, conflict=False,
                                     reason=f"every component it relies on is present ({', '.join(sorted(checked)) or 'none named'})")]
 
 
-    def _operators(self, platform: Platform, text: str, handled: set[str]) -> list[Finding]:
+    def _operators(self, platform: Platform, text: str, handled: set[str], found: list[Mention]) -> list[Finding]:
         """Custom resources the proposal would create whose operator the platform lacks:
         a ``ClusterPolicy`` needs Kyverno, a ``RayCluster`` KubeRay (the catalogue's kinds).
         A kind several operators serve is satisfied by any of them."""
         out: list[Finding] = []
         in_use = {f"{o.group}/{o.kind}".lower() for o in platform.inventory.objects if o.deployed is not False}
         by_kind: dict[str, list[tuple[str, str]]] = {}
-        for group_kind, operator in created_kinds(text, platform):
+        for group_kind, operator in created_kinds(text, platform, found):
             by_kind.setdefault(group_kind.rsplit("/", 1)[-1], []).append((group_kind, operator))
         for kind, options in sorted(by_kind.items()):
             operators = sorted({op for _, op in options})
@@ -84,16 +85,14 @@ class PlatformDependencyCheck(PlatformCheck):
 _CAMEL = re.compile(r"[A-Z][a-z0-9]+(?:[A-Z][a-z0-9]+)+")
 
 
-def created_kinds(text: str, platform: Platform) -> list[tuple[str, str]]:
+def created_kinds(text: str, platform: Platform, found: list[Mention] | None = None) -> list[tuple[str, str]]:
     """(``<group>/<Kind>``, operator) for each custom resource kind the text names: a
     CamelCase kind of two words or more by itself ("ClusterPolicy", "RayCluster"), a
     one-word kind only with its API group ("jetstream.nats.io/v1beta2 Stream")."""
-    by_kind: dict[str, list[str]] = {}
-    for group_kind in platform.catalogue.by_kind:
-        by_kind.setdefault(group_kind.rsplit("/", 1)[-1], []).append(group_kind)
+    by_kind = platform.catalogue.by_kind_name
     out: list[tuple[str, str]] = []
     lowered = text.lower()
-    named = {m.component for m in component_mentions(text, platform)}
+    named = {m.component for m in (component_mentions(text, platform) if found is None else found)}
     for word in sorted({m.group(0) for m in re.finditer(r"\b[A-Za-z][A-Za-z0-9]{2,60}\b", text)
                         if m.group(0).lower() in by_kind}):
         candidates = by_kind.get(word.lower(), [])
