@@ -289,6 +289,64 @@ def test_a_companion_the_component_already_has_is_already_deployed(tmp_path):
     assert not conflicts("Add a HorizontalPodAutoscaler for the Qdrant StatefulSet")
 
 
+def test_what_a_running_component_is_configured_to_do_is_already_provided(tmp_path):
+    """GIVEN Alloy whose ConfigMap exports Kubernetes events and tails pod logs, and Valkey as
+    the cache WHEN proposals add an event exporter, a log shipper, a cache THEN the first two
+    are already provided (citing the file and the setting), the cache is an overlap for a
+    person (another check name), and a commented-out or disabled block, or a longer name
+    that merely starts with a marker, is no evidence."""
+    from cortex_school.validation.already_deployed import OVERLAP, AlreadyDeployedCheck
+    from tests.factories import make_improvement
+
+    catalogue = Catalogue([
+        CatalogueEntry(name="grafana-alloy", images=("grafana/alloy",),
+                       provides=("telemetry-collection", "log-shipping"),
+                       configures=(("event-export", ("loki.source.kubernetes_events",)),
+                                   ("log-shipping", ("loki.source.kubernetes",)),
+                                   ("trace-collection", ("otelcol.receiver.otlp",)),
+                                   ("metrics-scraping", ("prometheus.scrape",)))),
+        CatalogueEntry(name="kubernetes-event-exporter", aliases=("kubernetes event exporter",),
+                       provides=("event-export",)),
+        CatalogueEntry(name="promtail", provides=("log-shipping",)),
+        CatalogueEntry(name="jaeger-agent", aliases=("jaeger agent",), provides=("trace-collection",)),
+        CatalogueEntry(name="vmagent", provides=("metrics-scraping",)),
+        CatalogueEntry(name="valkey", images=("valkey/valkey",), provides=("cache",)),
+        CatalogueEntry(name="redis", provides=("cache", "pub-sub")),
+    ])
+    config = ("// otelcol.receiver.otlp \"off\" {}\n"
+              "loki.source.kubernetes_events \"events\" {\n  forward_to = [loki.write.default.receiver]\n}\n"
+              "loki.source.kubernetes \"pods\" {\n  forward_to = [loki.write.default.receiver]\n}\n"
+              "prometheus.scrape_extra \"x\" {}\n")
+    write(tmp_path, "apps/observability/alloy.yaml",
+          yaml.safe_dump(deployment("alloy", "observability", "grafana/alloy:v1.4.2",
+                                    {"app.kubernetes.io/name": "alloy"}))
+          + "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: alloy-config\n  namespace: observability\n"
+          + "data:\n  config.alloy: |\n" + "".join(f"    {line}\n" for line in config.splitlines()))
+    write(tmp_path, "apps/data/valkey.yaml", [deployment("valkey", "data", "valkey/valkey:8.0", {"app": "valkey"})])
+    platform = build_platform(read_inventory(tmp_path), catalogue)
+    assert platform.configured("event-export") == [
+        "grafana-alloy (apps/observability/alloy.yaml: loki.source.kubernetes_events)"]
+    assert platform.configured("trace-collection") == [] and platform.configured("metrics-scraping") == []
+    check = AlreadyDeployedCheck(lambda: platform)
+
+    def conflicts(description: str) -> list:
+        return [f for f in check.run(make_improvement(description)) if f.conflict]
+
+    (events,) = conflicts("Deploy kubernetes-event-exporter to ship Kubernetes events to Loki")
+    assert events.check == "already_deployed" and events.reason.startswith("already provided")
+    assert "loki.source.kubernetes_events" in events.evidence[0]
+    (logs,) = conflicts("Install Promtail as a DaemonSet to ship pod logs")
+    assert logs.check == "already_deployed" and "apps/observability/alloy.yaml" in logs.evidence[0]
+    assert not conflicts("Deploy the Jaeger agent to collect traces")  # only in a comment
+    assert not conflicts("Run vmagent to scrape every pod")  # prometheus.scrape_extra is another name
+    (cache,) = conflicts("Add Redis as a cache for carrier rate quotes")
+    assert cache.check == OVERLAP and "valkey" in cache.reason
+    disabled = tmp_path / "apps/observability/alloy.yaml"
+    disabled.write_text(disabled.read_text().replace("loki.source.kubernetes_events \"events\" {",
+                                                     "loki.source.kubernetes_events \"events\" { enabled: false"))
+    assert build_platform(read_inventory(tmp_path), catalogue).configured("event-export") == []
+
+
 def test_dependencies_are_looked_up_in_the_platform_with_an_open_vocabulary(tmp_path):
     """GIVEN the layout WHEN proposals rely on components THEN what runs, what a kind implies
     and what a same-kind component provides are present; a catalogue component found nowhere

@@ -56,6 +56,10 @@ class CatalogueEntry:
     # Custom resources whose objects *are* another component ("<group>/<Kind>" → name): a
     # CloudNativePG Cluster is a PostgreSQL database, a Strimzi Kafka is Kafka.
     instances: tuple[tuple[str, str], ...] = ()
+    # What its configuration evidently does: capability → markers (a component name in its
+    # config language, a chart value) whose presence in its files means it does that job
+    # (Alloy's ``loki.source.kubernetes_events`` exports Kubernetes events).
+    configures: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
 class Catalogue:
@@ -109,7 +113,9 @@ class Catalogue:
                 provides=strs("provides"), k3s_builtin=item.get("k3s_builtin") is True,
                 common_word=item.get("common_word") is True, includes=strs("includes"),
                 instances=tuple((str(k), str(v)) for k, v in item["instances"].items())
-                if isinstance(item.get("instances"), dict) else ()))
+                if isinstance(item.get("instances"), dict) else (),
+                configures=tuple((normalise(str(k)), tuple(str(m) for m in v)) for k, v in item["configures"].items()
+                                 if isinstance(v, list)) if isinstance(item.get("configures"), dict) else ()))
         return cls(entries)
 
     def name_for(self, token: str) -> str | None:
@@ -170,6 +176,7 @@ class Platform:
     capabilities: dict[str, list[str]] = field(default_factory=dict)  # capability → evidence
     _settings: dict[str, frozenset[str]] = field(default_factory=dict, repr=False, compare=False)
     _images: dict[str, list[str]] | None = field(default=None, repr=False, compare=False)
+    _configured: dict[str, list[str]] | None = field(default=None, repr=False, compare=False)
 
     def image_index(self) -> dict[str, list[str]]:
         """Image repository, and the same without its registry host, → where it runs (a
@@ -186,6 +193,45 @@ class Platform:
                     index.setdefault(key, []).append(place)
             self._images = index
         return self._images
+
+    def configured(self, capability: str) -> list[str]:
+        """Where a running component's own configuration does ``capability`` ("grafana-alloy
+        (apps/observability/alloy/alloy.yaml: loki.source.kubernetes_events)"): the markers
+        its catalogue entry lists, found outside comments in the files of its workloads, of
+        the ConfigMaps beside them, of its charts' values and of the Applications that
+        install it (a marker whose block says ``enabled: false`` does not count). Built once
+        per model."""
+        if self._configured is None:
+            self._configured = {}
+            for name, component in self.components.items():
+                entry = self.catalogue.entries.get(name)
+                if entry is None or not entry.configures:
+                    continue
+                for rel in self._config_files(component)[:MAX_CONFIG_FILES]:
+                    text = self.file_text(rel)
+                    if not text:
+                        continue
+                    for cap, markers in entry.configures:
+                        marker = next((m for m in markers if _configures(text, m)), None)
+                        if marker is not None:
+                            self._configured.setdefault(cap, []).append(f"{name} ({rel}: {marker})")
+        return self._configured.get(normalise(capability), [])
+
+    def _config_files(self, component: Component) -> list[str]:
+        """The repository files that configure ``component``: its workloads' files, the files
+        of ConfigMaps in its namespaces named after it or one of its workloads, its charts'
+        values files, and the Applications that install one of its charts."""
+        files = {o.file for o in component.objects}
+        names = {component.name} | {o.name for o in component.objects}
+        files |= {o.file for o in self.inventory.by_kind("ConfigMap")
+                  if o.namespace in component.namespaces and any(n in o.name for n in names)}
+        for chart in self.inventory.charts:
+            if self.catalogue.by_chart.get(normalise(chart.name)) == component.name and \
+                    not chart.path.startswith(("http", "oci:")):
+                files |= {f"{chart.path}/{v}" for v in ("values.yaml", "values.yml")}
+        files |= {a.file for a in self.inventory.applications
+                  if a.chart and self.catalogue.by_chart.get(normalise(a.chart)) == component.name}
+        return sorted(f for f in files if f and not f.startswith("live:"))
 
     def file_text(self, rel: str) -> str | None:
         """A repository file's text (bounded, regular files inside the repository only)."""
@@ -245,6 +291,25 @@ class Platform:
 
     def has_capability(self, capability: str) -> list[str]:
         return self.capabilities.get(normalise(capability), [])
+
+
+MAX_CONFIG_FILES = 20  # files read per component for what its configuration does
+
+
+def _configures(text: str, marker: str) -> bool:
+    """``marker`` as a whole name (``loki.source.kubernetes`` is not
+    ``loki.source.kubernetes_events``) on a line that is not a comment, and its block not
+    switched off (``enabled: false`` on that line or the two after it)."""
+    if marker not in text:
+        return False
+    pattern = re.compile(r"(?<![\w.])" + re.escape(marker) + r"(?![\w.])")
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if not pattern.search(line) or line.lstrip().startswith(("#", "//")):
+            continue
+        if not re.search(r"enabled:\s*false", " ".join(lines[i:i + 3])):
+            return True
+    return False
 
 
 def without_registry(repo: str) -> str:

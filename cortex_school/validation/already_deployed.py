@@ -45,11 +45,10 @@ class AlreadyDeployedCheck(PlatformCheck):
         for m in deploying:
             component = platform.components.get(m.component)
             if component is None:
-                overlap = self._overlap(platform, m.component)
-                if overlap and m.component not in seen:
+                overlap = self._overlap(platform, m.component, m.text) if m.component not in seen else None
+                if overlap:
                     seen.add(m.component)
-                    found.append(Finding(check=self.name, conflict=False, related_id=m.component,
-                                         reason=overlap[:1000]))
+                    found.append(overlap)
                 continue
             if component.name in seen:
                 continue
@@ -152,18 +151,47 @@ class AlreadyDeployedCheck(PlatformCheck):
                                evidence=[f"{where}: --{flag}"]))
         return out
 
-    @staticmethod
-    def _overlap(platform: Platform, name: str) -> str | None:
-        """A note (not a conflict) when what the proposal deploys would do the main job of
-        something already running (its first capability in the catalogue)."""
+    def _overlap(self, platform: Platform, name: str, said: str) -> Finding | None:
+        """What the proposal deploys would do the main job (its first capability in the
+        catalogue) of something already running:
+
+        - a running component's own configuration does that job (Alloy's config has
+          ``loki.source.kubernetes_events``: an event exporter would ship every event
+          twice): a conflict of this check, citing the file and the setting;
+        - that job is also the main job of a running component (Redis for a cache where
+          Valkey is the cache): a conflict of :data:`OVERLAP` for a person to weigh
+          (keeping both can be right), not counted as already deployed;
+        - a running component can do it among other things: a note."""
         entry = platform.catalogue.entries.get(name)
         if entry is None or not entry.provides:
             return None
-        providers = platform.has_capability(entry.provides[0])
+        job = entry.provides[0]
+        configured = platform.configured(job)
+        if configured:
+            return Finding(check=self.name, conflict=True, related_id=name,
+                           reason=(f"already provided: {configured[0]} already does {job}; the proposal would add "
+                                   f"{entry.title} for the same job (\"{said}\")")[:1000],
+                           evidence=configured[:10])
+        providers = platform.has_capability(job)
         if not providers:
             return None
-        return (f"{entry.title} would provide {entry.provides[0]}, which the platform already has: "
-                f"{providers[0]}")
+        main = [p for p in providers if _main_job(platform, p.split(" ", 1)[0]) == job]
+        if main:
+            return Finding(check=OVERLAP, conflict=True, related_id=name,
+                           reason=(f"overlaps: {entry.title} would do {job}, the main job of {main[0]}; "
+                                   f"a person decides whether both should run")[:1000],
+                           evidence=main[:10])
+        return Finding(check=self.name, conflict=False, related_id=name,
+                       reason=(f"{entry.title} would provide {job}, which the platform already has: "
+                               f"{providers[0]}")[:1000])
+
+
+OVERLAP = "capability_overlap"
+
+
+def _main_job(platform: Platform, name: str) -> str | None:
+    entry = platform.catalogue.entries.get(name)
+    return entry.provides[0] if entry is not None and entry.provides else None
 
 
 # A companion a proposal may add to an existing component: the words that name it, and the
