@@ -202,13 +202,14 @@ def get_planner(expert: str) -> "Planner":
 
 def get_implementer(expert: str) -> "Implementer":
     from cortex_school.clients.cluster import ClusterError
-    from cortex_school.delivery import sync_target_problems
+    from cortex_school.delivery import argocd_apps_for
     from cortex_school.workers.implement import Implementer
 
     settings = get_settings()
     try:
         cluster = get_cluster()
-        sync_check = lambda namespaces: sync_target_problems(cluster, namespaces, settings.deploy)  # noqa: E731
+        sync_check = lambda root, files, overrides: argocd_apps_for(  # noqa: E731
+            cluster, root, files, settings.deploy, repo_urls=settings.gitops.repo_urls, overrides=overrides)
     except ClusterError:
         sync_check = None  # no cluster configured: the deploy stage reports it
     from cortex_school.store.leases import acquire
@@ -267,4 +268,4 @@ def get_deployer() -> "Deployer":
     settings = get_settings()
     return Deployer(cluster=get_cluster(), metrics=get_metrics(), repo=get_gitops_repo(),
                     cfg=settings.deploy, services=settings.services,
-                    co_author=settings.gitops.commit_author)
+                    co_author=settings.gitops.commit_author, repo_urls=settings.gitops.repo_urls)

@@ -15,6 +15,7 @@ field name (``RedisSettings(host=...)``, ``PolicySettings(allowed_namespaces=[..
 from __future__ import annotations
 
 import json
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -310,6 +311,15 @@ class GitOpsSettings(_Settings):
     def secret(self) -> str | None:
         return self.token or self.github_token
 
+    @property
+    def repo_urls(self) -> frozenset[str]:
+        """What ArgoCD Applications call this repository in ``repoURL`` (the remote, and
+        github.com/<GITHUB_REPO> when that is owner/name)."""
+        urls = {self.remote}
+        if re.fullmatch(r"[\w.-]+/[\w.-]+", self.github_repo):
+            urls.add(f"https://github.com/{self.github_repo}")
+        return frozenset(urls)
+
 
 # The common public registries; ALLOWED_REGISTRIES overrides the list.
 DEFAULT_REGISTRIES: tuple[str, ...] = (
@@ -401,9 +411,11 @@ class DeploySettings(_Settings):
         description="Kubeconfig context; unset: the current one.")
     argocd_namespace: str = Field("argocd", validation_alias="ARGOCD_NAMESPACE",
         description="Namespace of the ArgoCD Application objects.")
-    argocd_app_template: str = Field(
-        "{namespace}-apps", validation_alias="ARGOCD_APP_TEMPLATE",
-        description="ArgoCD Application name for a namespace (the design's '<namespace>-apps').",
+    argocd_app_template: str | None = Field(
+        None, validation_alias="ARGOCD_APP_TEMPLATE",
+        description="Optional override: the one ArgoCD Application per namespace that applies apps/<namespace>/ "
+        "(e.g. '{namespace}-apps'). Unset: the Applications that apply a change are discovered by source "
+        "coverage (repo URL, path, recurse, include/exclude, Kustomize, ApplicationSet generators).",
     )
     distribution: Literal["k3s", "generic"] = Field(
         "k3s", validation_alias="PLATFORM_DISTRIBUTION",

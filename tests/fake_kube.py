@@ -20,6 +20,7 @@ EP_RE = re.compile(r"^/api/v1/namespaces/([^/]+)/endpoints/([^/]+)$")
 WL_RE = re.compile(r"^/apis/apps/v1/namespaces/([^/]+)/(deployments|statefulsets)/([^/]+)$")
 LIST_RE = re.compile(r"^/apis/apps/v1/(deployments|statefulsets|daemonsets)$|^/api/v1/(services)$")
 APP_RE = re.compile(r"^/apis/argoproj.io/v1alpha1/namespaces/([^/]+)/applications/([^/]+)$")
+APPS_RE = re.compile(r"^/apis/argoproj.io/v1alpha1/namespaces/([^/]+)/applications$")
 
 
 @dataclass
@@ -65,6 +66,9 @@ class FakeKube:
             return Response("ok", content_type="text/plain")
         if m := APP_RE.match(path):
             return self._app(request, m.group(2), json.loads(body) if body else None)
+        if APPS_RE.match(path) and request.method == "GET":
+            return self._json({"apiVersion": "argoproj.io/v1alpha1", "kind": "ApplicationList", "metadata": {},
+                               "items": [self._app_object(n, a) for n, a in self.apps.items()]})
         if m := POD_RE.match(path):
             return self._json(self._pods(m.group(1), request.args.get("labelSelector", "")))
         if m := LOG_RE.match(path):
@@ -133,18 +137,22 @@ class FakeKube:
         elif request.method == "GET" and app.sync_status == "OutOfSync" and app.target:
             if app.annotations.pop("argocd.argoproj.io/refresh", None) is None:
                 app.revision, app.sync_status = app.target, "Synced"
+        return self._json(self._app_object(name, app))
+
+    @staticmethod
+    def _app_object(name: str, app: Any) -> dict[str, Any]:
         source: dict[str, Any] = {"repoURL": "https://example.invalid/gitops.git", "path": app.path,
                                   "targetRevision": "main"}
         if app.recurse:
             source["directory"] = {"recurse": True}
-        return self._json({
+        return {
             "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
             "metadata": {"name": name, "namespace": "argocd", "annotations": dict(app.annotations)},
             "spec": {"project": "default", "source": source,
                      "destination": {"server": "https://kubernetes.default.svc"}},
             "status": {"sync": {"status": app.sync_status, "revision": app.revision},
                        "health": {"status": app.health}},
-        })
+        }
 
     def _pods(self, namespace: str, selector: str) -> dict[str, Any]:
         wanted = dict(pair.split("=", 1) for pair in selector.split(",") if pair)

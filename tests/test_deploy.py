@@ -16,7 +16,7 @@ import pytest
 from cortex_school.clients.cluster import AppState, path_covers
 from cortex_school.clients.cluster.kubernetes_api import KubernetesCluster
 from cortex_school.clients.gitops import GitOpsRepo, ensure_bare_remote
-from cortex_school.delivery import Deployer, run_deploy, run_rollback, run_verify, sync_target_problems
+from cortex_school.delivery import Deployer, run_deploy, run_rollback, run_verify, argocd_apps_for
 from cortex_school.models import Decision, Status, utcnow
 from cortex_school.settings import DeploySettings, PolicySettings, ServiceSettings
 from cortex_school.workers.implement import Implementer, run_implement
@@ -78,7 +78,7 @@ def world(tmp_path, kube, store):
     implementer = Implementer(
         planner=OfflinePlanner(), repo=repo, schemas=SchemaChecker("1.31.0"),
         policy=PolicySettings(allowed_namespaces=["cortex-system", "cortex", "monitoring"]),
-        co_author=AUTHOR, sync_check=lambda nss: sync_target_problems(cluster, nss, cfg))
+        co_author=AUTHOR, sync_check=lambda root, files, over: argocd_apps_for(cluster, root, files, cfg, overrides=over))
     deployer = Deployer(cluster=cluster, metrics=QuietMetrics(), repo=repo, cfg=cfg,
                         services=services, co_author=AUTHOR)
     return remote, implementer, deployer
@@ -228,7 +228,9 @@ def test_a_folder_argocd_does_not_sync_is_an_error_at_implementation_time(store,
         store.transition(imp.id, target, actor="test", reason="test")
     outcome, result = run_implement(store, imp.id, implementer=world[1], worker="monitoring", actor="t@h")
     assert outcome.status == "pending_review" and result is None
-    assert "does not cover apps/cortex-system/" in store.raw_fields(imp.id)["review_reason"]
+    reason = store.raw_fields(imp.id)["review_reason"]
+    assert "no ArgoCD Application applies apps/cortex-system/" in reason, reason
+    assert "cortex-system-apps: path apps/cortex-system/base" in reason  # what exists, to fix it
     assert git(remote, "rev-parse", "main").strip() == before
 
 

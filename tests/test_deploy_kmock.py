@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 
 from cortex_school.clients.cluster.kubernetes_api import KubernetesCluster
-from cortex_school.delivery import Deployer, run_deploy, sync_target_problems
+from cortex_school.delivery import Deployer, run_deploy, argocd_apps_for
 from cortex_school.models import Status, utcnow
 from cortex_school.settings import DeploySettings, PolicySettings, ServiceSettings
 from cortex_school.clients.gitops import GitOpsRepo, ensure_bare_remote
@@ -50,7 +50,7 @@ async def test_an_application_goes_from_out_of_sync_to_synced_on_the_emulator(km
     implementer = Implementer(
         planner=OfflinePlanner(), repo=repo, schemas=SchemaChecker("1.31.0"),
         policy=PolicySettings(allowed_namespaces=["monitoring"]), co_author=AUTHOR,
-        sync_check=lambda nss: sync_target_problems(cluster, nss, cfg))
+        sync_check=lambda root, files, over: argocd_apps_for(cluster, root, files, cfg, overrides=over))
     imp = approved(store, alert_improvement("kmockvid001"))
     outcome, result = await asyncio.to_thread(
         run_implement, store, imp.id, implementer=implementer, worker="monitoring", actor="t@h")

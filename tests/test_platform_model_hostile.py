@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from cortex_school.platform_model import Platform, build_platform, read_inventory
+from cortex_school.platform_model import argocd
 from cortex_school.platform_model import model as platform_model
 from cortex_school.platform_model.mentions import mentions
 from cortex_school.validation.already_deployed import AlreadyDeployedCheck
@@ -241,9 +242,10 @@ def test_many_objects_of_one_component_are_collected_in_linear_time(tmp_path):
 
 def test_directory_generators_beyond_the_match_budget_are_listed(tmp_path, monkeypatch):
     """GIVEN more ApplicationSet patterns x folders than the budget WHEN read THEN the rest are listed, not matched."""
-    monkeypatch.setattr(platform_model, "MAX_GENERATOR_MATCHES", 50)
+    monkeypatch.setattr(argocd, "MAX_GENERATOR_MATCHES", 50)
     write(tmp_path, "set.yaml", "".join(
-        f"---\n{APPSET}metadata: {{name: s{i}}}\nspec: {{generators: [{{git: {{directories: [{{path: 'apps/a{i}'}}]}}}}]}}\n"
+        f"---\n{APPSET}metadata: {{name: s{i}}}\nspec: {{generators: [{{git: {{directories: [{{path: 'apps/a{i}'}}]}}}}],"
+        " template: {metadata: {name: '{{path.basename}}'}, spec: {source: {path: '{{path}}'}}}}\n"
         for i in range(20)))
     for i in range(20):
         write(tmp_path, f"apps/a{i}/x.yaml", f"kind: ConfigMap\nmetadata: {{name: c{i}}}\n")

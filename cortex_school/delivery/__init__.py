@@ -25,9 +25,9 @@ from cortex_school.delivery.steps import (
     GUARD,
     Deployer,
     Step,
+    argocd_apps_for,
     rollback_under_way,
-    sync_target_problems,
 )
 from cortex_school.delivery.verify import health_of, run_verify
 
-__all__ = ["Step", "Deployer", "GUARD", "sync_target_problems", "rollback_under_way", "run_deploy", "run_verify", "health_of", "notify", "run_rollback", "rollback_reason_class", "ROLLBACK_DURATION_BUCKETS"]
+__all__ = ["Step", "Deployer", "GUARD", "argocd_apps_for", "rollback_under_way", "run_deploy", "run_verify", "health_of", "notify", "run_rollback", "rollback_reason_class", "ROLLBACK_DURATION_BUCKETS"]

@@ -11,10 +11,8 @@ from cortex_school.delivery.steps import (
     Step,
     at_status,
     committed_manifests,
-    namespaces_of,
     rollback_under_way,
     step,
-    sync_target_problems,
 )
 from cortex_school.models import Status, utcnow
 from cortex_school.store.protocol import StateStore
@@ -36,13 +34,14 @@ def run_deploy(store: StateStore, improvement_id: str, d: Deployer, *, actor: st
     if not delivery.git_commit:
         return step(improvement_id, "deploy", "failed", status, "committed, but no commit is recorded")
     commit = delivery.git_commit
-    namespaces = namespaces_of(delivery.git_files)
-    apps = [d.app_for(ns) for ns in namespaces]
+    apps = list(delivery.argocd_apps)  # discovered when it was committed
     requested = delivery.deploy_requested_at
     if requested is None:
-        problems = sync_target_problems(d.cluster, namespaces, d.cfg)
-        if problems:
-            return step(improvement_id, "deploy", "failed", status, "; ".join(problems))
+        found, problems = d.apps_for(delivery.git_files)
+        apps = apps or found
+        if problems or not apps:
+            return step(improvement_id, "deploy", "failed", status,
+                        "; ".join(problems) or "no ArgoCD Application applies the committed files")
         targets = Targets.from_manifests(committed_manifests(d, delivery), [])
         baseline = {}
         for ns, svc in targets.services:

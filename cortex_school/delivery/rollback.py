@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from cortex_school.clients.cluster import ClusterError
 from cortex_school.clients.gitops import GitOpsConflict
 from cortex_school.delivery.notify import alert, pause_auto_approval
-from cortex_school.delivery.steps import Deployer, Step, loaded, namespaces_of, step
+from cortex_school.delivery.steps import Deployer, Step, loaded, step
 from cortex_school.models import Status, utcnow
 from cortex_school.store.leases import release
 from cortex_school.store.protocol import StateStore
@@ -62,7 +62,7 @@ def run_rollback(store: StateStore, improvement_id: str, d: Deployer, *, reason:
         return step(improvement_id, "rollback", "done" if result.applied else "skipped",
                      Status.FAILED.value, "branch never merged: nothing to revert")
     merge = delivery.git_commit or ""
-    apps = delivery.argocd_apps or [d.app_for(ns) for ns in namespaces_of(delivery.git_files)]
+    apps = delivery.argocd_apps or d.apps_for(delivery.git_files)[0]
     if not delivery.rollback_commit:
         try:
             revert, reused = d.repo.revert_improvement(improvement_id, merge, reason, d.co_author)

@@ -4,6 +4,7 @@ improvement's committed files, and whether a rollback is under way."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import yaml
@@ -13,6 +14,8 @@ from cortex_school.clients.cluster import ClusterTarget, path_covers
 from cortex_school.clients.cluster.metrics import MetricsSource
 from cortex_school.clients.gitops import GitOpsError, GitOpsRepo
 from cortex_school.models import Delivery, Improvement, Status
+from cortex_school.platform_model.argocd import Coverage, normalise_repo_url
+from cortex_school.platform_model.files import MANIFEST_SUFFIXES
 from cortex_school.settings import DeploySettings, ServiceSettings
 from cortex_school.store.protocol import StateStore
 
@@ -35,28 +38,71 @@ class Deployer:
     cfg: DeploySettings
     services: ServiceSettings
     co_author: str
+    repo_urls: frozenset[str] = frozenset()  # what this repository is called in Applications' repoURL
 
-    def app_for(self, namespace: str) -> str:
-        return self.cfg.argocd_app_template.format(namespace=namespace)
-
-
-def namespaces_of(files: list[str]) -> list[str]:
-    return sorted({f.split("/")[1] for f in files if f.startswith("apps/") and f.count("/") >= 2})
+    def apps_for(self, files: list[str]) -> tuple[list[str], list[str]]:
+        """(the Applications that apply ``files``, why some file would not be applied)."""
+        return argocd_apps_for(self.cluster, self.repo.sync(), files, self.cfg, repo_urls=self.repo_urls)
 
 
-def sync_target_problems(cluster: ClusterTarget, namespaces: list[str], cfg: DeploySettings) -> list[str]:
-    """Why ArgoCD would never apply files under ``apps/<namespace>/`` (empty: it will)."""
+def argocd_apps_for(cluster: ClusterTarget, root: Path, files: list[str], cfg: DeploySettings, *,
+                    repo_urls: frozenset[str] = frozenset(),
+                    overrides: dict[str, str] | None = None) -> tuple[list[str], list[str]]:
+    """Which ArgoCD Applications will apply ``files`` (their names, sorted), and the problems
+    that stop a change: a file no Application applies (named, with the Applications that
+    exist), a kustomization that does not list it. Discovered from the Applications ArgoCD
+    has (the live cluster's, or the simulation's from the repository) by source coverage
+    (:mod:`cortex_school.platform_model.argocd`); ``overrides`` are files as the change would
+    leave them. ``ARGOCD_APP_TEMPLATE``, when set, names the one Application per namespace
+    instead (the old convention, as an explicit override)."""
+    manifests = [f for f in files if f.endswith(MANIFEST_SUFFIXES)]
+    if cfg.argocd_app_template:
+        return _templated(cluster, manifests, cfg.argocd_app_template, cfg.argocd_namespace)
+    sources = cluster.applications()
+    known = frozenset(normalise_repo_url(u) for u in repo_urls if u)
+    if not any(normalise_repo_url(s.repo_url) in known for s in sources):
+        known = frozenset()  # no Application names this repository as configured: every git source counts
+    coverage = Coverage(sources, root, known, dict(overrides or {}))
+    apps: set[str] = set()
+    uncovered: list[str] = []
+    for f in manifests:
+        names = {s.name for s in coverage.covering(f)}
+        if not names:
+            uncovered.append(f)
+        apps |= names
     problems = []
-    for ns in namespaces:
-        app_name = cfg.argocd_app_template.format(namespace=ns)
+    if uncovered:
+        listed = [s.describe() for s in sources if coverage.ours(s)][:8]
+        more = len([s for s in sources if coverage.ours(s)]) - len(listed)
+        problems.append(
+            f"no ArgoCD Application applies {', '.join(uncovered[:5])}"
+            + (f" (+{len(uncovered) - 5} more)" if len(uncovered) > 5 else "")
+            + (f"; the Applications of this repository: {'; '.join(listed)}" + (f" (+{more} more)" if more > 0 else "")
+               if listed else f"; ArgoCD has no Application of this repository ({len(sources)} in all)"))
+    return sorted(apps), problems
+
+
+def _templated(cluster: ClusterTarget, files: list[str], template: str,
+               argocd_namespace: str) -> tuple[list[str], list[str]]:
+    """``ARGOCD_APP_TEMPLATE`` set: ``apps/<namespace>/…`` is applied by the Application the
+    template names for that namespace, if it exists and its path covers the folder."""
+    apps, problems = [], []
+    for ns in namespaces_of(files):
+        app_name = template.format(namespace=ns)
         app = cluster.application(app_name)
         if app is None:
-            problems.append(f"no ArgoCD Application {cfg.argocd_namespace}/{app_name} for "
+            problems.append(f"no ArgoCD Application {argocd_namespace}/{app_name} for "
                             f"apps/{ns}/: nothing would apply these files")
         elif not path_covers(app, f"apps/{ns}"):
             problems.append(f"ArgoCD Application {app_name} syncs path {app.path!r}"
                             f"{' recursively' if app.recurse else ''}, which does not cover apps/{ns}/")
-    return problems
+        else:
+            apps.append(app_name)
+    return apps, problems
+
+
+def namespaces_of(files: list[str]) -> list[str]:
+    return sorted({f.split("/")[1] for f in files if f.startswith("apps/") and f.count("/") >= 2})
 
 
 def committed_manifests(d: Deployer, delivery: Delivery) -> list[dict[str, Any]]:

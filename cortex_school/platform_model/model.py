@@ -19,18 +19,17 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
-from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from cortex_school.platform_model.argocd import AppSource
 
 from cortex_school.platform_model.files import MAX_FILE_BYTES, ManifestSet, load_text, manifest_files, read_file, walk
 
 WORKLOAD_KINDS = frozenset({"Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob", "ReplicaSet", "Pod"})
 ARGO_KINDS = frozenset({"Application", "ApplicationSet"})
 _SKIP_DIRS = frozenset({".git", "node_modules", "vendor"})
-# Git directory generators: path patterns × folders matched, for the whole repository (a
-# real one needs a few thousand; thousands of ApplicationSets × thousands of folders, hours).
-MAX_GENERATOR_MATCHES = 1_000_000
 
 
 def _dict(value: Any) -> dict[str, Any]:
@@ -170,6 +169,11 @@ class Inventory:
     unreadable: list[tuple[str, str]] = field(default_factory=list)
     not_objects: list[tuple[str, str]] = field(default_factory=list)
     comments: list[Comment] = field(default_factory=list)
+    # ArgoCD Applications and ApplicationSets as written (file, object), and every folder of
+    # the repository: what ``app_sources`` expands (git directory generators match folders).
+    argo_objects: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    folders: list[str] = field(default_factory=list)
+    _app_sources: list["AppSource"] | None = field(default=None, repr=False, compare=False)
 
     def comments_in(self, files: set[str]) -> list[Comment]:
         return [c for c in self.comments if c.file in files]
@@ -180,6 +184,17 @@ class Inventory:
 
     def namespaces(self) -> list[str]:
         return sorted({o.namespace for o in self.objects if o.namespace})
+
+    def app_sources(self) -> list["AppSource"]:
+        """The repository's own Applications, ApplicationSets expanded into the
+        Applications they generate (see :mod:`cortex_school.platform_model.argocd`)."""
+        from cortex_school.platform_model.argocd import discover
+
+        if self._app_sources is None:
+            problems: list[tuple[str, str]] = []
+            self._app_sources = discover(self.argo_objects, self.folders, problems)
+            self.unreadable.extend(problems)
+        return self._app_sources
 
     def by_kind(self, *kinds: str) -> list[PlatformObject]:
         wanted = set(kinds)
@@ -449,10 +464,12 @@ def read_inventory(root: Path, *, revision: str | None = None) -> Inventory:
                         if target is not None:
                             kustomize_ns.setdefault(target, k.namespace)
     chart_set = set(chart_dirs)
+    folders: set[str] = set()
     for path in manifest_files([root]):
         rel = path.relative_to(root).as_posix()
         if any(part in _SKIP_DIRS for part in path.relative_to(root).parts):
             continue
+        folders.add(rel.rsplit("/", 1)[0] if "/" in rel else "")
         chart = next((c for c in reversed(path.parents) if c in chart_set), None)  # the outermost
         if chart is not None:
             if "templates" in path.relative_to(chart).parts:
@@ -481,6 +498,8 @@ def read_inventory(root: Path, *, revision: str | None = None) -> Inventory:
                 continue
             inv.objects.append(po)
             if po.kind in ARGO_KINDS and po.group == "argoproj.io":
+                if len(inv.argo_objects) < MAX_ARGO_OBJECTS:
+                    inv.argo_objects.append((rel, obj))
                 app = _app(obj, rel)
                 inv.applications.append(app)
                 if app.chart:
@@ -489,8 +508,12 @@ def read_inventory(root: Path, *, revision: str | None = None) -> Inventory:
                                                 repository=app.repo_url, namespace=app.destination_namespace,
                                                 images=tuple(_values_images(values)),
                                                 enabled=tuple(_enabled_subcharts(values))))
+    inv.folders = sorted({d for f in folders for d in _ancestors(f)})
     _mark_deployed(inv, root)
     return inv
+
+
+MAX_ARGO_OBJECTS = 5000
 
 
 MAX_LIVE_OBJECTS = 20_000
@@ -548,108 +571,22 @@ def live_key(live: Any) -> int:
     return hash(tuple(sorted(facts)))
 
 
-def _braces(pattern: str) -> list[str]:
-    """ArgoCD's include/exclude globs may list alternatives: ``{a/*,b/*}``."""
-    if pattern.startswith("{") and pattern.endswith("}"):
-        return [p.strip() for p in pattern[1:-1].split(",") if p.strip()]
-    return [pattern] if pattern else []
-
-
-def _segments_match(pattern: str, path: str) -> bool:
-    """Go's path.Match, as ArgoCD's git directory generator uses it: ``*`` stays within
-    one path segment."""
-    pp, xp = pattern.strip("/").split("/"), path.strip("/").split("/")
-    return len(pp) == len(xp) and all(fnmatchcase(x, p) for p, x in zip(pp, xp, strict=True))
-
-
-@dataclass(frozen=True)
-class _Source:
-    path: str
-    recurse: bool
-    include: tuple[str, ...]
-    exclude: tuple[str, ...]
-
-    def covers(self, rel: str) -> bool:
-        base = self.path.strip("/")
-        if base in ("", "."):
-            inner = rel
-        elif rel.startswith(base + "/"):
-            inner = rel[len(base) + 1:]
-        else:
-            return False
-        if "/" in inner and not self.recurse:
-            return False
-        if self.include and not any(fnmatchcase(inner, p) or fnmatchcase(inner.rsplit("/", 1)[-1], p)
-                                    for p in self.include):
-            return False
-        return not any(fnmatchcase(inner, p) or fnmatchcase(inner.rsplit("/", 1)[-1], p) for p in self.exclude)
-
-
-def _sources(inv: Inventory, root: Path) -> list[_Source]:
-    """Every folder an Application or ApplicationSet of this repository applies."""
-    out: list[_Source] = []
-    dirs = sorted({p.parent.relative_to(root).as_posix() for p in manifest_files([root])})
-    all_dirs = sorted({d for x in dirs for d in _ancestors(x)})
-    budget = MAX_GENERATOR_MATCHES
-    for app in inv.applications:
-        include, exclude = tuple(_braces(app.include)), tuple(_braces(app.exclude))
-        if app.kind == "ApplicationSet" and app.generator_directories:
-            budget -= len(all_dirs) * (len(app.generator_directories) + len(app.generator_excludes))
-            if budget < 0:
-                inv.unreadable.append((app.file, f"ApplicationSet {app.name}: its directory generators "
-                                       f"not matched (more than {MAX_GENERATOR_MATCHES} pattern × folder "
-                                       "matches in the repository)"))
-                continue
-            for d in all_dirs:
-                if any(_segments_match(p, d) for p in app.generator_directories) and \
-                        not any(_segments_match(p, d) for p in app.generator_excludes):
-                    out.append(_Source(d, app.recurse, include, exclude))
-        elif app.path and not app.chart and "{{" not in app.path:
-            out.append(_Source(app.path, app.recurse, include, exclude))
-    # A covered Kustomization also applies what it lists from elsewhere (../base).
-    applied = _SourceIndex(out)
-    for k in inv.kustomizations:
-        if applied.covers(f"{k.path}/kustomization.yaml"):
-            for res in k.resources:
-                target = _resolve(root / k.path / res)
-                if target is not None and target.is_relative_to(root.resolve()):
-                    rel = target.relative_to(root.resolve()).as_posix()
-                    source = (_Source(rel, True, (), ()) if target.is_dir() else
-                              _Source(rel.rsplit("/", 1)[0] if "/" in rel else "", False,
-                                      (rel.rsplit("/", 1)[-1],), ()))
-                    out.append(source)
-                    applied.add(source)  # a Kustomization it lists is covered, too (base of a base)
-    return out
-
-
-class _SourceIndex:
-    """Sources by folder, so whether one covers a file costs the file's depth, not the
-    number of sources (``_Source.covers`` on each would be files × sources)."""
-
-    def __init__(self, sources: list[_Source]) -> None:
-        self.by_base: dict[str, list[_Source]] = {}
-        for s in sources:
-            self.add(s)
-
-    def add(self, source: _Source) -> None:
-        base = source.path.strip("/")
-        self.by_base.setdefault("" if base == "." else base, []).append(source)
-
-    def covers(self, rel: str) -> bool:
-        # A source covers ``rel`` only if its folder is "" or "." or ``rel`` starts with it + "/".
-        return any(s.covers(rel) for base in ("", *_ancestors(rel)[:-1]) for s in self.by_base.get(base, ()))
-
-
 def _ancestors(rel: str) -> list[str]:
     parts = rel.split("/") if rel not in ("", ".") else []
     return ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
 
 
 def _mark_deployed(inv: Inventory, root: Path) -> None:
+    """An object is deployed when an Application of the repository applies its file (the
+    rules of :class:`~cortex_school.platform_model.argocd.Coverage`: directory, Kustomize,
+    Helm sources; ApplicationSets expanded). Without any Application nothing is known."""
     if not inv.applications:
         return
-    sources = _SourceIndex(_sources(inv, root))
-    inv.objects = [replace(o, deployed=o.kind in ARGO_KINDS or sources.covers(o.file)) for o in inv.objects]
+    from cortex_school.platform_model.argocd import Coverage
+
+    coverage = Coverage(inv.app_sources(), root)
+    applied = {f for f in {o.file for o in inv.objects} if coverage.covering(f)}
+    inv.objects = [replace(o, deployed=o.kind in ARGO_KINDS or o.file in applied) for o in inv.objects]
 
 
 def _helm_values(app: dict[str, Any]) -> Any:

@@ -56,8 +56,9 @@ class Implementer:
     schemas: SchemaChecker
     policy: PolicySettings
     co_author: str
-    # Why ArgoCD would never apply files for these namespaces (None: no cluster to ask).
-    sync_check: Callable[[list[str]], list[str]] | None = None
+    # (checkout, files, the files as the change leaves them) → (the ArgoCD Applications that
+    # will apply them, why some file would not be applied). None: no cluster to ask.
+    sync_check: Callable[[Path, list[str], dict[str, str]], tuple[list[str], list[str]]] | None = None
     # One change in flight per namespace: returns the improvement that holds one of them.
     lease: Callable[[str, list[str]], str | None] | None = None
     # The health checks' queries: a generated recording rule may not write what they read.
@@ -188,7 +189,7 @@ def run_implement(store: StateStore, improvement_id: str, *, implementer: Implem
     workdir = implementer.repo.sync()
     landed = implementer.repo.find_existing(loaded.id)
     if landed is not None:  # an earlier run committed it and died before recording that
-        return _committed(store, loaded, landed, implementer, actor), landed
+        return _committed(store, loaded, landed, implementer, actor, []), landed
     chunks, _problems = chunk_gitops_dir(workdir / "apps") if (workdir / "apps").is_dir() \
         else chunk_gitops_dir(workdir)
     inventory = Inventory.from_payloads([c.payload for c in chunks])
@@ -225,8 +226,10 @@ def run_implement(store: StateStore, improvement_id: str, *, implementer: Implem
     if violations:
         return _blocked(store, loaded, worker, violations, actor)
 
+    files = to_files(manifests, plan.namespaces[0])
+    apps: list[str] = []
     if implementer.sync_check is not None:
-        unsynced = implementer.sync_check(plan.namespaces)
+        apps, unsynced = implementer.sync_check(workdir, sorted(files), files)
         if unsynced:
             return _to_review(store, loaded, "not committed: " + "; ".join(unsynced), actor), None
     if implementer.lease is not None and implementer.repo.mode == "merge":
@@ -238,7 +241,6 @@ def run_implement(store: StateStore, improvement_id: str, *, implementer: Implem
                 improvement_id=loaded.id, stage=STAGE, outcome="waiting", status=loaded.status.value,
                 detail=f"waiting: {holder} is in flight in {', '.join(plan.namespaces)} "
                        "(one change per namespace)"), None
-    files = to_files(manifests, plan.namespaces[0])
     message = commit_message(loaded, plan, manifests, implementer.co_author)
     try:
         result = implementer.repo.commit_improvement(loaded.id, files, message)
@@ -251,7 +253,7 @@ def run_implement(store: StateStore, improvement_id: str, *, implementer: Implem
     if result.push_attempts > 1:
         store.count("git_push_failures", result.push_attempts - 1)  # rejected, then retried
 
-    return _committed(store, loaded, result, implementer, actor), result
+    return _committed(store, loaded, result, implementer, actor, apps), result
 
 
 def _blocked(store: StateStore, improvement: Improvement, worker: str,
@@ -265,9 +267,10 @@ def _blocked(store: StateStore, improvement: Improvement, worker: str,
 
 
 def _committed(store: StateStore, loaded: Improvement, result: CommitResult,
-               implementer: Implementer, actor: str) -> StageOutcome:
+               implementer: Implementer, actor: str, apps: list[str]) -> StageOutcome:
     merged = result.merge_commit is not None
     fields = {
+        "argocd_apps": json.dumps(apps),  # empty: the deploy stage discovers them
         "git_commit": result.merge_commit or result.commit,
         "git_branch": result.branch,
         "git_branch_commit": result.commit,

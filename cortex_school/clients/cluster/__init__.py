@@ -9,7 +9,10 @@ injectable faults. Both are read by the same deploy, verify and rollback code.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from cortex_school.platform_model.argocd import AppSource
 
 from cortex_school.errors import (
     PermanentError,
@@ -72,6 +75,9 @@ class ClusterTarget(Protocol):
     name: str
 
     def application(self, app: str) -> AppState | None: ...
+
+    def applications(self) -> list[AppSource]:
+        """Every Application ArgoCD has (each source), to find which apply a file."""
 
     def hard_refresh(self, app: str) -> None: ...
 

@@ -11,6 +11,7 @@ from cortex_school.clients.cluster import (
     PodState,
     cluster_error,
 )
+from cortex_school.platform_model.argocd import AppSource, from_application
 
 ARGO_GROUP, ARGO_VERSION, ARGO_PLURAL = "argoproj.io", "v1alpha1", "applications"
 # REST paths of the kinds the gate asks about: (API prefix, plural, namespaced).
@@ -51,6 +52,7 @@ def has_kube_config(kubeconfig: str | None) -> bool:
 # (connect, read) seconds for each list of the live merge: a cluster that accepts the
 # connection and never answers must not hold the platform model (and every validation).
 LIVE_TIMEOUT = (3, 10)
+APP_PAGE, MAX_APP_PAGES = 500, 20  # Applications listed per request, requests per listing
 
 
 class KubernetesCluster:
@@ -90,15 +92,38 @@ class KubernetesCluster:
         if obj is None:
             return None
         spec = obj.get("spec") or {}
-        source = spec.get("source") or (spec.get("sources") or [{}])[0]
+        sources = spec.get("sources") or []
+        at = next((i for i, s in enumerate(sources) if isinstance(s, dict) and s.get("path")), 0)
+        source = spec.get("source") or (sources[at] if sources else {})
         status = obj.get("status") or {}
         sync = status.get("sync") or {}
+        revisions = sync.get("revisions") or []  # a multi-source Application: one per source
+        revision = sync.get("revision") or (revisions[at] if len(revisions) > at else None)
         return AppState(
-            name=app, sync_status=sync.get("status", "Unknown"), revision=sync.get("revision"),
+            name=app, sync_status=sync.get("status", "Unknown"), revision=revision,
             health=(status.get("health") or {}).get("status", "Unknown"),
             path=source.get("path", ""), recurse=bool((source.get("directory") or {}).get("recurse")),
             repo_url=source.get("repoURL", ""),
         )
+
+    def applications(self) -> list[AppSource]:
+        """The live Applications in the ArgoCD namespace (those an ApplicationSet generated
+        are Applications there too), each source as an :class:`AppSource`."""
+        out: list[AppSource] = []
+        token = None
+        for _ in range(MAX_APP_PAGES):
+            kwargs: dict[str, Any] = {"limit": APP_PAGE, "_request_timeout": LIVE_TIMEOUT}
+            if token:
+                kwargs["_continue"] = token
+            page = self._call(self.custom.list_namespaced_custom_object, ARGO_GROUP, ARGO_VERSION,
+                              self.argocd_namespace, ARGO_PLURAL, **kwargs) or {}
+            for obj in page.get("items") or []:
+                if isinstance(obj, dict):
+                    out += from_application(obj, "live")
+            token = (page.get("metadata") or {}).get("continue")
+            if not token:
+                break
+        return out
 
     def hard_refresh(self, app: str) -> None:
         # The client sends a dict body to patch_* as application/merge-patch+json.

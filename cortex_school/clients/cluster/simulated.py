@@ -1,8 +1,9 @@
 """A simulated cluster for the demo and tests only (``CLUSTER_TARGET=simulated``).
 
 It plays ArgoCD and the kubelet over the GitOps repository: Applications are the
-``argoproj.io/Application`` objects in the repository; a hard refresh "syncs" an
-Application to the branch tip, applying the manifests under its path to an in-memory
+``argoproj.io/Application`` objects anywhere in the repository, with those its
+ApplicationSets generate; a hard refresh "syncs" an Application to the branch tip,
+applying the manifests it covers (directory, Kustomize and Helm rules) to an in-memory
 model kept in Redis (so every worker process sees the same cluster). Pods follow the
 workloads' replicas and are healthy unless a fault is injected for them:
 
@@ -25,6 +26,8 @@ import redis
 import yaml
 
 from cortex_school.clients.cluster import AppState, ClusterRefused, PodState
+from cortex_school.platform_model.argocd import AppSource, Coverage
+from cortex_school.platform_model.model import read_inventory
 
 KEY = "simulated:cluster"  # hash: app name → JSON state
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
@@ -40,16 +43,12 @@ def parse_faults(text: str) -> dict[str, str]:
     return faults
 
 
-def _manifests(root: Path, path: str, recurse: bool) -> list[dict[str, Any]]:
-    base = root / path
-    if not base.is_dir():
-        return []
-    files = base.rglob("*.y*ml") if recurse else base.glob("*.y*ml")
+def _read(root: Path, files: Iterable[str]) -> list[dict[str, Any]]:
     out = []
-    for f in sorted(files):
+    for rel in sorted(files):
         try:
-            out += [d for d in yaml.safe_load_all(f.read_text()) if isinstance(d, dict)]
-        except yaml.YAMLError:
+            out += [d for d in yaml.safe_load_all((root / rel).read_text()) if isinstance(d, dict)]
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
             continue
     return out
 
@@ -64,16 +63,25 @@ class SimulatedCluster:
 
     # -- ArgoCD ---------------------------------------------------------------------
     def _applications(self, root: Path) -> dict[str, dict[str, Any]]:
-        apps = {}
-        for doc in _manifests(root, "apps", True):
-            if doc.get("kind") == "Application" and doc.get("apiVersion", "").startswith("argoproj.io/"):
-                source = (doc.get("spec") or {}).get("source") or {}
-                apps[doc["metadata"]["name"]] = {
-                    "path": source.get("path", ""),
-                    "recurse": bool((source.get("directory") or {}).get("recurse")),
-                    "repo_url": source.get("repoURL", ""),
-                }
+        """ArgoCD's Applications: the repository's own, wherever they are in it, with each
+        ApplicationSet's generated ones; each with the files it applies (the same rules
+        as discovery: directory, Kustomize, Helm)."""
+        inventory = read_inventory(root)
+        sources = inventory.app_sources()
+        coverage = Coverage(sources, root)
+        files = sorted({o.file for o in inventory.objects})
+        apps: dict[str, dict[str, Any]] = {}
+        for src in sources:
+            app = apps.setdefault(src.name, {"path": src.path, "recurse": src.recurse, "repo_url": src.repo_url,
+                                             "files": []})
+            app["files"] = sorted(set(app["files"]) | {f for f in files if coverage.applies(src, f)})
         return apps
+
+    def applications(self) -> list[AppSource]:
+        return self.repo_sources()
+
+    def repo_sources(self) -> list[AppSource]:
+        return read_inventory(self.repo.sync()).app_sources()
 
     def _bootstrap(self) -> None:
         """The first look finds every Application synced, as ArgoCD would have left them."""
@@ -82,8 +90,7 @@ class SimulatedCluster:
         root = self.repo.sync()
         revision = self.repo.head()
         for app, spec in self._applications(root).items():
-            state = {**spec, "revision": revision, "sync_status": "Synced",
-                     "objects": _manifests(root, spec["path"], spec["recurse"])}
+            state = {**spec, "revision": revision, "sync_status": "Synced", "objects": _read(root, spec["files"])}
             self.redis.hsetnx(KEY, app, json.dumps(state))
 
     def _state(self, app: str) -> dict[str, Any] | None:
@@ -110,8 +117,7 @@ class SimulatedCluster:
                      "objects": previous.get("objects", [])}
         else:
             revision = self.repo.head()
-            state = {**spec, "revision": revision, "sync_status": "Synced",
-                     "objects": _manifests(root, spec["path"], spec["recurse"])}
+            state = {**spec, "revision": revision, "sync_status": "Synced", "objects": _read(root, spec["files"])}
         self.redis.hset(KEY, app, json.dumps(state))
 
     def _health(self, state: dict[str, Any]) -> str:
