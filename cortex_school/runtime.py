@@ -243,8 +243,10 @@ def get_cluster() -> "ClusterTarget":
         target = "kubernetes"
     if target == "simulated":
         from cortex_school.clients.cluster.simulated import SimulatedCluster, parse_faults
+        from cortex_school.platform_model.argocd import simulated_applications
 
-        return SimulatedCluster(get_redis(), get_gitops_repo(), parse_faults(cfg.simulated_faults))
+        return SimulatedCluster(get_redis(), get_gitops_repo(), parse_faults(cfg.simulated_faults),
+                                simulated_applications)
     return KubernetesCluster(argocd_namespace=cfg.argocd_namespace, kubeconfig=cfg.kubeconfig,
                              context=cfg.kube_context)
 

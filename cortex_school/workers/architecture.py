@@ -16,7 +16,7 @@ from cortex_school.workers.manifests import (
 from cortex_school.workers.plan import PlannedResource, Storage
 
 KINDS = ("Deployment", "StatefulSet", "DaemonSet", "ConfigMap", "PersistentVolumeClaim",
-         "StorageClass", "PodDisruptionBudget")
+         "StorageClass", "PodDisruptionBudget", "HorizontalPodAutoscaler")
 
 
 def deployment(res: PlannedResource, ctx: RenderContext) -> list[Manifest]:
@@ -109,12 +109,44 @@ def storageclass(res: PlannedResource, ctx: RenderContext) -> list[Manifest]:
 
 
 def pdb(res: PlannedResource, ctx: RenderContext) -> list[Manifest]:
+    """``maxUnavailable`` when the plan names it (it never blocks a drain on its own),
+    else ``minAvailable`` (1 unless named)."""
+    budget = {"maxUnavailable": res.max_unavailable} if res.max_unavailable is not None else \
+        {"minAvailable": 1 if res.min_available is None else res.min_available}
     return [{
         "apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
         "metadata": metadata(res, ctx),
-        "spec": {"minAvailable": 1 if res.min_available is None else res.min_available,
-                 "selector": {"matchLabels": app_labels(res)}},
+        "spec": {**budget, "selector": {"matchLabels": app_labels(res)}},
     }]
+
+
+_SCALABLE = ("Deployment", "StatefulSet")
+
+
+def hpa(res: PlannedResource, ctx: RenderContext) -> list[Manifest]:
+    """An autoscaling/v2 HorizontalPodAutoscaler on CPU and/or memory utilisation of the
+    workload the plan names (``target``; its kind from ``companion_of``, else Deployment)."""
+    kind = (res.companion_of or "Deployment/").split("/", 1)[0]
+    if not res.target or kind not in _SCALABLE:
+        raise PlanError(f"HorizontalPodAutoscaler {res.name} needs a Deployment or StatefulSet to scale")
+    if res.max_replicas is None:
+        raise PlanError(f"HorizontalPodAutoscaler {res.name} needs maxReplicas")
+    low = res.min_replicas or 1
+    if low > res.max_replicas:
+        raise PlanError(f"HorizontalPodAutoscaler {res.name}: minReplicas {low} above maxReplicas {res.max_replicas}")
+    metrics = [{"type": "Resource", "resource": {"name": name, "target": {"type": "Utilization",
+                                                                           "averageUtilization": value}}}
+               for name, value in (("cpu", res.cpu_utilization), ("memory", res.memory_utilization)) if value]
+    spec: dict = {
+        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": kind, "name": res.target},
+        "minReplicas": low, "maxReplicas": res.max_replicas,
+        "metrics": metrics or [{"type": "Resource", "resource": {
+            "name": "cpu", "target": {"type": "Utilization", "averageUtilization": 80}}}],
+    }
+    if res.scale_down_seconds is not None:
+        spec["behavior"] = {"scaleDown": {"stabilizationWindowSeconds": res.scale_down_seconds}}
+    return [{"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+             "metadata": metadata(res, ctx), "spec": spec}]
 
 
 RENDERERS = {
@@ -125,4 +157,5 @@ RENDERERS = {
     "PersistentVolumeClaim": pvc,
     "StorageClass": storageclass,
     "PodDisruptionBudget": pdb,
+    "HorizontalPodAutoscaler": hpa,
 }

@@ -16,6 +16,8 @@ from cortex_school.workers.policy import owned_secret_name
 
 MANAGED_BY = "cortex-school"
 ANNOTATION_PREFIX = "cortex-school.io"
+# On a companion: the existing object (Kind/namespace/name) it serves; the gate checks it.
+COMPANION_ANNOTATION = f"{ANNOTATION_PREFIX}/companion-of"
 
 Manifest = dict[str, Any]
 
@@ -70,7 +72,7 @@ def metadata(resource: PlannedResource, prov: RenderContext, *, namespaced: bool
     }
     meta["annotations"] = prov.annotations() | (
         {f"{ANNOTATION_PREFIX}/purpose": resource.purpose} if resource.purpose else {}
-    )
+    ) | ({COMPANION_ANNOTATION: resource.companion_of} if resource.companion_of else {})
     return meta
 
 

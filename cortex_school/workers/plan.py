@@ -25,6 +25,7 @@ KIND_OWNERS: dict[str, str] = {
     "PersistentVolumeClaim": "architecture",
     "StorageClass": "architecture",
     "PodDisruptionBudget": "architecture",
+    "HorizontalPodAutoscaler": "architecture",
     "Service": "integration",
     "Ingress": "integration",
     "ExternalSecret": "integration",
@@ -42,7 +43,7 @@ KIND_OWNERS: dict[str, str] = {
 }
 ResourceKind = Literal[
     "Deployment", "StatefulSet", "DaemonSet", "ConfigMap", "PersistentVolumeClaim",
-    "StorageClass", "PodDisruptionBudget", "Service", "Ingress", "ExternalSecret", "Role",
+    "StorageClass", "PodDisruptionBudget", "HorizontalPodAutoscaler", "Service", "Ingress", "ExternalSecret", "Role",
     "RoleBinding", "ServiceAccount", "NetworkPolicy", "Certificate", "SecretRotationCronJob",
     "MigrationJob", "BackupCronJob", "PrometheusRule", "ServiceMonitor", "GrafanaDashboard",
 ]
@@ -159,6 +160,18 @@ class PlannedResource(_Strict):
     target: str | None = Field(None, pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
     target_namespace: str | None = Field(None, pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
     min_available: int | None = Field(None, ge=0, le=50)
+    max_unavailable: int | None = Field(None, ge=1, le=50)
+    # A companion serves an object this system does not own (a PDB, an HPA, a ServiceMonitor
+    # for an existing workload): "Kind/namespace/name" of that object, from the platform
+    # model. The gate checks it exists and that the companion selects only its pods.
+    companion_of: str | None = Field(None, max_length=300,
+                                     pattern=r"^[A-Z][A-Za-z]{1,62}/[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?/"
+                                             r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+    min_replicas: int | None = Field(None, ge=1, le=50)
+    max_replicas: int | None = Field(None, ge=1, le=50)
+    cpu_utilization: int | None = Field(None, ge=1, le=100)  # percent of requests
+    memory_utilization: int | None = Field(None, ge=1, le=100)
+    scale_down_seconds: int | None = Field(None, ge=0, le=3600)  # stabilisation window
     interval: str | None = Field(None, pattern=r"^[0-9]+(s|m|h)$")
     secret_keys: list[str] = Field(default_factory=list, max_length=20)
     panels: list[Panel] = Field(default_factory=list, max_length=30)

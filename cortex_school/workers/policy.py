@@ -54,6 +54,9 @@ ALLOWED_LABELS = frozenset({"app.kubernetes.io/name", MANAGED_BY_LABEL, "app.kub
 RESERVED_LABELS = frozenset({"app.kubernetes.io/instance", "app.kubernetes.io/part-of",
                              "argocd.argoproj.io/instance", "pod-security.kubernetes.io/enforce"})
 IMPROVEMENT_ANNOTATION = "cortex-school.io/improvement-id"
+# A companion names the existing object it serves (Kind/namespace/name); checked below.
+COMPANION_ANNOTATION = "cortex-school.io/companion-of"
+_COMPANION_KINDS = frozenset({"Deployment", "StatefulSet", "DaemonSet", "Service", "CronJob"})
 
 Manifest = dict[str, Any]
 
@@ -102,6 +105,7 @@ KINDS: dict[str, KindRule] = {
                                                  "parameters", "reclaimPolicy",
                                                  "volumeBindingMode", "allowVolumeExpansion"})),
     "PodDisruptionBudget": KindRule(("policy/v1",), True, "architecture"),
+    "HorizontalPodAutoscaler": KindRule(("autoscaling/v2",), True, "architecture"),
     "Service": KindRule(("v1",), True, "integration, architecture (headless)"),
     "Ingress": KindRule(("networking.k8s.io/v1",), True, "integration"),
     "ExternalSecret": KindRule(("external-secrets.io/v1beta1", "external-secrets.io/v1"), True,
@@ -545,6 +549,7 @@ class _Change:
     secrets: set[tuple[str, str]] = field(default_factory=set)  # declared (ExternalSecret/Certificate)
     pod_labels: list[tuple[str, dict[str, str]]] = field(default_factory=list)
     workload_selectors: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+    workloads: set[tuple[str, str, str]] = field(default_factory=set)  # (kind, namespace, name)
     bound: set[tuple[str, str]] = field(default_factory=set)  # SAs bound to the change's own Roles
     improvement_ids: set[str] = field(default_factory=set)
     ingress_hosts: set[tuple[str, str]] = field(default_factory=set)
@@ -587,6 +592,7 @@ class _Change:
                 selector, _ = _selector_labels(_dig(m, ("spec", "selector")))
                 if selector and kind != "CronJob" and kind != "Job":
                     c.workload_selectors.append((ns, selector))
+                c.workloads.add((str(kind), ns, name))
                 # A StatefulSet's claims come from its volumeClaimTemplates (named
                 # <template>-<pod>); a pod's `volumes` may only name PVC objects of the change.
         for m in manifests:
@@ -622,6 +628,7 @@ class _Checker:
         self.meta = _map(manifest.get("metadata"))
         self.ns = str(self.meta.get("namespace") or "")
         self.name = str(self.meta.get("name") or "")
+        self.serves: tuple[str, str, str] | None = None  # the existing object a companion serves
 
     def add(self, rule: str, path: str, detail: str, action: str = "refuse") -> None:
         self.found.append(Violation(rule=rule, object=self.ref, path=path, detail=detail,
@@ -1291,6 +1298,12 @@ class _Checker:
         if self.sys_selects(labels, self.ns):
             self.add("system-object", "spec.selector", "a disruption budget over the system's "
                      "own workers")
+        elif self.serves is not None and self._selects_served(labels):
+            spec = _map(self.m.get("spec"))
+            budget = spec.get("maxUnavailable")
+            if not (isinstance(budget, int) and not isinstance(budget, bool) and budget >= 1):
+                self.add("disruption-budget", "spec", "a budget over an existing workload's pods without "
+                         "maxUnavailable >= 1 can block node drains", "review")
         elif not self.change.selects_own_pods(labels, self.ns):
             self.add("disruption-budget", "spec.selector", f"covers pods this change does not run "
                      f"({labels}): can block node drains for others", "review")
@@ -1470,12 +1483,81 @@ class _Checker:
 
     def _existing_pods(self, selector: dict[str, str], where: str) -> None:
         """A generated selector may not also match pods that already run (another team's
-        workload with the same labels would be exposed, pinned or adopted)."""
+        workload with the same labels would be exposed, pinned or adopted); a companion's
+        may match the pods of the workload it serves, and no other's."""
         if not self.generated or not selector:
             return
+        served = f"{self.serves[0]} {self.serves[2]}" if self.serves else None
         for ns, workload, labels in self.ctx.existing_pods:
-            if ns in (self.ns, "") and set(selector.items()) <= labels:
+            if ns in (self.ns, "") and set(selector.items()) <= labels and workload != served:
                 self.add("selector", where, f"also selects the pods of the existing {workload}")
+
+    def companion(self) -> None:
+        """``cortex-school.io/companion-of: Kind/namespace/name``: the object must be one the
+        repository defines, in this object's namespace, not one of the system's own; the
+        companion rules (a disruption budget, an autoscaler, a selector over its pods) then
+        apply to that object only."""
+        value = _map(self.meta.get("annotations")).get(COMPANION_ANNOTATION)
+        if value is None:
+            return
+        parts = str(value).split("/")
+        if len(parts) != 3 or parts[0] not in _COMPANION_KINDS:
+            self.add("companion", f"metadata.annotations.{COMPANION_ANNOTATION}",
+                     f"{str(value)[:120]!r} is not Kind/namespace/name of a workload or Service")
+            return
+        kind, ns, name = parts
+        existing = self.ctx.existing
+        if ns != self.ns:
+            self.add("companion", f"metadata.annotations.{COMPANION_ANNOTATION}",
+                     f"serves {value}: a companion lives in the namespace of what it serves ({self.ns})")
+        elif (kind, ns, name) not in existing and (kind, "", name) not in existing:
+            self.add("companion", f"metadata.annotations.{COMPANION_ANNOTATION}",
+                     f"serves {kind} {ns}/{name}, which the GitOps repository does not define")
+        elif self.ctx.system.owns_name(name) or ns == self.ctx.system.namespace:
+            self.add("system-object", f"metadata.annotations.{COMPANION_ANNOTATION}",
+                     f"serves {kind} {ns}/{name}, one of the system's own objects")
+        else:
+            self.serves = (kind, ns, name)
+
+    def _selects_served(self, selector: dict[str, str]) -> bool:
+        """Whether ``selector`` matches the pods of the workload this companion serves."""
+        if self.serves is None:
+            return False
+        served = f"{self.serves[0]} {self.serves[2]}"
+        return any(ns in (self.ns, "") and workload == served and set(selector.items()) <= labels
+                   for ns, workload, labels in self.ctx.existing_pods)
+
+    def hpa(self) -> None:
+        """Scales a workload of this change, or the existing one it is a companion of; CPU
+        and memory utilisation only; replicas within the gate's bound."""
+        spec = _map(self.m.get("spec"))
+        extra = set(spec) - {"scaleTargetRef", "minReplicas", "maxReplicas", "metrics", "behavior"}
+        if extra:
+            self.add("autoscaler", "spec", f"fields never generated: {', '.join(sorted(map(str, extra)))}")
+        ref = _map(spec.get("scaleTargetRef"))
+        kind, name = str(ref.get("kind", "")), str(ref.get("name", ""))
+        own = (kind, self.ns, name) in self.change.workloads
+        served = self.serves is not None and self.serves[0] == kind and self.serves[2] == name
+        if ref.get("apiVersion") != "apps/v1" or kind not in ("Deployment", "StatefulSet"):
+            self.add("autoscaler", "spec.scaleTargetRef", f"scales {kind[:40]!r}: only apps/v1 Deployments "
+                     "and StatefulSets")
+        elif not (own or served):
+            self.add("autoscaler", "spec.scaleTargetRef", f"scales {kind} {name[:80]}, which is neither "
+                     "created by this change nor the existing workload it names as companion-of")
+        for key in ("minReplicas", "maxReplicas"):
+            value = spec.get(key)
+            if key in spec and not (isinstance(value, int) and not isinstance(value, bool)
+                                    and 1 <= value <= MAX_REPLICAS):
+                self.add("resources", f"spec.{key}", f"{key} {str(value)[:20]} (1..{MAX_REPLICAS})")
+        for i, metric in enumerate(_list(spec.get("metrics"))):
+            metric = _map(metric)
+            resource = _map(metric.get("resource"))
+            if metric.get("type") != "Resource" or resource.get("name") not in ("cpu", "memory") or \
+                    _map(resource.get("target")).get("type") != "Utilization":
+                self.add("autoscaler", f"spec.metrics[{i}]", "only cpu/memory Utilization metrics are generated")
+        behavior = _map(spec.get("behavior"))
+        if set(behavior) - {"scaleDown"} or set(_map(behavior.get("scaleDown"))) - {"stabilizationWindowSeconds"}:
+            self.add("autoscaler", "spec.behavior", "only a scale-down stabilisation window is generated")
 
     def storage_class(self) -> None:
         self.add("storage-class", "", "a StorageClass is cluster-wide: a person reviews it",
@@ -1626,6 +1708,7 @@ def _check_object(c: _Checker) -> None:
         c.provenance()
     if c.generated:
         c.system_and_ownership(row)
+        c.companion()
     c.shape()
     c.strings()
     kind = c.kind
@@ -1637,7 +1720,7 @@ def _check_object(c: _Checker) -> None:
         "NetworkPolicy": c.network_policy, "PodDisruptionBudget": c.pdb,
         "ExternalSecret": c.external_secret, "Certificate": c.certificate,
         "PrometheusRule": c.prometheus_rule, "ServiceMonitor": c.service_monitor,
-        "StorageClass": c.storage_class,
+        "StorageClass": c.storage_class, "HorizontalPodAutoscaler": c.hpa,
     }
     if kind in handlers and (row is not None or c.ctx.audit):
         handlers[kind]()
@@ -1741,7 +1824,12 @@ def check_plan(plan: Any, policy: PolicySettings, system: SystemIdentity) -> lis
         if r.kind == "SecretRotationCronJob" and r.target and (r.namespace, r.target) not in external:
             add("plan-ref", "target", f"rotates ExternalSecret {r.target!r}, which the plan does "
                 "not create")
-        if r.kind in ("Service", "PodDisruptionBudget"):
+        if r.kind == "HorizontalPodAutoscaler" and not r.companion_of and \
+                (r.namespace, r.target) not in {(w.namespace, w.name) for w in resources
+                                                if w.kind in ("Deployment", "StatefulSet")}:
+            add("plan-ref", "target", f"scales {r.target!r}, which the plan does not create "
+                "(and it names no existing workload as companion_of)")
+        if r.kind in ("Service", "PodDisruptionBudget") and not r.companion_of:
             selector = r.selector or {"app.kubernetes.io/name": r.name}
             if not any(ns == r.namespace and all(labels.get(k) == v for k, v in selector.items())
                        for ns, labels in workloads):

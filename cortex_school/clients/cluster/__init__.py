@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from cortex_school.platform_model.argocd import AppSource
+    from cortex_school.clients.cluster.argo import AppSource
 
 from cortex_school.errors import (
     PermanentError,

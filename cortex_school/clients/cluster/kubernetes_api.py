@@ -11,7 +11,7 @@ from cortex_school.clients.cluster import (
     PodState,
     cluster_error,
 )
-from cortex_school.platform_model.argocd import AppSource, from_application
+from cortex_school.clients.cluster.argo import AppSource, from_application
 
 ARGO_GROUP, ARGO_VERSION, ARGO_PLURAL = "argoproj.io", "v1alpha1", "applications"
 # REST paths of the kinds the gate asks about: (API prefix, plural, namespaced).

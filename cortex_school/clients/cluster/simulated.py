@@ -18,7 +18,7 @@ Nothing here is a claim about a real cluster: the ``kubernetes`` target is the r
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +26,7 @@ import redis
 import yaml
 
 from cortex_school.clients.cluster import AppState, ClusterRefused, PodState
-from cortex_school.platform_model.argocd import AppSource, Coverage
-from cortex_school.platform_model.model import read_inventory
+from cortex_school.clients.cluster.argo import AppSource
 
 KEY = "simulated:cluster"  # hash: app name → JSON state
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
@@ -56,32 +55,24 @@ def _read(root: Path, files: Iterable[str]) -> list[dict[str, Any]]:
 class SimulatedCluster:
     name = "simulated"
 
-    def __init__(self, client: redis.Redis, repo: Any, faults: dict[str, str]) -> None:
+    def __init__(self, client: redis.Redis, repo: Any, faults: dict[str, str],
+                 discover: Callable[[Path], dict[str, dict[str, Any]]]) -> None:
         self.redis = client
         self.repo = repo  # a GitOpsRepo: the simulation reads what ArgoCD would read
         self.faults = faults
+        self.discover = discover  # checkout → {Application: {path, recurse, repo_url, files}}
 
     # -- ArgoCD ---------------------------------------------------------------------
     def _applications(self, root: Path) -> dict[str, dict[str, Any]]:
         """ArgoCD's Applications: the repository's own, wherever they are in it, with each
-        ApplicationSet's generated ones; each with the files it applies (the same rules
-        as discovery: directory, Kustomize, Helm)."""
-        inventory = read_inventory(root)
-        sources = inventory.app_sources()
-        coverage = Coverage(sources, root)
-        files = sorted({o.file for o in inventory.objects})
-        apps: dict[str, dict[str, Any]] = {}
-        for src in sources:
-            app = apps.setdefault(src.name, {"path": src.path, "recurse": src.recurse, "repo_url": src.repo_url,
-                                             "files": []})
-            app["files"] = sorted(set(app["files"]) | {f for f in files if coverage.applies(src, f)})
-        return apps
+        ApplicationSet's generated ones; each with the files it applies (``discover``,
+        given by the runtime: the platform model's rules)."""
+        return self.discover(root)
 
     def applications(self) -> list[AppSource]:
-        return self.repo_sources()
-
-    def repo_sources(self) -> list[AppSource]:
-        return read_inventory(self.repo.sync()).app_sources()
+        root = self.repo.sync()
+        return [AppSource(name=name, repo_url=spec["repo_url"], path=spec["path"], recurse=spec["recurse"],
+                          origin="simulated") for name, spec in self._applications(root).items()]
 
     def _bootstrap(self) -> None:
         """The first look finds every Application synced, as ArgoCD would have left them."""
