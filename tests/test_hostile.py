@@ -17,9 +17,10 @@ from cortex_school.intake.ingest import ingest_document, parse_document
 from cortex_school.models import IMPROVEMENT_ID_PATTERN, VIDEO_ID_PATTERN, Status
 from cortex_school.settings import IngestSettings, PolicySettings
 from cortex_school.store import improvement_key
-from cortex_school.workers import render_plan
+from cortex_school.workers import render_plan, render_resources
 from cortex_school.clients.gitops import GitOpsRepo
-from cortex_school.workers.implement import commit_message, to_files
+from cortex_school.workers.implement import commit_message
+from cortex_school.workers.placement import place
 from cortex_school.workers.manifests import RenderContext
 from cortex_school.workers.planning import Inventory, OfflinePlanner
 from cortex_school.workers.policy import check_all
@@ -89,14 +90,15 @@ def test_hostile_text_changes_only_what_it_may(title, description, notes):
 
     imp = make_improvement(description.strip() or "x", notes=notes).model_copy(update={"title": title})
     plan = OfflinePlanner().plan(imp, Inventory())
-    manifests = render_plan(plan, RenderContext(imp.id, imp.video_id, title))
+    rendered = render_resources(plan, RenderContext(imp.id, imp.video_id, title))
+    manifests = [m for _, ms in rendered for m in ms]
     message = commit_message(imp, plan, manifests, "Cortex Online School <school@cortex.ai>")
     assert GitOpsRepo._trailer(message) == imp.id
     assert sum(1 for line in message.splitlines() if line.startswith("Improvement-Id: ")) == 1
     assert sum(1 for line in message.splitlines() if line.startswith("Co-Authored-By: ")) == 1
     assert re.fullmatch(r"improvement/[0-9a-f]{16}", f"improvement/{imp.id}")
     if manifests:
-        for path in to_files(manifests, plan.namespaces[0]):
+        for path in place(rendered, None, plan.namespaces[0]).files:
             assert re.fullmatch(r"apps/[a-z0-9-]{1,63}/[a-z0-9-]{1,63}-[a-z]+\.yaml", path), path
         # Anything outside the allowlist or carrying a secret is caught before a commit.
         for v in check_all(manifests, PolicySettings()):

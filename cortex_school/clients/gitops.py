@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import IO, TypeVar, cast
 
 import git
+import yaml
 from git.exc import GitCommandError
 
 from cortex_school.errors import PermanentError, TransientError
@@ -52,6 +53,10 @@ class GitOpsError(TransientError):
     another writer): worth another try. The message is already redacted; causes are
     dropped on purpose (``from None``): git's own exception carries the remote URL with
     its credentials."""
+
+
+KUSTOMIZATION_NAMES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
+_SAFE_ENTRY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_./-]{0,250}\.ya?ml")
 
 
 class GitOpsConflict(GitOpsError, PermanentError):
@@ -201,22 +206,24 @@ class GitOpsRepo:
 
     # -- committing -------------------------------------------------------------
     def commit_improvement(self, improvement_id: str, files: dict[str, str],
-                           message: str) -> CommitResult:
-        """Land ``files`` (path → content) for one improvement; idempotent."""
+                           message: str, listed: dict[str, list[str]] | None = None) -> CommitResult:
+        """Land ``files`` (path → content) for one improvement; idempotent. ``listed``:
+        entries to add to the ``resources`` of existing kustomization files (the one edit a
+        change makes to a file it did not write: a line each, made on the tip it commits to)."""
         self.sync()
         existing = self.find_existing(improvement_id)
         if existing is not None:
             return existing
         repo = self._git()
         branch = f"improvement/{improvement_id}"
-        branch_commit = self._branch_commit(repo, branch, improvement_id, files, message)
+        branch_commit = self._branch_commit(repo, branch, improvement_id, files, message, listed or {})
         if self.mode == "branch":
             return CommitResult(branch=branch, commit=branch_commit, merge_commit=None,
                                 files=sorted(files))
         return self._merge_and_push(repo, branch, branch_commit, improvement_id, files)
 
     def _branch_commit(self, repo: git.Repo, branch: str, improvement_id: str,
-                       files: dict[str, str], message: str) -> str:
+                       files: dict[str, str], message: str, listed: dict[str, list[str]]) -> str:
         remote_ref = f"origin/{branch}"
         if remote_ref in [r.name for r in repo.remotes.origin.refs]:
             tip = repo.commit(remote_ref)
@@ -232,7 +239,19 @@ class GitOpsRepo:
                                          "written by this improvement; not overwriting it")
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(content)
-        self._run(lambda: repo.git.add("--", *sorted(files)))
+        for rel, entries in sorted(listed.items()):
+            target = self.path / rel
+            bad = [e for e in entries if not _SAFE_ENTRY.fullmatch(e) or ".." in e.split("/")]
+            if bad:
+                raise GitOpsConflict(f"not a path below {rel}'s folder: {bad[0][:100]!r}")
+            if rel in files or rel.rsplit("/", 1)[-1] not in KUSTOMIZATION_NAMES or not target.is_file() \
+                    or target.is_symlink() or not target.resolve().is_relative_to(self.path.resolve()):
+                raise GitOpsConflict(f"{rel} is not a kustomization file of {self.branch}; not listing in it")
+            text = target.read_text(errors="replace")
+            for entry in entries:
+                text = list_kustomization_resource(text, entry)
+            target.write_text(text)
+        self._run(lambda: repo.git.add("--", *sorted(files), *sorted(listed)))
         if not repo.index.diff("HEAD"):
             raise GitOpsConflict(f"every file is already on {self.branch} as generated; "
                                  "nothing to commit")
@@ -381,3 +400,34 @@ def ensure_bare_remote(path: Path, branch: str, seed: Path | None = None) -> Pat
     shutil.rmtree(staging)
     os.sync()
     return path
+
+
+def list_kustomization_resource(text: str, entry: str) -> str:
+    """``text`` of a kustomization with ``entry`` added to ``resources`` (kept as it was
+    when it is listed already). Comments and order of the other keys are kept: the entry
+    is inserted as a line, not by re-dumping the YAML."""
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise GitOpsConflict(f"the kustomization is not YAML; not listing {entry} in it: {exc}"[:300]) from None
+    listed = doc.get("resources") if isinstance(doc, dict) else None
+    if isinstance(listed, list) and entry in listed:
+        return text
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if re.match(r"^resources:\s*(#.*)?$", line):
+            j = i + 1
+            indent = "  "
+            while j < len(lines) and (lines[j].startswith((" ", "-", "#")) or not lines[j].strip()):
+                m = re.match(r"^(\s*)-\s", lines[j])
+                if m:
+                    indent = m.group(1)
+                j += 1
+            while j > i + 1 and not lines[j - 1].strip():
+                j -= 1
+            lines.insert(j, f"{indent}- {entry}")
+            return "\n".join(lines) + "\n"
+        if re.match(r"^resources:\s*\[\s*\]\s*$", line):
+            lines[i] = f"resources:\n  - {entry}"
+            return "\n".join(lines) + "\n"
+    return text.rstrip("\n") + f"\nresources:\n  - {entry}\n"

@@ -31,6 +31,7 @@ from typing import Any
 import yaml
 
 from cortex_school.clients.cluster.argo import AppSource, from_application, normalise_repo_url
+from cortex_school.clients.gitops import list_kustomization_resource
 from cortex_school.platform_model.files import MANIFEST_SUFFIXES, read_text
 
 KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
@@ -328,33 +329,6 @@ def directory_covers(source: AppSource, rel: str) -> bool:
     if source.include and not match(source.include):
         return False
     return not match(source.exclude)
-
-
-def list_kustomization_resource(text: str, entry: str) -> str:
-    """``text`` of a kustomization with ``entry`` added to ``resources`` (kept as it was
-    when it is listed already). Comments and order of the other keys are kept: the entry
-    is inserted as a line, not by re-dumping the YAML."""
-    doc = _dict(yaml.safe_load(text))
-    if entry in [r for r in _list(doc.get("resources")) if isinstance(r, str)]:
-        return text
-    lines = text.splitlines()
-    for i, line in enumerate(lines):
-        if re.match(r"^resources:\s*(#.*)?$", line):
-            j = i + 1
-            indent = "  "
-            while j < len(lines) and (lines[j].startswith((" ", "-", "#")) or not lines[j].strip()):
-                m = re.match(r"^(\s*)-\s", lines[j])
-                if m:
-                    indent = m.group(1)
-                j += 1
-            while j > i + 1 and not lines[j - 1].strip():
-                j -= 1
-            lines.insert(j, f"{indent}- {entry}")
-            return "\n".join(lines) + "\n"
-        if re.match(r"^resources:\s*\[\s*\]\s*$", line):
-            lines[i] = f"resources:\n  - {entry}"
-            return "\n".join(lines) + "\n"
-    return text.rstrip("\n") + f"\nresources:\n  - {entry}\n"
 
 
 def simulated_applications(root: Path) -> dict[str, dict[str, Any]]:

@@ -585,8 +585,25 @@ def _mark_deployed(inv: Inventory, root: Path) -> None:
     from cortex_school.platform_model.argocd import Coverage
 
     coverage = Coverage(inv.app_sources(), root)
-    applied = {f for f in {o.file for o in inv.objects} if coverage.covering(f)}
-    inv.objects = [replace(o, deployed=o.kind in ARGO_KINDS or o.file in applied) for o in inv.objects]
+    applied = {f: coverage.covering(f) for f in {o.file for o in inv.objects}}
+    destination = {f: next((s.destination_namespace for s in srcs if s.destination_namespace), "")
+                   for f, srcs in applied.items()}
+
+    def marked(o: PlatformObject) -> PlatformObject:
+        ns = o.namespace or ("" if o.kind in CLUSTER_SCOPED else destination.get(o.file, ""))
+        return replace(o, deployed=o.kind in ARGO_KINDS or bool(applied.get(o.file)), namespace=ns)
+
+    inv.objects = [marked(o) for o in inv.objects]
+
+
+# Kinds ArgoCD does not put in the destination namespace (cluster-scoped).
+CLUSTER_SCOPED = frozenset({
+    "Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "StorageClass",
+    "PersistentVolume", "PriorityClass", "IngressClass", "RuntimeClass", "CSIDriver", "VolumeSnapshotClass",
+    "ValidatingWebhookConfiguration", "MutatingWebhookConfiguration", "ValidatingAdmissionPolicy",
+    "ValidatingAdmissionPolicyBinding", "APIService", "Node", "ClusterIssuer", "ClusterSecretStore",
+    "ClusterPolicy", "ClusterPolicyReport", "ClusterExternalSecret", "GatewayClass", "ClusterServingRuntime",
+    "AppProject"})
 
 
 def _helm_values(app: dict[str, Any]) -> Any:

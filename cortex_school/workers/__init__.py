@@ -49,13 +49,19 @@ def worker_for(improvement: Improvement) -> str:
 
 def render_plan(plan: ImplementationPlan, ctx: RenderContext) -> list[Manifest]:
     """Every manifest of the plan, in plan order. Raises :class:`PlanError`."""
-    manifests: list[Manifest] = []
+    return [m for _, manifests in render_resources(plan, ctx) for m in manifests]
+
+
+def render_resources(plan: ImplementationPlan, ctx: RenderContext) -> list[tuple[PlannedResource, list[Manifest]]]:
+    """Each planned resource with the manifests rendered for it (where a file goes depends
+    on the resource: a companion sits next to what it serves). Raises :class:`PlanError`."""
+    out: list[tuple[PlannedResource, list[Manifest]]] = []
     for resource in _owned_secret_refs(plan, ctx).resources:
         renderer = RENDERERS.get(resource.kind)
         if renderer is None:
             raise PlanError(f"no worker renders {resource.kind}")
-        manifests.extend(renderer(resource, ctx))
-    return manifests
+        out.append((resource, renderer(resource, ctx)))
+    return out
 
 
 def _owned_secret_refs(plan: ImplementationPlan, ctx: RenderContext) -> ImplementationPlan:
@@ -68,4 +74,4 @@ def _owned_secret_refs(plan: ImplementationPlan, ctx: RenderContext) -> Implemen
     return plan.model_copy(update={"resources": resources})
 
 
-__all__ = ["RENDERERS", "WORKERS", "PlanError", "RenderContext", "render_plan", "worker_for"]
+__all__ = ["RENDERERS", "WORKERS", "PlanError", "RenderContext", "render_plan", "render_resources", "worker_for"]

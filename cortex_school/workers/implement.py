@@ -19,18 +19,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from cortex_school.clients.gitops import CommitResult, GitOpsConflict, GitOpsRepo
+from cortex_school.clients.gitops import CommitResult, GitOpsConflict, GitOpsRepo, list_kustomization_resource
 from cortex_school.models import Improvement, Status, utcnow
 from cortex_school.outcome import StageOutcome, apply_transition, load
+from cortex_school.platform_model import Platform, load_platform
 from cortex_school.settings import PolicySettings
 from cortex_school.store.leases import release
 from cortex_school.store.protocol import StateStore
 from cortex_school.validation.rag.chunking import chunk_gitops_dir
-from cortex_school.workers import render_plan
+from cortex_school.workers import render_resources
 from cortex_school.workers.manifest_files import repo_context
 from cortex_school.workers.manifests import PlanError, RenderContext
+from cortex_school.workers.placement import place
 from cortex_school.workers.plan import ImplementationPlan
 from cortex_school.workers.planning import Inventory, Planner
 from cortex_school.workers.policy import (
@@ -65,6 +65,15 @@ class Implementer:
     health_queries: tuple[str, ...] = ()
     # The live cluster (object_exists, system_pod_labels), when one is configured.
     cluster: Any = None
+    distribution: str | None = "k3s"  # what the platform model counts as built in
+
+    def platform_at(self, workdir: Path) -> Platform | None:
+        """The platform model of the checkout being changed (the planner resolves targets
+        in it, placement follows its layout); None when it cannot be read."""
+        try:
+            return load_platform(workdir, revision=self.repo.head(), distribution=self.distribution)
+        except (OSError, ValueError):
+            return None
 
     def gate(self, workdir: Path) -> GateContext:
         """The gate's context: settings, the system's identity (from the chart and the live
@@ -83,28 +92,6 @@ class Implementer:
         return repo_context(workdir, base)
 
 
-def manifest_path(manifest: dict[str, Any], fallback_namespace: str) -> str:
-    meta = manifest["metadata"]
-    namespace = meta.get("namespace") or fallback_namespace
-    return f"apps/{namespace}/{meta['name']}-{manifest['kind'].lower()}.yaml"
-
-
-class _PlainDumper(yaml.SafeDumper):
-    """No &anchors/*aliases: reviewers read these files, and some tools reject aliases."""
-
-    def ignore_aliases(self, data: Any) -> bool:
-        return True
-
-
-def to_files(manifests: list[dict[str, Any]], fallback_namespace: str) -> dict[str, str]:
-    files: dict[str, list[dict[str, Any]]] = {}
-    for m in manifests:
-        files.setdefault(manifest_path(m, fallback_namespace), []).append(m)
-    return {path: yaml.dump_all(docs, Dumper=_PlainDumper, sort_keys=False, allow_unicode=True,
-                                width=100)
-            for path, docs in sorted(files.items())}
-
-
 def _clean(text: str) -> str:
     return _CONTROL.sub("", text)
 
@@ -115,7 +102,8 @@ def _line(text: str, limit: int) -> str:
 
 
 def commit_message(improvement: Improvement, plan: ImplementationPlan,
-                   manifests: list[dict[str, Any]], co_author: str) -> str:
+                   manifests: list[dict[str, Any]], co_author: str,
+                   listed: dict[str, list[str]] | None = None) -> str:
     """The design's commit message. Free text from the video is indented, so no line of
     it can pose as a trailer or a header."""
     decision = improvement.decision
@@ -127,6 +115,7 @@ def commit_message(improvement: Improvement, plan: ImplementationPlan,
         approval = "No (approved outside the gate)"
     changes = [f"- Added {m['kind']} {m['metadata'].get('namespace', '-')}/{m['metadata']['name']}"
                for m in manifests]
+    changes += [f"- Listed {', '.join(entries)} in {rel}" for rel, entries in sorted((listed or {}).items())]
     notes = "\n".join(f"  {line}" for line in _clean(improvement.implementation_notes).splitlines()) \
         or "  (none)"
     lines = [
@@ -147,6 +136,23 @@ def commit_message(improvement: Improvement, plan: ImplementationPlan,
     lines += ["", "Implementation notes:", notes, "",
               f"{'Improvement-Id'}: {improvement.id}", f"Co-Authored-By: {co_author}"]
     return "\n".join(lines) + "\n"
+
+
+def _listed_texts(workdir: Path, listed: dict[str, list[str]]) -> dict[str, str]:
+    """The kustomization files as the change will leave them (to check what ArgoCD will
+    apply before anything is committed)."""
+    out = {}
+    for rel, entries in listed.items():
+        path = workdir / rel
+        if path.is_file() and not path.is_symlink():
+            text = path.read_text(errors="replace")
+            for entry in entries:
+                try:
+                    text = list_kustomization_resource(text, entry)
+                except GitOpsConflict:
+                    break
+            out[rel] = text
+    return out
 
 
 def _to_review(store: StateStore, improvement: Improvement, reason: str, actor: str,
@@ -194,8 +200,9 @@ def run_implement(store: StateStore, improvement_id: str, *, implementer: Implem
         else chunk_gitops_dir(workdir)
     inventory = Inventory.from_payloads([c.payload for c in chunks])
 
+    platform = implementer.platform_at(workdir)
     if not store.field(loaded.id, "plan"):
-        plan = implementer.planner.plan(loaded, inventory)
+        plan = implementer.planner.plan(loaded, inventory, platform)
         # Kept before anything else happens (first writer wins): every run and a person
         # see the same plan.
         store.set_once(loaded.id, "plan", plan.model_dump_json())
@@ -214,9 +221,10 @@ def run_implement(store: StateStore, improvement_id: str, *, implementer: Implem
     if any(v.rule == "size" for v in violations):
         return _blocked(store, loaded, worker, violations, actor)
     try:
-        manifests = render_plan(plan, ctx)
+        rendered = render_resources(plan, ctx)
     except PlanError as exc:
         return _to_review(store, loaded, f"the plan cannot be rendered: {exc}", actor), None
+    manifests = [m for _, ms in rendered for m in ms]
     violations += implementer.schemas.check_all(manifests) + check_change(manifests, gate)
     # A person who approved after reading the findings may accept what is only "to
     # review" (a StorageClass, a disruption budget); what is refused stays refused.
@@ -226,10 +234,12 @@ def run_implement(store: StateStore, improvement_id: str, *, implementer: Implem
     if violations:
         return _blocked(store, loaded, worker, violations, actor)
 
-    files = to_files(manifests, plan.namespaces[0])
+    placement = place(rendered, platform, plan.namespaces[0])
+    files = placement.files
     apps: list[str] = []
     if implementer.sync_check is not None:
-        apps, unsynced = implementer.sync_check(workdir, sorted(files), files)
+        edited = {**files, **_listed_texts(workdir, placement.listed)}
+        apps, unsynced = implementer.sync_check(workdir, sorted(files), edited)
         if unsynced:
             return _to_review(store, loaded, "not committed: " + "; ".join(unsynced), actor), None
     if implementer.lease is not None and implementer.repo.mode == "merge":
@@ -241,9 +251,9 @@ def run_implement(store: StateStore, improvement_id: str, *, implementer: Implem
                 improvement_id=loaded.id, stage=STAGE, outcome="waiting", status=loaded.status.value,
                 detail=f"waiting: {holder} is in flight in {', '.join(plan.namespaces)} "
                        "(one change per namespace)"), None
-    message = commit_message(loaded, plan, manifests, implementer.co_author)
+    message = commit_message(loaded, plan, manifests, implementer.co_author, placement.listed)
     try:
-        result = implementer.repo.commit_improvement(loaded.id, files, message)
+        result = implementer.repo.commit_improvement(loaded.id, files, message, placement.listed)
     except GitOpsConflict as exc:
         store.count(f"implementations:{worker}:conflict")
         return _to_review(store, loaded, f"not committed: {exc}", actor), None

@@ -40,7 +40,10 @@ def images_in(text: str) -> list[str]:
     for m in _IMAGE.finditer(text):
         candidate = m.group(1).rstrip(".")
         name = candidate.rsplit("/", 1)[-1]
-        tagged = ":" in name and not name.split(":", 1)[1].isdigit()
+        tag = name.split(":", 1)[1] if ":" in name else ""
+        # A version tag has a digit; "vllm:gpu_cache_usage_perc" is a metric, not an image.
+        tagged = bool(tag) and not tag.isdigit() and any(c.isdigit() for c in tag) and \
+            not ("/" not in candidate and "_" in tag and "." not in tag)
         from_registry = "/" in candidate and candidate.split("/", 1)[0] in _REGISTRIES
         if (tagged or from_registry or "@sha256:" in candidate) and candidate not in out:
             out.append(candidate)

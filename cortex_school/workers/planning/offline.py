@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from cortex_school.models import Improvement
+from cortex_school.platform_model import Platform
 from cortex_school.workers.naming import dns1123, with_suffix
 from cortex_school.workers.plan import (
     AlertRule,
@@ -20,6 +21,7 @@ from cortex_school.workers.plan import (
     RecordingRule,
     Storage,
 )
+from cortex_school.workers.planning.companions import Target, companions, dashboard
 from cortex_school.workers.planning.extraction import (
     _DOMAIN,
     _EXPR_FOR,
@@ -53,13 +55,23 @@ class OfflinePlanner:
     def __init__(self, default_namespace: str = "cortex-system") -> None:
         self.default_namespace = default_namespace
 
-    def plan(self, improvement: Improvement, inventory: Inventory) -> ImplementationPlan:
+    def plan(self, improvement: Improvement, inventory: Inventory,
+             platform: Platform | None = None) -> ImplementationPlan:
+        """``platform`` (the platform model at the revision being changed): companions of
+        the existing objects the text names are planned from their records first, and
+        nothing is planned again for those objects."""
         text = _text(improvement)
         known = inventory.namespaces | {self.default_namespace, "monitoring", "kube-system"}
+        if platform is not None:
+            known |= set(platform.inventory.namespaces())
         ns = namespace_in(text, known, self.default_namespace)
         resources: list[PlannedResource] = []
         manual: list[str] = []
         lowered = text.lower()
+        served: list[Target] = []
+        if platform is not None:
+            found, served = companions(improvement, text, platform, manual)
+            resources.extend(found)
 
         def attempt(what: str, recipe: Any) -> None:
             # Odd values in the text (a 70-character namespace, an alert named '503...')
@@ -76,12 +88,13 @@ class OfflinePlanner:
             ns = self.default_namespace
         if re.search(r"network ?polic|default[- ]deny|isolat", lowered):
             attempt("NetworkPolicy", lambda: self._network_policies(improvement, text, ns, inventory))
-        if re.search(r"statefulset", lowered):
+        if re.search(r"statefulset", lowered) and not served:
             attempt("StatefulSet", lambda: self._statefulset(improvement, text, ns, inventory))
         if re.search(r"prometheusrule|alert|burn[- ]rate", lowered):
             attempt("PrometheusRule", lambda: self._alerts(improvement, text, ns))
         if re.search(r"grafana|dashboard", lowered):
-            attempt("dashboard", lambda: self._dashboard(improvement, text, ns, resources))
+            attempt("dashboard", lambda: self._dashboard(improvement, text, ns, resources)
+                    or dashboard(improvement, text, ns))
         if re.search(r"\bbackups?\b", lowered) and schedule_in(text):
             attempt("backup", lambda: self._backup(improvement, text, ns, inventory, manual))
         if re.search(r"\bcertificate|\btls\b", lowered) and _DOMAIN.search(text):
@@ -89,9 +102,12 @@ class OfflinePlanner:
         if re.search(r"rotat", lowered) and "secret" in lowered and schedule_in(text):
             attempt("secret rotation", lambda: self._rotation(improvement, text, ns))
         service = _service_name(improvement, inventory)
-        if service and not any(r.kind in ("Service", "StatefulSet") for r in resources):
+        if service and not served and not any(r.kind in ("Service", "StatefulSet") for r in resources):
             attempt("Service", lambda: self._service(service, text, ns, inventory, manual))
         images = [i for i in images_in(text) if not any(r.image == i for r in resources)]
+        if served:  # the images of what a companion serves are not deployed again
+            running = {image for t in served for image in t.obj.images}
+            images = [i for i in images if i not in running]
         if images and improvement.type.value != "concept":
             attempt("workload", lambda: self._workloads(improvement, text, ns, images, inventory, manual))
 
@@ -103,6 +119,8 @@ class OfflinePlanner:
             manual.append("no Kubernetes resources could be derived from the proposal; "
                           "a person should plan it")
         summary = improvement.description[:200]
+        if served:
+            summary = (f"{summary} (for {', '.join(t.describe() for t in served[:3])})")[:500]
         return ImplementationPlan(summary=summary, resources=_unique(resources),
                                   manual_steps=manual, planner=self.name)
 

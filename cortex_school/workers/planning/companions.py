@@ -1,0 +1,279 @@
+"""Plans for what the system does not own: companions of an existing workload, built from
+its real record in the platform model.
+
+A proposal such as "a PodDisruptionBudget for the Qdrant StatefulSet in knowledge,
+maxUnavailable: 1" is about an object that already runs. Re-creating it is refused (the
+ownership rule), guessing its labels selects nothing. So the target is resolved in the
+platform model (by an explicit label in the text, by an object's name, or by a component's
+name or alias) and the companion is planned from its record: its namespace, its pods'
+labels, its Service's labels and ports. Explicit values in the text (``maxUnavailable``,
+``minReplicas``/``maxReplicas``, utilisation, a stabilisation window, a port name, a path,
+an interval) are honoured; a value the companion cannot carry is named in a manual step.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from cortex_school.models import Improvement
+from cortex_school.platform_model import Platform, PlatformObject
+from cortex_school.platform_model.mentions import mentions
+from cortex_school.workers.naming import with_suffix
+from cortex_school.workers.plan import Panel, PlannedResource, Port
+
+TARGET_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "Service", "CronJob")
+SCALABLE = ("Deployment", "StatefulSet")
+MAX_TARGET_OBJECTS = 20_000  # objects of the model looked at per plan
+
+
+@dataclass(frozen=True)
+class Target:
+    """An existing object a change is about, and how the text named it."""
+
+    obj: PlatformObject
+    how: str
+    at: int  # where in the text it was named first
+
+    @property
+    def ref(self) -> str:
+        return f"{self.obj.kind}/{self.obj.namespace}/{self.obj.name}"
+
+    def describe(self) -> str:
+        return f"{self.obj.kind} {self.obj.namespace}/{self.obj.name} ({self.obj.file}; {self.how})"
+
+
+_LABEL = re.compile(r"\b(?:label(?:l?ed|s)?|selecting|selector)\s*\(?\s*`?([a-z0-9][a-z0-9./-]{0,252}[a-z0-9]|[a-z])"
+                    r"\s*[:=]\s*[\"']?([A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)", re.I)
+_KIND_WORD = {"deployment": "Deployment", "statefulset": "StatefulSet", "daemonset": "DaemonSet",
+              "service": "Service", "cronjob": "CronJob"}
+
+
+def _candidates(platform: Platform) -> list[PlatformObject]:
+    """Objects a companion may serve: defined in the repository (a companion of something
+    only the live cluster has could never be reviewed in git) and applied by ArgoCD."""
+    return [o for o in platform.inventory.objects[:MAX_TARGET_OBJECTS]
+            if o.kind in TARGET_KINDS and o.deployed is not False and not o.file.startswith("live:")
+            and o.namespace]
+
+
+def resolve_targets(text: str, platform: Platform) -> list[Target]:
+    """The existing objects ``text`` is about, in the order it names them: by an explicit
+    label ("label app: qdrant", "selecting app.kubernetes.io/name: vllm"), by an object's
+    name as a word, or by a component's name or alias (its workloads). A kind word next to
+    the name ("the Qdrant StatefulSet", "Deployment embeddings") picks that kind."""
+    objects = _candidates(platform)
+    found: dict[str, Target] = {}
+
+    def add(obj: PlatformObject, how: str, at: int) -> None:
+        key = f"{obj.kind}/{obj.namespace}/{obj.name}"
+        if key not in found or at < found[key].at:
+            found[key] = Target(obj, how, at)
+
+    for m in _LABEL.finditer(text):
+        pair = (m.group(1), m.group(2))
+        for o in objects:
+            labels = o.selector if o.kind == "Service" else {**o.pod_labels, **o.selector}
+            if labels.get(pair[0]) == pair[1] or (o.kind == "Service" and o.labels.get(pair[0]) == pair[1]):
+                add(o, f"label {pair[0]}={pair[1]}", m.start())
+    lowered = text.lower()
+    by_name: dict[str, list[PlatformObject]] = {}
+    for o in objects:
+        by_name.setdefault(o.name, []).append(o)
+    for name, objs in by_name.items():
+        if len(name) < 3:
+            continue
+        hit = re.search(rf"(?<![\w./-]){re.escape(name)}(?![\w/-]|\.\w)", lowered)
+        if hit:
+            for o in objs:
+                add(o, f"named {name!r}", hit.start())
+    for mention in mentions(text, platform):
+        component = platform.components.get(mention.component)
+        if component is None:
+            continue
+        at = lowered.find(mention.text.lower()) if mention.text else len(text)
+        for o in component.objects:
+            if o in objects:
+                add(o, f"component {component.name}", at if at >= 0 else len(text))
+    return sorted(found.values(), key=lambda t: (t.at, _kind_rank(text, t)))
+
+
+def _kind_rank(text: str, target: Target) -> int:
+    """0 when a kind word for the target's kind stands within a few words of where it was
+    named ("the Qdrant StatefulSet"), else 1."""
+    window = text[max(0, target.at - 30):target.at + len(target.obj.name) + 30].lower()
+    words = set(re.findall(r"[a-z]+", window))
+    return 0 if any(_KIND_WORD.get(w) == target.obj.kind for w in words) else 1
+
+
+def _first(targets: list[Target], kinds: tuple[str, ...], text: str) -> Target | None:
+    """The first target of ``kinds``, preferring one whose kind the text says next to it."""
+    of_kind = [t for t in targets if t.obj.kind in kinds]
+    if not of_kind:
+        return None
+    first_at = of_kind[0].at
+    tied = [t for t in of_kind if t.at == first_at]
+    return min(tied, key=lambda t: _kind_rank(text, t))
+
+
+def _int(pattern: str, text: str) -> int | None:
+    m = re.search(pattern, text, re.I)
+    return int(m.group(1)) if m else None
+
+
+def _pods(target: PlatformObject) -> dict[str, str]:
+    """The labels that select the target's pods: its own selector (a workload's
+    matchLabels), else its pod template's labels."""
+    return dict(target.selector or target.pod_labels)
+
+
+def _service_for(platform: Platform, workload: PlatformObject) -> PlatformObject | None:
+    pods = {**workload.pod_labels}
+    for o in platform.inventory.by_kind("Service"):
+        if o.namespace == workload.namespace and o.selector and o.selector.items() <= pods.items() \
+                and o.deployed is not False:
+            return o
+    return None
+
+
+PDB_WORDS = re.compile(r"poddisruptionbudget|\bpdb\b|disruption budget", re.I)
+HPA_WORDS = re.compile(r"horizontalpodautoscaler|\bhpa\b", re.I)
+SM_WORDS = re.compile(r"servicemonitor|\bscrape\b", re.I)
+DASHBOARD_WORDS = re.compile(r"dashboard", re.I)
+
+
+def companions(improvement: Improvement, text: str, platform: Platform,
+               manual: list[str]) -> tuple[list[PlannedResource], list[Target]]:
+    """The companions ``text`` asks for, for the existing objects it names; and the targets
+    they serve (so the other recipes do not plan those objects again)."""
+    targets = resolve_targets(text, platform)
+    out: list[PlannedResource] = []
+    used: list[Target] = []
+    purpose = improvement.description[:200]
+    if PDB_WORDS.search(text):
+        target = _first(targets, ("Deployment", "StatefulSet", "DaemonSet"), text)
+        if target is not None:
+            out.append(_pdb(target, text, purpose, manual))
+            used.append(target)
+    if HPA_WORDS.search(text):
+        target = _first(targets, SCALABLE, text)
+        if target is not None:
+            hpa = _hpa(target, text, purpose, manual)
+            if hpa is not None:
+                out.append(hpa)
+                used.append(target)
+    if SM_WORDS.search(text) and not re.search(r"\bexporter\b", text, re.I):
+        service = _first(targets, ("Service",), text)
+        workload = _first(targets, ("Deployment", "StatefulSet", "DaemonSet"), text)
+        if service is None and workload is not None:
+            found = _service_for(platform, workload.obj)
+            service = Target(found, f"the Service selecting {workload.obj.name}'s pods", workload.at) \
+                if found else None
+        if service is not None:
+            sm = _service_monitor(service, text, purpose, manual)
+            if sm is not None:
+                out.append(sm)
+                used.append(service)
+    return out, used
+
+
+def _pdb(target: Target, text: str, purpose: str, manual: list[str]) -> PlannedResource:
+    max_unavailable = _int(r"maxUnavailable:?\s*(\d+)", text)
+    min_available = _int(r"minAvailable:?\s*(\d+)", text)
+    if max_unavailable is None and min_available is None:
+        max_unavailable = 1  # never blocks a drain on its own
+    if max_unavailable is not None and min_available is not None:
+        manual.append(f"both maxUnavailable and minAvailable named; the budget uses maxUnavailable {max_unavailable}")
+        min_available = None
+    _namespace_note(target, text, manual)
+    return PlannedResource(
+        kind="PodDisruptionBudget", name=target.obj.name, namespace=target.obj.namespace,
+        selector=_pods(target.obj), max_unavailable=max_unavailable, min_available=min_available,
+        companion_of=target.ref, purpose=f"{purpose} (for {target.describe()})"[:500])
+
+
+def _hpa(target: Target, text: str, purpose: str, manual: list[str]) -> PlannedResource | None:
+    low = _int(r"minReplicas:?\s*(\d+)", text) or _int(r"\bmin(?:imum)?\s+(?:of\s+)?(\d+)\s+replicas", text)
+    high = _int(r"maxReplicas:?\s*(\d+)", text) or _int(r"\bmax(?:imum)?\s+(?:of\s+)?(\d+)\s+replicas", text)
+    if high is None:
+        manual.append(f"HorizontalPodAutoscaler for {target.obj.name}: the proposal names no maxReplicas; "
+                      "a person chooses one")
+        return None
+    cpu = _int(r"(\d{1,3})\s*%?\s*(?:average\s*utili[sz]ation\s*)?(?:on|of|for)\s+cpu", text) or \
+        _int(r"averageUtilization:?\s*(\d{1,3})\s*(?:%\s*)?(?:on\s+)?cpu", text) or \
+        _int(r"cpu\s+(?:utili[sz]ation\s+)?(?:of|at|above)?\s*(\d{1,3})\s*%", text)
+    memory = _int(r"(\d{1,3})\s*%?\s*(?:average\s*utili[sz]ation\s*)?(?:on|of|for)\s+memory", text)
+    window = re.search(r"(\d+)[- ]?(s|sec|seconds?|m|min|minutes?)\b[^.]{0,20}scale[- ]?down", text, re.I) or \
+        re.search(r"scale[- ]?down\s+stabili[sz]ation(?:\s+window)?(?:\s+of)?\s+(\d+)\s*(s|seconds?|m|minutes?)",
+                  text, re.I)
+    seconds = None
+    if window:
+        seconds = int(window.group(1)) * (60 if window.group(2).lower().startswith("m") else 1)
+    _namespace_note(target, text, manual)
+    return PlannedResource(
+        kind="HorizontalPodAutoscaler", name=target.obj.name, namespace=target.obj.namespace,
+        target=target.obj.name, companion_of=target.ref, min_replicas=low, max_replicas=high,
+        cpu_utilization=cpu, memory_utilization=memory, scale_down_seconds=seconds,
+        purpose=f"{purpose} (for {target.describe()})"[:500])
+
+
+def _service_monitor(service: Target, text: str, purpose: str, manual: list[str]) -> PlannedResource | None:
+    labels = dict(service.obj.labels)
+    if not labels:
+        manual.append(f"ServiceMonitor for {service.describe()}: the Service has no labels to select it by; "
+                      "label it first")
+        return None
+    port = re.search(r"\bon (?:the )?port\s+[`'\"]?([a-z][-a-z0-9]{0,14})\b", text)
+    if port is None:
+        manual.append(f"ServiceMonitor for {service.describe()}: the proposal names no port name to scrape")
+        return None
+    path = re.search(r"\bpath\s+[`'\"]?(/[-A-Za-z0-9_./]*)", text)
+    interval = re.search(r"\binterval\s+(\d+[smh])\b", text)
+    if re.search(r"bearer|token|basic ?auth|api key", text, re.I):
+        manual.append(f"ServiceMonitor for {service.obj.name}: credentials for the scrape are not generated "
+                      "(the gate allows port, path and interval only); a person adds them")
+    return PlannedResource(
+        kind="ServiceMonitor", name=service.obj.name, namespace=service.obj.namespace, selector=labels,
+        companion_of=service.ref,
+        ports=[Port(number=1, name=port.group(1))], path=path.group(1) if path else "/metrics",
+        interval=interval.group(1) if interval else None, target_namespace=service.obj.namespace,
+        purpose=f"{purpose} (for {service.describe()})"[:500])
+
+
+def _namespace_note(target: Target, text: str, manual: list[str]) -> None:
+    m = re.search(r"\bin (?:the )?([a-z0-9][-a-z0-9]{0,61}[a-z0-9]) namespace\b", text)
+    if m and m.group(1) != target.obj.namespace:
+        manual.append(f"the text names namespace {m.group(1)}; {target.obj.name} runs in "
+                      f"{target.obj.namespace}, where its companion goes")
+
+
+_METRIC = re.compile(r"\b([a-zA-Z_][a-zA-Z0-9_]*:[a-zA-Z0-9_:]+|[a-z][a-z0-9]*(?:_[a-z0-9]+){2,})\b")
+
+
+def dashboard_panels(text: str) -> list[Panel]:
+    """Panels for the metrics a proposal lists ("panels on vllm:time_to_first_token_seconds,
+    vllm:gpu_cache_usage_perc"): a histogram's p95, a counter's rate, a gauge as it is."""
+    m = re.search(r"\bpanels?\s+(?:on|for|of|showing)\s+(.{0,1500})", text, re.I | re.S)
+    if not m:
+        return []
+    panels: list[Panel] = []
+    for metric in dict.fromkeys(_METRIC.findall(m.group(1))):
+        if metric.endswith(("_seconds", "_bytes")) and "usage" not in metric:
+            expr = f"histogram_quantile(0.95, sum by (le) (rate({metric}_bucket[5m])))"
+            title = f"{metric} p95"
+        elif metric.endswith("_total"):
+            expr, title = f"sum(rate({metric}[5m]))", f"{metric} per second"
+        else:
+            expr, title = f"sum({metric})", metric
+        panels.append(Panel(title=title[:200], expr=expr))
+    return panels[:30]
+
+
+def dashboard(improvement: Improvement, text: str, namespace: str) -> list[PlannedResource]:
+    panels = dashboard_panels(text) if DASHBOARD_WORDS.search(text) else []
+    if not panels:
+        return []
+    from cortex_school.workers.planning.extraction import base_name
+
+    return [PlannedResource(kind="GrafanaDashboard", name=with_suffix(base_name(improvement.description), "dashboard"),
+                            namespace=namespace, panels=panels, purpose=improvement.description[:100])]
