@@ -22,6 +22,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from cortex_school.delivery.merge import pending_merges
 from cortex_school.models import Status
 from cortex_school.settings import EXPERTS, WORKERS
 from cortex_school.store import RedisStore
@@ -177,6 +178,13 @@ class RedisCollector(Collector):
         yield depth
         yield GaugeMetricFamily("cortex_school_rollback_log_length", "Entries in the rollback log.",
                                 value=store.rollback_log_length())
+
+        merges = pending_merges(store)
+        yield GaugeMetricFamily("cortex_school_merge_pending", "Branch-mode commits whose branch "
+                                "waits for a person to merge it.", value=len(merges))
+        yield GaugeMetricFamily("cortex_school_merge_pending_oldest_seconds", "How long the oldest "
+                                "branch has waited for a merge (0 when none waits).",
+                                value=max((m.age_seconds for m in merges), default=0.0))
 
 
 def registry_for(store: RedisStore, queues: Iterable[str]) -> CollectorRegistry:

@@ -243,6 +243,12 @@ class Delivery(BaseModel):
     git_branch_commit: str | None = None
     git_files: list[str] = Field(default_factory=list)
     merge_pending: bool = False  # a branch that waits for a person to merge it
+    # Branch mode, once the merge watch found the person's merge (git_commit is then where
+    # it landed): when, and how ("merge commit", "fast-forward", "squash or rebase").
+    merge_found_at: datetime | None = None
+    merge_kind: str | None = None
+    pull_request_url: str | None = None  # GITOPS_OPEN_PULL_REQUEST: the branch's pull request
+    pull_request_error: str | None = None  # why it could not be opened (last try)
     leased_namespaces: list[str] = Field(default_factory=list)
     deploy_queued_at: datetime | None = None
     deploy_requested_at: datetime | None = None
@@ -266,7 +272,7 @@ class Delivery(BaseModel):
     BOOL_FIELDS: ClassVar[tuple[str, ...]] = ("merge_pending", "rollback_healthy")
     TIME_FIELDS: ClassVar[tuple[str, ...]] = ("deploy_queued_at", "deploy_requested_at", "deployed_at",
                                               "health_checked_at", "verified_at", "rollback_started_at",
-                                              "failed_at")
+                                              "failed_at", "merge_found_at")
 
     @classmethod
     def from_hash(cls, data: dict[str, str]) -> "Delivery":

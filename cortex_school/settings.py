@@ -297,6 +297,26 @@ class GitOpsSettings(_Settings):
         None, validation_alias="GITOPS_WORKDIR",
         description="Where worker processes keep their clones; unset: <data dir>/gitops.",
     )
+    open_pull_request: bool = Field(
+        False, validation_alias="GITOPS_OPEN_PULL_REQUEST",
+        description="Branch mode: open a GitHub pull request for each pushed improvement/<id> "
+        "branch (on the first merge watch after the commit); a failure is recorded, never fatal.",
+    )
+    github_api_url: str = Field(
+        "https://api.github.com", validation_alias="GITHUB_API_URL",
+        description="Base URL of GitHub's REST API (GitHub Enterprise: https://<host>/api/v3).",
+    )
+
+    @property
+    def github_repository(self) -> str | None:
+        """owner/name on GitHub: from the remote when it is a github.com URL, else GITHUB_REPO
+        when that is owner/name (a remote given as a path or mirror); None when neither."""
+        import re  # kept local: this class is the module's only user
+
+        found = re.search(r"github\.com[:/]([\w.-]+/[\w.-]+?)(?:\.git)?/?$", self.remote)
+        if found:
+            return found.group(1)
+        return self.github_repo if re.fullmatch(r"[\w.-]+/[\w.-]+", self.github_repo) else None
 
     @property
     def remote(self) -> str:

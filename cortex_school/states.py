@@ -20,7 +20,8 @@ ALLOWED_TRANSITIONS: dict[Status, frozenset[Status]] = {
     # A person may still withdraw an approval before implementation starts.
     S.APPROVED: frozenset({S.IMPLEMENTING, S.REJECTED, S.PENDING_REVIEW}),
     S.IMPLEMENTING: frozenset({S.COMMITTED, S.PENDING_REVIEW, S.FAILED}),
-    S.COMMITTED: frozenset({S.DEPLOYED, S.FAILED}),
+    # Branch mode: a branch deleted without being merged is a person's "no" (rejected).
+    S.COMMITTED: frozenset({S.DEPLOYED, S.FAILED, S.REJECTED}),
     S.DEPLOYED: frozenset({S.VERIFIED, S.FAILED}),
     S.VERIFIED: frozenset({S.FAILED}),  # a manual rollback of a verified change
     S.FAILED: frozenset(),

@@ -7,6 +7,9 @@ been in a busy stage longer than STUCK_AFTER (a deployed one: plus the health wi
 records why, and re-enqueues the stage that moves them on (safe: every stage acts only
 on its input status). After ``max_resumes`` tries it hands them to a person (or, once
 deployed, rolls them back), so nothing loops forever.
+
+A branch-mode commit waiting for a person to merge it is not stuck: :func:`watch_merges`
+looks for the merge on every sweep instead (:mod:`cortex_school.delivery.merge`).
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from cortex_school.clients.gitops import GitHubPullRequests, GitOpsError, GitOpsRepo
+from cortex_school.delivery.merge import MERGE_WATCHER, merged_unqueued, pending_merges, settle_merge
 from cortex_school.models import Improvement, Status, TimelineEntry, utcnow
 from cortex_school.store.protocol import StateStore
 
@@ -77,4 +82,37 @@ def sweep(store: StateStore, stuck: list[Stuck], *, resume: Callable[[Improvemen
                 reason=f"{reason}: re-enqueued (resume {resumes}/{max_resumes})"))
             resume(improvement)
             done[s.improvement_id] = f"resumed {resumes}/{max_resumes}"
+    return done
+
+
+def watch_merges(store: StateStore, repo: Callable[[], GitOpsRepo], *,
+                 on_merged: Callable[[str], bool], pulls: GitHubPullRequests | None = None,
+                 now: datetime | None = None) -> dict[str, str]:
+    """Look for a person's merge of every branch waiting for one (one fetch for all), then
+    queue the deploy of each merged improvement with ``on_merged`` (True when it queued it),
+    also of those whose merge an earlier, killed process recorded but never queued.
+
+    ``repo`` is called only when some branch waits, so a sweep with none never clones. A
+    remote that cannot be fetched raises :class:`GitOpsError`; one improvement's git
+    failure is recorded on it (``merge_check_error``) and the others are still looked at.
+    Returns id → what was found."""
+    now = now or utcnow()
+    waiting = [p.improvement_id for p in pending_merges(store, now)]
+    done: dict[str, str] = {}
+    if waiting:
+        gitops = repo()
+        gitops.fetch()
+        for iid in waiting:
+            try:
+                check = settle_merge(store, iid, gitops, actor=MERGE_WATCHER, now=now, pulls=pulls,
+                                     fetch=False)
+            except GitOpsError as exc:
+                store.set_fields(iid, {"merge_check_error": str(exc)[:500]})
+                done[iid] = f"error: {exc}"[:300]
+                continue
+            store.clear_fields(iid, "merge_check_error")
+            done[iid] = f"{check.outcome}: {check.detail}"
+    for iid in merged_unqueued(store):
+        queued = on_merged(iid)
+        done[iid] = f"{done.get(iid, 'merged')}; deploy {'queued' if queued else 'already queued'}"
     return done

@@ -20,6 +20,7 @@ from cortex_school.cli.render import (
     _print_sync,
     decisions_table,
     funnel_table,
+    merge_pending_table,
     print_report,
 )
 from cortex_school.intake.ingest import ingest_document, iter_sources
@@ -121,7 +122,8 @@ def ingest(
 
 @app.command()
 def status() -> None:
-    """The funnel: how many improvements are in each stage."""
+    """The funnel: how many improvements are in each stage, what is stuck, and which
+    branches wait for a person to merge them (and for how long)."""
     store = _store()
     console.print(funnel_table(store))
     flags = {k: v for k, v in store.flags().items() if v}
@@ -140,6 +142,7 @@ def status() -> None:
             table.add_row(s.improvement_id, s.status.value, f"{int(s.age_seconds)}s",
                           store.field(s.improvement_id, f"stuck_resumes:{s.status.value}") or "0")
         console.print(table)
+    _print_merge_pending(store)
     dead = store.dead_letter_count()
     if dead:
         console.print(f"[red]{dead} dead-lettered task(s) in improvements:dead_letter[/]")
@@ -271,10 +274,22 @@ def rejected(limit: int = typer.Option(50, help="Newest N records.")) -> None:
 
 @review_app.command("list")
 def review_list() -> None:
-    """Improvements waiting for a person, with why."""
+    """Improvements waiting for a person: reviews, with why, and branches to merge, with
+    how long they have waited."""
     store = _store()
     items = store.many(store.ids_with_status(Status.PENDING_REVIEW))
     console.print(decisions_table(items, f"pending_review: {len(items)}"))
+    _print_merge_pending(store)
+
+
+def _print_merge_pending(store: RedisStore) -> None:
+    """Branch mode: what waits for a person to merge its branch (the other thing people
+    owe the pipeline besides reviews), with how long."""
+    from cortex_school.delivery.merge import pending_merges
+
+    merges = pending_merges(store)
+    if merges:
+        console.print(merge_pending_table(merges))
 
 
 def _review(improvement_id: str, approve: bool, reviewer: str, reason: str) -> None:
@@ -365,17 +380,43 @@ def rollback(
 
 @app.command()
 def deploy(improvement_id: str) -> None:
-    """Queue the deploy stage for a committed improvement (e.g. after merging a branch-only
-    commit by hand)."""
-    from cortex_school.pipeline import request_deploy
+    """Queue the deploy stage for a committed improvement. A branch-mode commit is deployed
+    once its branch is merged: this looks for the merge now (exit 0 and nothing queued while
+    it is not merged; exit 1 when the branch was deleted unmerged)."""
+    from cortex_school.pipeline import after_commit, request_deploy
 
     store = _store()
     improvement = store.get(ensure_valid_id(improvement_id))
     if improvement is None or improvement.status is not Status.COMMITTED:
         err.print(f"[red]{escape(improvement_id)} is not committed[/]")
         raise typer.Exit(1)
-    request_deploy(improvement.id)
+    if improvement.delivery.merge_pending and not _merge_settled(store, improvement.id):
+        return
+    # A person asked: queue it even when a deploy was queued before (the stage is idempotent).
+    if not after_commit(store, improvement.id):
+        request_deploy(improvement.id)
     console.print(f"{improvement.id}: deploy queued")
+
+
+def _merge_settled(store: RedisStore, improvement_id: str) -> bool:
+    """Whether the branch was merged (recorded now); prints what was found otherwise."""
+    from cortex_school.clients.gitops import GitOpsError
+    from cortex_school.delivery.merge import settle_merge
+    from cortex_school.runtime import get_gitops_repo
+
+    try:
+        check = settle_merge(store, improvement_id, get_gitops_repo(), actor=f"cli:{getpass.getuser()}")
+    except GitOpsError as exc:
+        err.print(f"[red]{improvement_id}: cannot look for the merge: {escape(str(exc))}[/]")
+        raise typer.Exit(2) from None
+    if check.outcome in ("merged", "not_pending"):
+        console.print(f"{improvement_id}: {escape(check.detail)}")
+        return store.field(improvement_id, "status") == Status.COMMITTED.value
+    if check.outcome == "rejected":
+        err.print(f"[red]{improvement_id}: rejected: {escape(check.detail)}[/]")
+        raise typer.Exit(1)
+    console.print(f"{improvement_id}: {escape(check.detail)}; no deploy queued")
+    return False
 
 
 @policy_app.command("check")

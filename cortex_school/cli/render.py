@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from cortex_school.delivery.merge import PendingMerge, human_duration
 from cortex_school.intake.ingest import IngestReport
 from cortex_school.models import Improvement, Status
 from cortex_school.store import (
@@ -70,6 +71,24 @@ def decisions_table(improvements: list[Improvement], title: str) -> Table:
             imp.id, imp.video_id, f"{imp.category}/{imp.type.value}", imp.expert or "-",
             f"{imp.relevance:.2f}", imp.status.value, escape(reason[:400]),
         )
+    return table
+
+
+def merge_pending_table(merges: list[PendingMerge]) -> Table:
+    """Branches waiting for a person to merge them, oldest first, with how long they have
+    waited and their pull request (or why it could not be opened)."""
+    table = Table(title=f"merge pending: {len(merges)} branch(es) waiting for a person to merge them")
+    for col in ("id", "title", "branch", "waiting for", "pull request"):
+        table.add_column(col, overflow="fold")
+    for m in merges:
+        if m.pull_request_url:
+            pull = escape(m.pull_request_url)
+        elif m.pull_request_error:
+            pull = f"[red]not opened: {escape(m.pull_request_error[:200])}[/]"
+        else:
+            pull = "-"
+        table.add_row(m.improvement_id, escape(m.title[:80]), escape(m.branch),
+                      human_duration(m.age_seconds), pull)
     return table
 
 

@@ -10,6 +10,11 @@ Re-running for an improvement that is already committed finds its commit (by the
 ``Improvement-Id`` trailer on the branch commit and the merge message on the target
 branch) and reuses it: never a second commit.
 
+In ``branch`` mode a person merges; :meth:`GitOpsRepo.find_landing` finds where the branch
+landed on the target branch (a merge commit, a fast-forward, or a squash or rebase found by
+its ``Improvement-Id`` trailer), and :class:`GitHubPullRequests` may open the pull request
+for them.
+
 Each worker process works in its own clone (a locked slot directory), so workers
 never share an index. Credentials reach git through ``GIT_ASKPASS`` from the
 environment; they are never in a URL, and every error message is redacted.
@@ -26,9 +31,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TypeVar, cast
+from typing import IO, Literal, TypeVar, cast
 
 import git
+import httpx
 import yaml
 from git.exc import GitCommandError
 
@@ -77,6 +83,18 @@ class CommitResult:
     def deployable_revision(self) -> str | None:
         """What ArgoCD will sync: the merge commit on the target branch."""
         return self.merge_commit
+
+
+MergeKind = Literal["merge commit", "fast-forward", "squash or rebase"]
+
+
+@dataclass(frozen=True)
+class Landing:
+    """Where a branch a person merged landed on the target branch: the commit ArgoCD must
+    sync past (``commit``) and how it got there."""
+
+    commit: str
+    kind: MergeKind
 
 
 def _message(commit: git.Commit) -> str:
@@ -163,11 +181,17 @@ class GitOpsRepo:
                                      f"failed ({exc.status}): {exc.stderr.strip()[:500]}",
                                      self.secret)) from None
 
-    def sync(self) -> Path:
-        """Fetch and check out the target branch's tip (clean); returns the work tree."""
+    def fetch(self) -> None:
+        """Fetch every branch of the remote; ``--prune`` drops branches deleted there, so a
+        missing remote-tracking branch means the remote no longer has it."""
         repo = self._git()
         with repo.git.custom_environment(**self._env()):
             self._run(lambda: repo.git.fetch("origin", "--prune"))
+
+    def sync(self) -> Path:
+        """Fetch and check out the target branch's tip (clean); returns the work tree."""
+        repo = self._git()
+        self.fetch()
         self._run(lambda: repo.git.checkout("-B", self.branch, f"origin/{self.branch}", "--force"))
         self._run(lambda: repo.git.clean("-fdx"))
         return self.path
@@ -367,12 +391,166 @@ class GitOpsRepo:
             time.sleep(random.uniform(0.05, 0.3) * attempt)
         raise GitOpsError("unreachable")
 
+    # -- a person's merge (branch mode) -------------------------------------------
+    def remote_branch(self, branch: str) -> str | None:
+        """The remote branch's tip as last fetched; None when the remote has no such branch."""
+        try:
+            out = self._git().git.rev_parse("--verify", "--quiet", f"refs/remotes/origin/{branch}^{{commit}}")
+        except GitCommandError:
+            return None
+        return out.strip() or None
+
+    def message_of(self, sha: str) -> str:
+        """A commit's full message (fetch first)."""
+        return cast(str, self._run(lambda: self._git().git.log("-1", "--format=%B", sha)))
+
+    def find_landing(self, improvement_id: str, branch_commit: str) -> Landing | None:
+        """Where the improvement's branch commit landed on the target branch (fetch first);
+        None while it has not.
+
+        Reachable from the target branch: the first commit of its first-parent history that
+        contains it (a ``--no-ff`` merge commit, or the commit itself after a fast-forward).
+        Not reachable (squash, or a rebase that rewrote it): the oldest commit on the target
+        branch whose trailer block says ``Improvement-Id: <id>``, and where that landed."""
+        tip = f"origin/{self.branch}"
+        if branch_commit and self.is_ancestor(branch_commit, tip):
+            landed = self._first_containing(branch_commit)
+            if landed is not None:
+                kind: MergeKind = "fast-forward" if landed == branch_commit else "merge commit"
+                return Landing(landed, kind)
+        carrier = self._trailer_commit(improvement_id)
+        if carrier is None:
+            return None
+        landed = self._first_containing(carrier)
+        return Landing(landed or carrier, "squash or rebase")
+
+    def _first_containing(self, sha: str) -> str | None:
+        """The oldest commit of the target branch's first-parent history that contains
+        ``sha``. Containment only grows along that history (each commit contains its first
+        parent), so a binary search needs log2(n) ancestry checks."""
+        chain = self._git().git.rev_list("--first-parent", f"origin/{self.branch}").split()
+        if not chain or not self.is_ancestor(sha, chain[0]):
+            return None
+        newest, oldest = 0, len(chain) - 1  # chain[newest] contains sha; is chain[oldest]?
+        while newest < oldest:
+            middle = (newest + oldest + 1) // 2
+            if self.is_ancestor(sha, chain[middle]):
+                newest = middle
+            else:
+                oldest = middle - 1
+        return chain[newest]
+
+    def _trailer_commit(self, improvement_id: str) -> str | None:
+        """The oldest commit on the target branch carrying the improvement's trailer in a
+        trailer block (GitHub's squash message keeps the branch commit's trailers, then may
+        add a block of its own)."""
+        found = self._git().git.log(f"origin/{self.branch}", "--format=%H", "--reverse",
+                                    f"--grep=^{TRAILER}: {improvement_id}$").split()
+        for sha in found:
+            if improvement_id in self._trailer_blocks(self.message_of(sha)):
+                return sha
+        return None
+
+    @staticmethod
+    def _trailer_blocks(message: str) -> set[str]:
+        """Every Improvement-Id named in a paragraph made only of ``Key: value`` lines, after
+        the subject. A commit message quotes the proposal only on one line or indented, so a
+        look-alike line in its text is never a block of its own."""
+        ids: set[str] = set()
+        for paragraph in message.strip().split("\n\n")[1:]:
+            lines = [line for line in paragraph.splitlines() if line.strip()]
+            if lines and all(re.match(r"^[A-Za-z][A-Za-z0-9-]*: \S", line) for line in lines):
+                ids.update(re.findall(rf"^{TRAILER}: ([0-9a-f]{{16}})$", paragraph, re.M))
+        return ids
+
     def close(self) -> None:
         if self._repo is not None:
             self._repo.close()
         if self._lock is not None:
             self._lock.close()
             self._lock = None
+
+
+@dataclass(frozen=True)
+class PullRequestResult:
+    """What asking GitHub for a pull request gave: its page (``url``), or why not
+    (``error``, redacted); ``permanent`` when the same request would fail again (a 4xx)."""
+
+    url: str | None = None
+    error: str | None = None
+    permanent: bool = False
+    existed: bool = False
+
+
+def _json_field(response: httpx.Response, name: str) -> str:
+    """One string field of a JSON object answer ('' when the answer is not one)."""
+    try:
+        data = response.json()
+    except ValueError:
+        return ""
+    return str(data.get(name) or "") if isinstance(data, dict) else ""
+
+
+class GitHubPullRequests:
+    """Opens the pull request for a pushed ``improvement/<id>`` branch through GitHub's REST
+    API (``POST /repos/{owner}/{repo}/pulls``), so the person who merges finds it waiting.
+
+    Idempotent: when GitHub answers 422 "A pull request already exists", the open one is
+    looked up and returned. Never raises for what GitHub or the network does: every failure
+    comes back as a :class:`PullRequestResult` with the (redacted) reason, because a pull
+    request is a convenience and must never undo or fail a commit that was pushed."""
+
+    def __init__(self, *, api_url: str, repository: str | None, token: str | None,
+                 timeout: float = 10.0) -> None:
+        self.api_url = api_url.rstrip("/")
+        self.repository = repository
+        self.token = token
+        self.timeout = timeout
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        return headers
+
+    def open(self, *, head: str, base: str, title: str, body: str) -> PullRequestResult:
+        """The pull request of ``head`` into ``base``: created, or the one already open."""
+        if not self.repository:
+            return PullRequestResult(error="no GitHub repository: GITOPS_REMOTE is not a github.com "
+                                     "URL and GITHUB_REPO is not owner/name", permanent=True)
+        url = f"{self.api_url}/repos/{self.repository}/pulls"
+        try:
+            response = httpx.post(url, headers=self._headers(), timeout=self.timeout,
+                                  json={"title": title[:250], "head": head, "base": base, "body": body})
+            if response.status_code == 201:
+                return PullRequestResult(url=_json_field(response, "html_url"))
+            if response.status_code == 422 and "already exists" in response.text:
+                return self._existing(head, base)
+            return self._refused(response)
+        except (httpx.HTTPError, ValueError) as exc:
+            return PullRequestResult(error=redact(f"GitHub API {self.api_url} not reachable: "
+                                                  f"{type(exc).__name__}: {exc}"[:500], self.token))
+
+    def _existing(self, head: str, base: str) -> PullRequestResult:
+        """The open pull request of ``head`` (GET /pulls?head=owner:branch)."""
+        owner = (self.repository or "").split("/", 1)[0]
+        response = httpx.get(f"{self.api_url}/repos/{self.repository}/pulls", headers=self._headers(),
+                             params={"head": f"{owner}:{head}", "base": base, "state": "open"},
+                             timeout=self.timeout)
+        if response.status_code != 200:
+            return self._refused(response)
+        pulls = response.json()
+        if not isinstance(pulls, list) or not pulls:
+            return PullRequestResult(error=f"GitHub says a pull request for {head} already exists, "
+                                     "but lists none open")
+        first = pulls[0] if isinstance(pulls[0], dict) else {}
+        return PullRequestResult(url=str(first.get("html_url") or ""), existed=True)
+
+    def _refused(self, response: httpx.Response) -> PullRequestResult:
+        message = _json_field(response, "message") or response.text[:200]
+        permanent = 400 <= response.status_code < 500 and response.status_code not in (408, 429)
+        return PullRequestResult(error=redact(f"GitHub answered {response.status_code}: "
+                                              f"{message}"[:500], self.token), permanent=permanent)
 
 
 def ensure_bare_remote(path: Path, branch: str, seed: Path | None = None) -> Path:

@@ -27,8 +27,12 @@ def run_deploy(store: StateStore, improvement_id: str, d: Deployer, *, actor: st
         return improvement
     delivery, status = improvement.delivery, improvement.status.value
     if delivery.merge_pending:
-        return step(improvement_id, "deploy", "skipped", status,
-                    f"branch {delivery.git_branch} is waiting for a person to merge it")
+        from cortex_school.delivery.merge import await_merge  # branch mode: has a person merged?
+
+        merged = await_merge(store, improvement_id, d.repo, actor=actor, now=now)
+        if isinstance(merged, Step):
+            return merged
+        delivery = merged
     if reason := rollback_under_way(improvement):
         return step(improvement_id, "deploy", "failed", status, reason)
     if not delivery.git_commit:

@@ -31,7 +31,9 @@ def _follow(step: Step, interval: float) -> dict[str, Any]:
 @app.task(bind=True, base=PipelineTask, name="cortex_school.tasks.deploy.deploy")
 def deploy(self: PipelineTask, improvement_id: str) -> dict[str, Any]:
     """Hard-refresh the ArgoCD Application(s) and wait until they synced a revision that
-    contains the improvement's merge commit (committed → deployed), then verify."""
+    contains the improvement's merge commit (committed → deployed), then verify. A
+    branch-mode commit goes on only once a person merged its branch (found here, by the
+    sweep or by ``cortex-school deploy``); until then the step is skipped and says so."""
     checked = self.checked_id(improvement_id)
     step = run_deploy(get_store(), checked, get_deployer(), actor=self.actor())
     if step.outcome == "done":
