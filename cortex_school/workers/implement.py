@@ -33,6 +33,7 @@ from cortex_school.workers.manifests import PlanError, RenderContext
 from cortex_school.workers.placement import place
 from cortex_school.workers.plan import ImplementationPlan
 from cortex_school.workers.planning import Inventory, Planner
+from cortex_school.workers.planning.offline import NOT_PLANNED
 from cortex_school.workers.policy import (
     GateContext,
     SystemIdentity,
@@ -212,6 +213,12 @@ def run_implement(store: StateStore, improvement_id: str, *, implementer: Implem
         steps = "; ".join(plan.manual_steps) or "none"
         return _to_review(store, loaded, f"no Kubernetes resources to generate ({plan.planner}); "
                           f"manual steps: {steps}", actor), None
+    missing = [s for s in plan.manual_steps if s.startswith(NOT_PLANNED)]
+    decision = loaded.decision
+    if missing and not (decision is not None and decision.decided_by.startswith("human:")):
+        # Half of what was asked is not the change that was approved: a person decides.
+        return _to_review(store, loaded, "the plan leaves out part of the proposal, nothing committed: "
+                          + "; ".join(s[len(NOT_PLANNED):] for s in missing), actor), None
     policy = implementer.policy
     ctx = RenderContext(loaded.id, loaded.video_id, loaded.title, secret_store=policy.secret_store,
                         ingress_class=(policy.allowed_ingress_classes or ["traefik"])[0],

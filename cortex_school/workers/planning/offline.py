@@ -115,6 +115,8 @@ class OfflinePlanner:
             if _MANUAL_VERBS.search(sentence) or _HOST_LEVEL.search(sentence):
                 manual.append(sentence.rstrip(".,; "))
         resources = _without_imageless_workloads(resources, manual)
+        if resources:
+            manual.extend(unplanned_kinds(text, resources))
         if not resources and not manual:
             manual.append("no Kubernetes resources could be derived from the proposal; "
                           "a person should plan it")
@@ -434,4 +436,40 @@ def _unique(resources: list[PlannedResource]) -> list[PlannedResource]:
         if key not in seen:
             seen.add(key)
             out.append(r)
+    return out
+
+
+# What a proposal asks for by kind ("a ServiceAccount", "as a CronJob", "an HPA"), and the
+# plan kinds that produce it.
+NOT_PLANNED = "not planned: "
+_ASKED_KINDS: dict[str, frozenset[str]] = {
+    "Deployment": frozenset({"Deployment"}), "StatefulSet": frozenset({"StatefulSet"}),
+    "DaemonSet": frozenset({"DaemonSet"}),
+    "CronJob": frozenset({"BackupCronJob", "SecretRotationCronJob"}), "Job": frozenset({"MigrationJob"}),
+    "Service": frozenset({"Service", "StatefulSet"}), "Ingress": frozenset({"Ingress"}),
+    "IngressRoute": frozenset(), "Middleware": frozenset(), "ServiceAccount": frozenset({"ServiceAccount"}),
+    "Role": frozenset({"Role"}), "RoleBinding": frozenset({"RoleBinding"}), "ClusterRole": frozenset(),
+    "ClusterRoleBinding": frozenset(), "NetworkPolicy": frozenset({"NetworkPolicy"}),
+    "PodDisruptionBudget": frozenset({"PodDisruptionBudget"}),
+    "HorizontalPodAutoscaler": frozenset({"HorizontalPodAutoscaler"}), "ScaledObject": frozenset(),
+    "ServiceMonitor": frozenset({"ServiceMonitor"}), "PodMonitor": frozenset(),
+    "PrometheusRule": frozenset({"PrometheusRule"}), "ConfigMap": frozenset({"ConfigMap", "GrafanaDashboard"}),
+    "SealedSecret": frozenset(), "ExternalSecret": frozenset({"ExternalSecret"}),
+    "PersistentVolumeClaim": frozenset({"PersistentVolumeClaim", "BackupCronJob", "StatefulSet"}),
+    "Certificate": frozenset({"Certificate"}),
+}
+_KIND_ALIASES = {"PVC": "PersistentVolumeClaim", "HPA": "HorizontalPodAutoscaler", "PDB": "PodDisruptionBudget"}
+_ASKED = re.compile(r"\b(?:an?|as an?|new)\s+(?:[\w.:/\"'-]+\s+){0,3}?(" +
+                    "|".join(sorted(set(_ASKED_KINDS) | set(_KIND_ALIASES), key=len, reverse=True)) + r")\b")
+
+
+def unplanned_kinds(text: str, resources: list[PlannedResource]) -> list[str]:
+    """One manual step per kind the proposal asks for ("a ServiceAccount bound to ...", "as a
+    CronJob", "a 2Gi longhorn PVC") that the plan does not produce: a plan that leaves out
+    part of what was asked is not committed as if it were the whole change."""
+    planned = {r.kind for r in resources}
+    out = []
+    for kind in dict.fromkeys(_KIND_ALIASES.get(m.group(1), m.group(1)) for m in _ASKED.finditer(text)):
+        if not (_ASKED_KINDS.get(kind, frozenset()) & planned):
+            out.append(f"{NOT_PLANNED}the proposal asks for a {kind}, which this plan does not produce")
     return out

@@ -1,0 +1,267 @@
+"""Plans on the platform model: companions of existing workloads from their real records,
+files where the repository's conventions put them (next to the target, a folder per
+component, listed in the governing kustomization), the gate's companion rules, and a
+change that lands through discovery on a real bare repository."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cortex_school.clients.cluster.simulated import SimulatedCluster
+from cortex_school.clients.gitops import GitOpsRepo, ensure_bare_remote, list_kustomization_resource
+from cortex_school.delivery import argocd_apps_for
+from cortex_school.models import Status
+from cortex_school.platform_model import load_platform
+from cortex_school.platform_model.argocd import simulated_applications
+from cortex_school.settings import DeploySettings, PolicySettings
+from cortex_school.workers import render_resources
+from cortex_school.workers.implement import Implementer, run_implement
+from cortex_school.workers.manifest_files import repo_context
+from cortex_school.workers.manifests import RenderContext
+from cortex_school.workers.placement import place
+from cortex_school.workers.planning import Inventory, OfflinePlanner
+from cortex_school.workers.planning.companions import resolve_targets
+from cortex_school.workers.policy import GateContext, SystemIdentity, check_change, check_plan
+from cortex_school.workers.schema_check import SchemaChecker
+from tests.factories import make_improvement
+
+REPO = "https://github.com/acme/platform.git"
+AUTHOR = "Cortex Online School <school@cortex.ai>"
+NAMESPACES = ["knowledge", "tools"]
+CTX = RenderContext("0123456789abcdef", "vid00000001", "t")
+
+
+def write(root: Path, rel: str, docs: list[dict] | str) -> None:
+    path = root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(docs if isinstance(docs, str) else yaml.safe_dump_all(docs))
+
+
+def workload(kind: str, name: str, ns: str | None, labels: dict, image: str, port: int) -> dict:
+    meta = {"name": name, **({"namespace": ns} if ns else {})}
+    return {"apiVersion": "apps/v1", "kind": kind, "metadata": meta,
+            "spec": {"replicas": 2, "selector": {"matchLabels": labels},
+                     "template": {"metadata": {"labels": {**labels, "tier": "backend"}},
+                                  "spec": {"containers": [{"name": "c", "image": image,
+                                                           "ports": [{"containerPort": port}]}]}}}}
+
+
+def service(name: str, ns: str, labels: dict, selector: dict, port: int, port_name: str) -> dict:
+    return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": ns, "labels": labels},
+            "spec": {"selector": selector, "ports": [{"name": port_name, "port": port}]}}
+
+
+def a_platform(root: Path) -> Path:
+    """A folder-per-component layout applied by an ApplicationSet, a Kustomize-built
+    component, and a second workload that shares a label with Qdrant."""
+    write(root, "argocd-apps/workloads.yaml", [{
+        "apiVersion": "argoproj.io/v1alpha1", "kind": "ApplicationSet", "metadata": {"name": "workloads",
+                                                                                    "namespace": "argocd"},
+        "spec": {"generators": [{"git": {"repoURL": REPO, "directories": [{"path": "apps/*"}]}}],
+                 "template": {"metadata": {"name": "{{path.basename}}"},
+                              "spec": {"source": {"repoURL": REPO, "path": "{{path}}", "directory": {"recurse": True}},
+                                       "destination": {"namespace": "{{path.basename}}"}}}}},
+        {"apiVersion": "argoproj.io/v1alpha1", "kind": "Application", "metadata": {"name": "embeddings",
+                                                                                  "namespace": "argocd"},
+         "spec": {"source": {"repoURL": REPO, "path": "kustomize/embeddings"},
+                  "destination": {"namespace": "knowledge"}}}])
+    write(root, "apps/knowledge/qdrant/qdrant.yaml", [
+        workload("StatefulSet", "qdrant", None, {"app": "qdrant"}, "qdrant/qdrant:v1.12.4", 6333),
+        service("qdrant", "knowledge", {"app": "qdrant"}, {"app": "qdrant"}, 6333, "http")])
+    write(root, "apps/knowledge/reranker/reranker.yaml", [
+        workload("Deployment", "reranker", "knowledge", {"app": "reranker"}, "ghcr.io/acme/reranker:1.0", 8080)])
+    write(root, "apps/tools/n8n/n8n.yaml", [
+        workload("Deployment", "n8n", "tools", {"app": "n8n"}, "n8nio/n8n:1.64.0", 5678)])
+    write(root, "apps/tools/searxng/searxng.yaml", [
+        workload("Deployment", "searxng", "tools", {"app": "searxng"}, "searxng/searxng:2024.11.1", 8080)])
+    write(root, "kustomize/embeddings/kustomization.yaml",
+          "# embeddings, built with kustomize\nnamespace: knowledge\nresources:\n  - deployment.yaml\n")
+    write(root, "kustomize/embeddings/deployment.yaml", [
+        workload("Deployment", "embeddings", None, {"app.kubernetes.io/name": "embeddings"},
+                 "ghcr.io/acme/embeddings:2.1", 8000)])
+    return root
+
+
+def plan_for(root: Path, description: str, notes: str):
+    platform = load_platform(root)
+    imp = make_improvement(description, notes=notes)
+    return OfflinePlanner("knowledge").plan(imp, Inventory(), platform), platform
+
+
+def gate(root: Path, manifests: list[dict]) -> list:
+    ctx = repo_context(root, GateContext(policy=PolicySettings(allowed_namespaces=NAMESPACES),
+                                         system=SystemIdentity.from_policy(PolicySettings(), [])))
+    return check_change(manifests, ctx)
+
+
+def test_targets_are_resolved_by_label_name_and_component(tmp_path):
+    platform = load_platform(a_platform(tmp_path))
+    refs = [t.ref for t in resolve_targets("selecting the pods labelled app: reranker", platform)]
+    assert refs == ["Deployment/knowledge/reranker"]
+    refs = [t.ref for t in resolve_targets("Add a PodDisruptionBudget for the Qdrant StatefulSet", platform)]
+    assert set(refs) == {"StatefulSet/knowledge/qdrant", "Service/knowledge/qdrant"}
+    assert resolve_targets("Deploy something new", platform) == []
+
+
+def test_a_pdb_for_an_existing_statefulset_uses_its_labels_and_values_and_lands_next_to_it(tmp_path):
+    """GIVEN Qdrant running from apps/knowledge/qdrant/ with pods labelled app: qdrant WHEN a
+    PDB with maxUnavailable 1 is asked for THEN the plan is that PDB only (the StatefulSet is
+    not planned again), it selects app: qdrant in knowledge, the gate passes it, and its file
+    sits next to Qdrant's."""
+    root = a_platform(tmp_path)
+    plan, platform = plan_for(root, "Add a PodDisruptionBudget for the Qdrant StatefulSet",
+                              "Create a PodDisruptionBudget in the knowledge namespace selecting the Qdrant pods "
+                              "(label app: qdrant) with maxUnavailable: 1.")
+    (pdb,) = plan.resources
+    assert (pdb.kind, pdb.namespace, pdb.selector, pdb.max_unavailable, pdb.min_available, pdb.companion_of) == (
+        "PodDisruptionBudget", "knowledge", {"app": "qdrant"}, 1, None, "StatefulSet/knowledge/qdrant")
+    assert "StatefulSet knowledge/qdrant" in plan.summary
+    rendered = render_resources(plan, CTX)
+    manifests = [m for _, ms in rendered for m in ms]
+    assert manifests[0]["spec"]["maxUnavailable"] == 1
+    assert check_plan(plan, PolicySettings(allowed_namespaces=NAMESPACES), SystemIdentity.from_policy(
+        PolicySettings(), [])) == []
+    assert gate(root, manifests) == []
+    assert list(place(rendered, platform, "knowledge").files) == ["apps/knowledge/qdrant/qdrant-poddisruptionbudget.yaml"]
+
+
+def test_an_hpa_for_an_existing_deployment_honours_every_value(tmp_path):
+    root = a_platform(tmp_path)
+    plan, platform = plan_for(root, "Add a HorizontalPodAutoscaler for the embeddings Deployment",
+                              "Create an autoscaling/v2 HorizontalPodAutoscaler targeting Deployment embeddings, "
+                              "minReplicas 2, maxReplicas 4, averageUtilization 70 on CPU, with a 5 minute "
+                              "scale-down stabilisation window.")
+    (hpa,) = plan.resources
+    assert (hpa.target, hpa.min_replicas, hpa.max_replicas, hpa.cpu_utilization, hpa.scale_down_seconds) == (
+        "embeddings", 2, 4, 70, 300)
+    rendered = render_resources(plan, CTX)
+    manifests = [m for _, ms in rendered for m in ms]
+    assert manifests[0]["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment",
+                                                      "name": "embeddings"}
+    assert gate(root, manifests) == []
+    placement = place(rendered, platform, "knowledge")
+    assert list(placement.files) == ["kustomize/embeddings/embeddings-horizontalpodautoscaler.yaml"]
+    assert placement.listed == {"kustomize/embeddings/kustomization.yaml": ["embeddings-horizontalpodautoscaler.yaml"]}
+    # Without maxReplicas there is nothing to honour: a person chooses.
+    plan, _ = plan_for(root, "Add a HorizontalPodAutoscaler for the embeddings Deployment", "Scale on CPU.")
+    assert not plan.resources and any("maxReplicas" in s for s in plan.manual_steps)
+
+
+def test_a_service_monitor_selects_the_services_labels_and_names_what_it_cannot_carry(tmp_path):
+    root = a_platform(tmp_path)
+    plan, _ = plan_for(root, "Scrape Qdrant's Prometheus metrics with a ServiceMonitor",
+                       "Create a ServiceMonitor in knowledge selecting the qdrant Service (label app: qdrant) on port "
+                       "http, path /metrics, interval 30s, sending the API key as a bearer token.")
+    (sm,) = plan.resources
+    assert (sm.kind, sm.selector, sm.ports[0].name, sm.interval, sm.companion_of) == (
+        "ServiceMonitor", {"app": "qdrant"}, "http", "30s", "Service/knowledge/qdrant")
+    assert any("credentials" in s for s in plan.manual_steps)
+    manifests = [m for _, ms in render_resources(plan, CTX) for m in ms]
+    assert gate(root, manifests) == []
+
+
+def test_the_gate_holds_companions_to_what_exists_and_to_that_workloads_pods(tmp_path):
+    """A companion of an object the repository does not define, of the system's own, in
+    another namespace, or selecting another workload's pods too is refused; a budget over an
+    existing workload without maxUnavailable >= 1 goes to review."""
+    root = a_platform(tmp_path)
+    plan, _ = plan_for(root, "Add a PodDisruptionBudget for the Qdrant StatefulSet", "maxUnavailable: 1")
+    (pdb,) = [m for _, ms in render_resources(plan, CTX) for m in ms]
+
+    def with_(annotation: str | None = None, selector: dict | None = None, budget: dict | None = None) -> list:
+        m = yaml.safe_load(yaml.safe_dump(pdb))
+        if annotation is not None:
+            m["metadata"]["annotations"]["cortex-school.io/companion-of"] = annotation
+        if selector is not None:
+            m["spec"]["selector"]["matchLabels"] = selector
+        if budget is not None:
+            m["spec"] = {**budget, "selector": m["spec"]["selector"]}
+        return gate(root, [m])
+
+    assert with_() == []
+    assert any(v.rule == "companion" for v in with_("StatefulSet/knowledge/ghost"))
+    assert any(v.rule == "companion" for v in with_("StatefulSet/tools/qdrant"))
+    assert any(v.rule == "companion" for v in with_("Secret/knowledge/qdrant"))
+    # "tier: backend" is on Qdrant's pods and on the reranker's: it selects both.
+    assert any(v.rule == "selector" and "reranker" in v.detail for v in with_(selector={"tier": "backend"}))
+    (review,) = with_(budget={"minAvailable": 2})
+    assert review.action == "review" and review.rule == "disruption-budget"
+
+
+def test_what_the_plan_cannot_produce_is_named_and_stops_the_commit(tmp_path):
+    root = a_platform(tmp_path)
+    plan, _ = plan_for(root, "Run the descheduler", "Deploy registry.k8s.io/descheduler/descheduler:v0.31.0 as a "
+                       "CronJob every 30 minutes with a ServiceAccount bound to a ClusterRole.")
+    missing = [s for s in plan.manual_steps if s.startswith("not planned: ")]
+    assert any("CronJob" in s for s in missing) and any("ServiceAccount" in s for s in missing)
+
+
+def test_a_kustomization_gets_one_line_and_keeps_the_rest(tmp_path):
+    text = "# the prod overlay\nnamespace: ai\nresources:\n  - ../../base # shared\n  - ingress.yaml\n\npatches:\n  - path: p.yaml\n"
+    edited = list_kustomization_resource(text, "pdb.yaml")
+    assert edited == text.replace("  - ingress.yaml\n", "  - ingress.yaml\n  - pdb.yaml\n")
+    assert list_kustomization_resource("namespace: x\n", "a.yaml") == "namespace: x\nresources:\n  - a.yaml\n"
+
+
+def git(remote: Path, *args: str) -> str:
+    return subprocess.run(["git", "--git-dir", str(remote), *args], capture_output=True, text=True,
+                          check=True).stdout
+
+
+@pytest.fixture
+def landing(tmp_path, store):
+    remote = ensure_bare_remote(tmp_path / "remote.git", "main", a_platform(tmp_path / "seed"))
+    repo = GitOpsRepo(remote=str(remote), branch="main", workdir=tmp_path / "clones", author=AUTHOR)
+    cluster = SimulatedCluster(store._redis, repo, {}, simulated_applications)
+    cluster.reset()
+    cfg = DeploySettings()
+    implementer = Implementer(
+        planner=OfflinePlanner("knowledge"), repo=repo, schemas=SchemaChecker("1.31.0"),
+        policy=PolicySettings(allowed_namespaces=NAMESPACES), co_author=AUTHOR,
+        sync_check=lambda root, files, over: argocd_apps_for(cluster, root, files, cfg, overrides=over))
+    yield remote, implementer
+    cluster.reset()
+
+
+def implemented(store, implementer, description: str, notes: str):
+    imp = make_improvement(description, notes=notes, video_id="landvid0001")
+    store.create(imp, actor="test", reason="test")
+    for target in (Status.CATEGORIZED, Status.ASSESSED, Status.VALIDATED, Status.APPROVED):
+        store.transition(imp.id, target, actor="test", reason="test")
+    outcome, _ = run_implement(store, imp.id, implementer=implementer, worker="architecture", actor="t@h")
+    return imp, outcome
+
+
+def test_a_companion_in_a_kustomize_folder_is_listed_committed_and_applied(store, landing):
+    """GIVEN embeddings built by Kustomize WHEN its HPA is implemented THEN the commit holds
+    the HPA file and one added line in the kustomization, and the Application that builds
+    it is the one recorded to sync."""
+    remote, implementer = landing
+    imp, outcome = implemented(store, implementer, "Add a HorizontalPodAutoscaler for the embeddings Deployment",
+                               "minReplicas 2, maxReplicas 4, 70% on CPU.")
+    assert outcome.status == "committed", store.field(imp.id, "review_reason")
+    assert store.get(imp.id).delivery.argocd_apps == ["embeddings"]
+    kustomization = git(remote, "show", "main:kustomize/embeddings/kustomization.yaml")
+    assert kustomization.startswith("# embeddings, built with kustomize\n")
+    assert yaml.safe_load(kustomization)["resources"] == ["deployment.yaml", "embeddings-horizontalpodautoscaler.yaml"]
+    changed = git(remote, "diff", "--name-only", "main~1", "main").split()
+    assert sorted(changed) == ["kustomize/embeddings/embeddings-horizontalpodautoscaler.yaml",
+                               "kustomize/embeddings/kustomization.yaml"]
+
+
+def test_a_new_component_gets_a_folder_of_its_own_and_the_generated_application(store, landing):
+    """GIVEN tools keeps one folder per component, applied by an ApplicationSet over apps/*
+    (recursive) WHEN a new component is implemented THEN it lands in apps/tools/<name>/ and
+    the Application 'tools' applies it."""
+    remote, implementer = landing
+    imp, outcome = implemented(store, implementer, "Deploy docling-serve to convert PDFs",
+                               "Run quay.io/docling-project/docling-serve:v0.5.1 as a Deployment in tools with a "
+                               "Service on port 5001.")
+    assert outcome.status == "committed", store.field(imp.id, "review_reason")
+    files = store.get(imp.id).delivery.git_files
+    assert files and all(f.startswith("apps/tools/docling-serve/") for f in files), files
+    assert store.get(imp.id).delivery.argocd_apps == ["tools"]
