@@ -17,6 +17,7 @@ from cortex_school.workers import WORKERS, worker_for
 from cortex_school.workers.implement import run_implement
 
 LEASE_WAIT_SECONDS = 5.0
+MAX_LEASE_WAIT_SECONDS = 30.0
 LOCK_WAIT_SECONDS = 10.0
 
 
@@ -53,7 +54,9 @@ def implement(self: PipelineTask, improvement_id: str, worker: str | None = None
             # The expert's plan never validated: a person plans it; never committed on a guess.
             raise NeedsReview(f"planner failed: {exc}"[:2000]) from exc
         if outcome.outcome == "waiting":
-            raise Wait(LEASE_WAIT_SECONDS, outcome.detail)
+            # Backing off: a change in flight takes minutes (deploy, the health window).
+            retries = int(getattr(self.request, "retries", 0) or 0)
+            raise Wait(min(MAX_LEASE_WAIT_SECONDS, LEASE_WAIT_SECONDS * 2 ** min(retries, 6)), outcome.detail)
     finally:
         store.release_lock(checked, "implementing", token)
     after_commit(store, checked)

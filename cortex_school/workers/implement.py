@@ -139,6 +139,22 @@ def commit_message(improvement: Improvement, plan: ImplementationPlan,
     return "\n".join(lines) + "\n"
 
 
+def _wait_for_lease(store: StateStore, improvement: Improvement, implementer: Implementer,
+                    namespaces: list[str]) -> StageOutcome | None:
+    """The waiting outcome while another change holds one of ``namespaces`` (None: the
+    leases are this improvement's now)."""
+    assert implementer.lease is not None
+    holder = implementer.lease(improvement.id, namespaces)
+    if holder is None:
+        return None
+    # Waiting its turn is progress, not a stall: the stuck sweep leaves it alone.
+    store.set_fields(improvement.id, {"last_swept_at": str(utcnow().timestamp())})
+    store.count("implement_lease_waits")
+    return StageOutcome(improvement_id=improvement.id, stage=STAGE, outcome="waiting",
+                        status=improvement.status.value,
+                        detail=f"waiting: {holder} is in flight in {', '.join(namespaces)} (one change per namespace)")
+
+
 def _listed_texts(workdir: Path, listed: dict[str, list[str]]) -> dict[str, str]:
     """The kustomization files as the change will leave them (to check what ArgoCD will
     apply before anything is committed)."""
@@ -193,6 +209,13 @@ def run_implement(store: StateStore, improvement_id: str, *, implementer: Implem
             detail=f"nothing to do: status is {loaded.status.value}, this stage acts on approved",
         ), None
 
+    stored = store.field(loaded.id, "plan")
+    if stored and implementer.lease is not None and implementer.repo.mode == "merge":
+        # Waiting for a namespace's turn costs one Redis call: no fetch, no plan, no gate.
+        waiting = _wait_for_lease(store, loaded, implementer,
+                                  ImplementationPlan.model_validate_json(stored).namespaces)
+        if waiting is not None:
+            return waiting, None
     workdir = implementer.repo.sync()
     landed = implementer.repo.find_existing(loaded.id)
     if landed is not None:  # an earlier run committed it and died before recording that
@@ -250,14 +273,9 @@ def run_implement(store: StateStore, improvement_id: str, *, implementer: Implem
         if unsynced:
             return _to_review(store, loaded, "not committed: " + "; ".join(unsynced), actor), None
     if implementer.lease is not None and implementer.repo.mode == "merge":
-        holder = implementer.lease(loaded.id, plan.namespaces)
-        if holder is not None:
-            # Waiting its turn is progress, not a stall: the stuck sweep leaves it alone.
-            store.set_fields(loaded.id, {"last_swept_at": str(utcnow().timestamp())})
-            return StageOutcome(
-                improvement_id=loaded.id, stage=STAGE, outcome="waiting", status=loaded.status.value,
-                detail=f"waiting: {holder} is in flight in {', '.join(plan.namespaces)} "
-                       "(one change per namespace)"), None
+        waiting = _wait_for_lease(store, loaded, implementer, plan.namespaces)
+        if waiting is not None:
+            return waiting, None
     message = commit_message(loaded, plan, manifests, implementer.co_author, placement.listed)
     try:
         result = implementer.repo.commit_improvement(loaded.id, files, message, placement.listed)
