@@ -21,7 +21,7 @@ from cortex_school.workers.plan import (
     RecordingRule,
     Storage,
 )
-from cortex_school.workers.planning.companions import Target, companions, dashboard
+from cortex_school.workers.planning.companions import Target, companions, dashboard, resolve_targets
 from cortex_school.workers.planning.extraction import (
     _DOMAIN,
     _EXPR_FOR,
@@ -117,9 +117,8 @@ class OfflinePlanner:
         resources = _without_imageless_workloads(resources, manual)
         if resources:
             manual.extend(unplanned_kinds(text, resources))
-        if not resources and not manual:
-            manual.append("no Kubernetes resources could be derived from the proposal; "
-                          "a person should plan it")
+        if not resources and not any(m.startswith(NOT_PLANNED) for m in manual):
+            manual.append(_why_nothing(improvement, text, platform))
         summary = improvement.description[:200]
         if served:
             summary = (f"{summary} (for {', '.join(t.describe() for t in served[:3])})")[:500]
@@ -397,6 +396,22 @@ _NOT_SERVICE_NAMES = frozenset({"instead", "port", "ports", "to", "in", "account
                                 "mesh", "for", "of", "and", "with", "that", "the", "discovery"})
 
 
+def _why_nothing(improvement: Improvement, text: str, platform: Platform | None) -> str:
+    """Why a plan has no resources, as exactly as the model allows: a concept; a change to
+    objects that run but are not the system's (named, with their files); else nothing the
+    planner recognises, with the names it could not find."""
+    if improvement.type.value == "concept":
+        return "a concept: knowledge to keep, nothing to deploy"
+    targets = resolve_targets(text, platform) if platform is not None else []
+    if targets:
+        named = "; ".join(t.describe() for t in targets[:3])
+        return (f"the proposal changes what already runs ({named}); this system does not edit objects it "
+                "did not create, and no companion it makes (PodDisruptionBudget, HorizontalPodAutoscaler, "
+                "ServiceMonitor, NetworkPolicy) carries this change: a person makes it")
+    return ("no Kubernetes resources could be derived from the proposal (no image, no existing object named, "
+            "no change shape recognised); a person should plan it")
+
+
 def _service_name(improvement: Improvement, inventory: Inventory) -> str | None:
     """'the Service postgres-primary': a name with a '-' or digit, or a known workload."""
     names = {i.name for i in inventory.items}
@@ -471,5 +486,6 @@ def unplanned_kinds(text: str, resources: list[PlannedResource]) -> list[str]:
     out = []
     for kind in dict.fromkeys(_KIND_ALIASES.get(m.group(1), m.group(1)) for m in _ASKED.finditer(text)):
         if not (_ASKED_KINDS.get(kind, frozenset()) & planned):
-            out.append(f"{NOT_PLANNED}the proposal asks for a {kind}, which this plan does not produce")
+            article = "an" if kind[0] in "AEIOU" else "a"
+            out.append(f"{NOT_PLANNED}the proposal asks for {article} {kind}, which this plan does not produce")
     return out
