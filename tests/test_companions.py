@@ -197,7 +197,8 @@ def test_what_the_plan_cannot_produce_is_named_and_stops_the_commit(tmp_path):
     plan, _ = plan_for(root, "Run the descheduler", "Deploy registry.k8s.io/descheduler/descheduler:v0.31.0 as a "
                        "CronJob every 30 minutes with a ServiceAccount bound to a ClusterRole.")
     missing = [s for s in plan.manual_steps if s.startswith("not planned: ")]
-    assert any("CronJob" in s for s in missing) and any("ServiceAccount" in s for s in missing)
+    assert any("ServiceAccount" in s for s in missing) and any("ClusterRole" in s for s in missing)
+    assert [r.kind for r in plan.resources] == ["ScheduledJob"]  # what it could plan, it did
 
 
 def test_a_kustomization_gets_one_line_and_keeps_the_rest(tmp_path):
@@ -293,3 +294,65 @@ def test_waiting_for_a_namespace_costs_no_fetch_plan_or_gate(store, landing, mon
     held["holder"] = None  # the other change is done: this one goes on from where it was
     outcome, _ = run_implement(store, imp.id, implementer=waiting, worker="architecture", actor="t@h")
     assert outcome.status == "committed", store.field(imp.id, "review_reason")
+
+
+def test_prose_alerts_become_one_rule_per_comparison():
+    from cortex_school.workers.planning.offline import alerts_written
+
+    rules = alerts_written("Create a PrometheusRule with alerts on longhorn_volume_robustness == 2 for 10m "
+                           "(degraded, severity warning) and == 3 (faulted, severity critical).")
+    assert [(r.expr, r.duration, r.severity) for r in rules] == [
+        ("longhorn_volume_robustness == 2", "10m", "warning"), ("longhorn_volume_robustness == 3", "10m", "critical")]
+    assert rules[0].name == "LonghornVolumeRobustnessDegraded" and "faulted" in rules[1].summary
+    assert alerts_written("alerts are important") == []
+
+
+def test_sizes_and_schedules_are_read_as_written():
+    from cortex_school.workers.planning.extraction import schedule_in
+    from cortex_school.workers.planning.offline import requests_in
+
+    assert requests_in("as a Deployment (1 CPU, 2Gi memory)") == ("1", "2Gi")
+    assert requests_in("requesting 100m CPU and 256Mi memory") == ("100m", "256Mi")
+    assert requests_in("listens on port 8080, keeps 100m of logs") == (None, None)
+    assert schedule_in("as a CronJob every 30 minutes") == "*/30 * * * *"
+    assert schedule_in("nightly at 02:30") == "30 2 * * *"
+
+
+def test_a_scheduled_job_is_a_cronjob_and_a_cluster_wide_controller_is_never_half_planned(tmp_path):
+    root = a_platform(tmp_path)
+    plan, _ = plan_for(root, "Re-index the knowledge base every night",
+                       "Run ghcr.io/acme/reindex:1.4.0 as a CronJob in knowledge nightly at 02:30, running "
+                       "`reindex --all --batch 500`.")
+    (job,) = plan.resources
+    assert (job.kind, job.schedule, job.command) == ("ScheduledJob", "30 2 * * *", ["reindex", "--all", "--batch", "500"])
+    (cron,) = [m for _, ms in render_resources(plan, CTX) for m in ms]
+    assert cron["kind"] == "CronJob" and cron["spec"]["concurrencyPolicy"] == "Forbid"
+    assert gate(root, [cron]) == []
+    plan, _ = plan_for(root, "Run the descheduler", "Deploy registry.k8s.io/descheduler/descheduler:v0.31.0 "
+                       "in knowledge as a CronJob every 30 minutes.")
+    assert any("cluster-wide RBAC" in s for s in plan.manual_steps if s.startswith("not planned: "))
+
+
+def test_a_network_policy_for_an_existing_workload_is_its_companion_and_others_pods_go_to_review(tmp_path):
+    """GIVEN the reranker running WHEN a policy selecting its pods is asked for THEN it is
+    the reranker's companion, admits the labelled pods and the named namespace, and passes;
+    a policy over every pod of the namespace, or over pods of workloads it does not serve,
+    goes to a person (it cuts their other traffic off)."""
+    root = a_platform(tmp_path)
+    plan, _ = plan_for(root, "Allow only the API to reach the reranker with a NetworkPolicy",
+                       "Add a NetworkPolicy in knowledge selecting app: reranker that allows ingress on TCP 8080 "
+                       "only from pods labelled app: rag-api in the same namespace and from pods in the "
+                       "observability namespace.")
+    (policy,) = plan.resources
+    assert (policy.selector, policy.companion_of) == ({"app": "reranker"}, "Deployment/knowledge/reranker")
+    (manifest,) = [m for _, ms in render_resources(plan, CTX) for m in ms]
+    assert {"podSelector": {"matchLabels": {"app": "rag-api"}}} in manifest["spec"]["ingress"][0]["from"]
+    assert gate(root, [manifest]) == []
+    everything = yaml.safe_load(yaml.safe_dump(manifest))
+    everything["spec"]["podSelector"] = {}
+    del everything["metadata"]["annotations"]["cortex-school.io/companion-of"]
+    assert any(v.action == "review" and "every pod of namespace knowledge" in v.detail
+               for v in gate(root, [everything]) if v.rule == "network-policy")
+    wider = yaml.safe_load(yaml.safe_dump(manifest))
+    wider["spec"]["podSelector"] = {"matchLabels": {"tier": "backend"}}
+    assert any(v.rule == "network-policy" and "qdrant" in v.detail.lower() for v in gate(root, [wider]))

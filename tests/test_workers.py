@@ -192,6 +192,8 @@ def every_kind_plan() -> ImplementationPlan:
         PlannedResource(kind="StorageClass", name="cortex-cold", namespace=ns,
                         storage=Storage(provisioner="s3.csi.example.com", parameters={"bucket": "archive"})),
         PlannedResource(kind="PodDisruptionBudget", name="qdrant", namespace=ns, min_available=1),
+        PlannedResource(kind="ScheduledJob", name="reindex", namespace=ns, image="ghcr.io/x/reindex:1.2.0",
+                        schedule="*/30 * * * *", command=["reindex", "--all"]),
         PlannedResource(kind="HorizontalPodAutoscaler", name="docling", namespace=ns, target="docling",
                         min_replicas=1, max_replicas=3, cpu_utilization=70, scale_down_seconds=300),
         PlannedResource(kind="ServiceAccount", name="reader", namespace=ns),

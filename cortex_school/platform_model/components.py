@@ -52,6 +52,7 @@ class CatalogueEntry:
     provides: tuple[str, ...] = ()
     k3s_builtin: bool = False
     common_word: bool = False  # also an English word ("vector", "vault"): prose must capitalise it
+    cluster_rbac: bool = False  # needs a ClusterRole to work (watches or changes every namespace)
     includes: tuple[str, ...] = ()  # what an umbrella chart installs with it
     # Custom resources whose objects *are* another component ("<group>/<Kind>" → name): a
     # CloudNativePG Cluster is a PostgreSQL database, a Strimzi Kafka is Kafka.
@@ -112,6 +113,7 @@ class Catalogue:
                 charts=strs("charts"), kinds=strs("kinds"), ingress_classes=strs("ingress_classes"),
                 provides=strs("provides"), k3s_builtin=item.get("k3s_builtin") is True,
                 common_word=item.get("common_word") is True, includes=strs("includes"),
+                cluster_rbac=item.get("cluster_rbac") is True,
                 instances=tuple((str(k), str(v)) for k, v in item["instances"].items())
                 if isinstance(item.get("instances"), dict) else (),
                 configures=tuple((normalise(str(k)), tuple(str(m) for m in v)) for k, v in item["configures"].items()

@@ -16,7 +16,7 @@ from cortex_school.workers.manifests import (
 from cortex_school.workers.plan import PlannedResource, Storage
 
 KINDS = ("Deployment", "StatefulSet", "DaemonSet", "ConfigMap", "PersistentVolumeClaim",
-         "StorageClass", "PodDisruptionBudget", "HorizontalPodAutoscaler")
+         "StorageClass", "PodDisruptionBudget", "HorizontalPodAutoscaler", "ScheduledJob")
 
 
 def deployment(res: PlannedResource, ctx: RenderContext) -> list[Manifest]:
@@ -149,6 +149,21 @@ def hpa(res: PlannedResource, ctx: RenderContext) -> list[Manifest]:
              "metadata": metadata(res, ctx), "spec": spec}]
 
 
+def scheduled_job(res: PlannedResource, ctx: RenderContext) -> list[Manifest]:
+    """A CronJob running the plan's image on its schedule: never two at once, a few
+    histories kept, each run's pod on the secure defaults."""
+    requires_image(res)
+    if not res.schedule:
+        raise PlanError(f"scheduled job {res.name} needs a schedule")
+    return [{
+        "apiVersion": "batch/v1", "kind": "CronJob", "metadata": metadata(res, ctx),
+        "spec": {"schedule": res.schedule, "concurrencyPolicy": "Forbid",
+                 "successfulJobsHistoryLimit": 3, "failedJobsHistoryLimit": 3,
+                 "jobTemplate": {"spec": {"backoffLimit": 2, "template": {
+                     "spec": pod_spec([container(res)], restart_policy="OnFailure")}}}},
+    }]
+
+
 RENDERERS = {
     "Deployment": deployment,
     "StatefulSet": statefulset,
@@ -158,4 +173,5 @@ RENDERERS = {
     "StorageClass": storageclass,
     "PodDisruptionBudget": pdb,
     "HorizontalPodAutoscaler": hpa,
+    "ScheduledJob": scheduled_job,
 }

@@ -81,7 +81,7 @@ def container(resource: PlannedResource, *, name: str | None = None) -> dict[str
         "name": name or resource.name[:63],
         "image": resource.image,
         "imagePullPolicy": "IfNotPresent",
-        "resources": {k: dict(v) for k, v in DEFAULT_RESOURCES.items()},
+        "resources": resources_of(resource),
         "securityContext": {
             "runAsNonRoot": True,
             "allowPrivilegeEscalation": False,
@@ -106,6 +106,18 @@ def container(resource: PlannedResource, *, name: str | None = None) -> dict[str
     if resource.env:
         spec["env"] = [env_var(e) for e in resource.env]
     return spec
+
+
+def resources_of(resource: PlannedResource) -> dict[str, dict[str, str]]:
+    """The defaults, with the requests the plan names (and limits equal to them: what a
+    proposal sized is what the scheduler and the capacity check count)."""
+    out = {k: dict(v) for k, v in DEFAULT_RESOURCES.items()}
+    for key in ("cpu", "memory"):
+        value = getattr(resource, key)
+        if value:
+            out["requests"][key] = value
+            out["limits"][key] = value
+    return out
 
 
 def env_var(env: Any) -> dict[str, Any]:

@@ -26,6 +26,7 @@ KIND_OWNERS: dict[str, str] = {
     "StorageClass": "architecture",
     "PodDisruptionBudget": "architecture",
     "HorizontalPodAutoscaler": "architecture",
+    "ScheduledJob": "architecture",
     "Service": "integration",
     "Ingress": "integration",
     "ExternalSecret": "integration",
@@ -43,7 +44,7 @@ KIND_OWNERS: dict[str, str] = {
 }
 ResourceKind = Literal[
     "Deployment", "StatefulSet", "DaemonSet", "ConfigMap", "PersistentVolumeClaim",
-    "StorageClass", "PodDisruptionBudget", "HorizontalPodAutoscaler", "Service", "Ingress", "ExternalSecret", "Role",
+    "StorageClass", "PodDisruptionBudget", "HorizontalPodAutoscaler", "ScheduledJob", "Service", "Ingress", "ExternalSecret", "Role",
     "RoleBinding", "ServiceAccount", "NetworkPolicy", "Certificate", "SecretRotationCronJob",
     "MigrationJob", "BackupCronJob", "PrometheusRule", "ServiceMonitor", "GrafanaDashboard",
 ]
@@ -172,6 +173,10 @@ class PlannedResource(_Strict):
     cpu_utilization: int | None = Field(None, ge=1, le=100)  # percent of requests
     memory_utilization: int | None = Field(None, ge=1, le=100)
     scale_down_seconds: int | None = Field(None, ge=0, le=3600)  # stabilisation window
+    # A workload's container requests as the proposal gives them ("1 CPU, 2Gi memory"); the
+    # limits are set to the same (the defaults when none is given).
+    cpu: str | None = Field(None, pattern=r"^[0-9]+(\.[0-9]+)?m?$")
+    memory: str | None = Field(None, pattern=r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti)?$")
     interval: str | None = Field(None, pattern=r"^[0-9]+(s|m|h)$")
     secret_keys: list[str] = Field(default_factory=list, max_length=20)
     panels: list[Panel] = Field(default_factory=list, max_length=30)

@@ -1252,6 +1252,8 @@ class _Checker:
         if self.sys_selects(selector, self.ns):
             self.add("system-object", "spec.podSelector", "applies to the system's own pods "
                      "(an allow rule there would expose them)")
+        elif self.generated:
+            self._policy_over_others(selector)
         for direction, peers_key in (("ingress", "from"), ("egress", "to")):
             for i, rule in enumerate(_list(spec.get(direction))):
                 rule = _map(rule)
@@ -1263,6 +1265,23 @@ class _Checker:
                     continue
                 for j, peer in enumerate(peers):
                     self._peer(_map(peer), f"{where}.{peers_key}[{j}]", not selector)
+
+    def _policy_over_others(self, selector: dict[str, str]) -> None:
+        """A policy that selects pods cuts their other traffic off: over pods this change
+        does not run it is for a person, unless it is the companion of the one workload it
+        selects (and selects no other's)."""
+        served = f"{self.serves[0]} {self.serves[2]}" if self.serves else None
+        hit = sorted({workload for ns, workload, labels in self.ctx.existing_pods
+                      if ns in (self.ns, "") and set(selector.items()) <= labels})
+        others = [w for w in hit if w != served]
+        if not selector and hit:
+            self.add("network-policy", "spec.podSelector", f"selects every pod of namespace {self.ns}, "
+                     f"{len(hit)} existing workload(s) ({', '.join(hit[:3])}): their other traffic is cut off",
+                     "review")
+        elif others and not self.change.selects_own_pods(selector, self.ns):
+            self.add("network-policy", "spec.podSelector", f"selects the pods of {', '.join(others[:3])}, which this "
+                     "change does not run and does not name as companion-of: their other traffic is cut off",
+                     "review")
 
     def _peer(self, peer: dict[str, Any], where: str, all_pods: bool) -> None:
         if not peer:

@@ -18,7 +18,8 @@ _REGISTRIES = ("quay.io", "ghcr.io", "docker.io", "registry.k8s.io", "gcr.io", "
 _PORTS = re.compile(r"\b(?:ports?|TCP|UDP)\s+(\d{2,5})((?:\s*(?:,|and|or)\s*\d{2,5})*)", re.I)
 _SIZE = re.compile(r"\b(\d+(?:\.\d+)?)\s?(Gi|Mi|Ti)\b")
 _STORAGE_CLASS = re.compile(r"\b(local-path|longhorn|nfs-client|openebs-[a-z-]+|ceph-[a-z-]+)\b")
-_SELECTING = re.compile(r"selecting ([a-z0-9./-]+)=([A-Za-z0-9._-]+)")
+_SELECTING = re.compile(r"selecting (?:the )?(?:pods? )?(?:labell?ed )?`?([a-z0-9][a-z0-9./-]*[a-z0-9])\s?[=:]\s*"
+                        r"[\"']?([A-Za-z0-9][A-Za-z0-9._-]*[A-Za-z0-9]|[A-Za-z0-9])")
 _MIN_AVAILABLE = re.compile(r"minAvailable:?\s*(\d+)")
 _EXPR_FOR = re.compile(r"\bexpr\s+(.+?)\s+for\s+(\d+[smhd])\b")
 _SEVERITY = re.compile(r"\bseverity\s+(info|warning|critical)\b")
@@ -109,6 +110,12 @@ def schedule_in(text: str) -> str | None:
     if m:
         return " ".join(m.group(1).split())
     lowered = text.lower()
+    minutes = re.search(r"every (\d{1,2}) minutes?", lowered)
+    if minutes and 1 <= int(minutes.group(1)) <= 59:
+        return f"*/{int(minutes.group(1))} * * * *"
+    at = re.search(r"\b(?:daily|nightly|every (?:day|night)) at (\d{1,2}):(\d{2})\b", lowered)
+    if at and int(at.group(1)) < 24 and int(at.group(2)) < 60:
+        return f"{int(at.group(2))} {int(at.group(1))} * * *"
     hours = re.search(r"every (\d{1,2}) hours?", lowered)
     if hours and 1 <= int(hours.group(1)) <= 23:
         return f"0 */{int(hours.group(1))} * * *"

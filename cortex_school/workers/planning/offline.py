@@ -87,7 +87,7 @@ class OfflinePlanner:
             manual.append(f"namespace {ns[:70]!r} is not a valid namespace; used {self.default_namespace}")
             ns = self.default_namespace
         if re.search(r"network ?polic|default[- ]deny|isolat", lowered):
-            attempt("NetworkPolicy", lambda: self._network_policies(improvement, text, ns, inventory))
+            attempt("NetworkPolicy", lambda: self._network_policies(improvement, text, ns, inventory, platform))
         if re.search(r"statefulset", lowered) and not served:
             attempt("StatefulSet", lambda: self._statefulset(improvement, text, ns, inventory))
         if re.search(r"prometheusrule|alert|burn[- ]rate", lowered):
@@ -108,6 +108,13 @@ class OfflinePlanner:
         if served:  # the images of what a companion serves are not deployed again
             running = {image for t in served for image in t.obj.images}
             images = [i for i in images if i not in running]
+        schedule = schedule_in(text)
+        if images and schedule and re.search(r"\bcron ?jobs?\b|\bscheduled (?:job|task)\b", lowered) \
+                and not any(r.kind in ("BackupCronJob", "SecretRotationCronJob") for r in resources):
+            attempt("scheduled job", lambda: [PlannedResource(
+                kind="ScheduledJob", name=app_name_for_image(images[0]), namespace=ns, image=images[0],
+                schedule=schedule, command=command_in(text), purpose=improvement.description[:200])])
+            images = images[1:]
         if images and improvement.type.value != "concept":
             attempt("workload", lambda: self._workloads(improvement, text, ns, images, inventory, manual))
 
@@ -117,6 +124,8 @@ class OfflinePlanner:
         resources = _without_imageless_workloads(resources, manual)
         if resources:
             manual.extend(unplanned_kinds(text, resources))
+            if platform is not None:
+                manual.extend(needs_cluster_rbac(text, platform))
         if not resources and not any(m.startswith(NOT_PLANNED) for m in manual):
             manual.append(_why_nothing(improvement, text, platform))
         summary = improvement.description[:200]
@@ -126,8 +135,8 @@ class OfflinePlanner:
                                   manual_steps=manual, planner=self.name)
 
     # -- recipes ----------------------------------------------------------------
-    def _network_policies(self, imp: Improvement, text: str, ns: str,
-                          inventory: Inventory) -> list[PlannedResource]:
+    def _network_policies(self, imp: Improvement, text: str, ns: str, inventory: Inventory,
+                          platform: Platform | None = None) -> list[PlannedResource]:
         out: list[PlannedResource] = []
         deny_all = bool(re.search(r"default[- ]deny|empty podselector|all other ingress .*denied",
                                   text, re.I))
@@ -139,6 +148,11 @@ class OfflinePlanner:
         peers: list[Peer] = []
         for m in re.finditer(r"from (?:pods in )?(?:the )?([a-z0-9-]+) namespace", text):
             peers.append(Peer(namespace=m.group(1)))
+        for m in re.finditer(r"from (?:the )?pods labell?ed `?([a-z0-9][a-z0-9./-]*[a-z0-9])\s?[=:]\s*[\"']?"
+                             r"([A-Za-z0-9][A-Za-z0-9._-]*[A-Za-z0-9])(?:\s+in (?:the )?(same|[a-z0-9-]+) namespace)?",
+                             text):
+            other = m.group(3) if m.group(3) and m.group(3) != "same" else None
+            peers.append(Peer(namespace=other, pod_labels={m.group(1): m.group(2)}))
         for m in re.finditer(r"from ([A-Z][A-Za-z]+) in (?:the )?([a-z0-9-]+)", text):
             app = m.group(1).lower()
             target = inventory.workload(app)
@@ -161,9 +175,11 @@ class OfflinePlanner:
                     break
             name = with_suffix(f"allow-{target_app or 'ingress'}", "ingress") if target_app \
                 else "allow-ingress"
+            served = _served_by(selector, ns, platform)
             out.append(PlannedResource(
-                kind="NetworkPolicy", name=name, namespace=ns, selector=selector,
+                kind="NetworkPolicy", name=name, namespace=served.namespace if served else ns, selector=selector,
                 allow_from=peers, ports=[Port(number=p) for p in ports_in(text)],
+                companion_of=f"{served.kind}/{served.namespace}/{served.name}" if served else None,
                 purpose=f"admit only the named sources to {target_app or 'the namespace'}"))
         elif selector:
             out.append(PlannedResource(kind="NetworkPolicy", name=with_suffix(
@@ -204,7 +220,11 @@ class OfflinePlanner:
             return [self._burn_rate(imp, text, ns)]
         m = _EXPR_FOR.search(text)
         if not m:
-            return []
+            written = alerts_written(text)
+            if not written:
+                return []
+            return [PlannedResource(kind="PrometheusRule", name=base_name(imp.description), namespace=ns,
+                                    alerts=written, purpose=imp.description[:200])]
         alert = AlertRule(name=camel(base_name(imp.description).replace("-", " ")),
                           expr=m.group(1).strip().rstrip(","), duration=m.group(2),
                           severity=severity, summary=imp.description[:200])
@@ -369,8 +389,9 @@ class OfflinePlanner:
                                            secret_keys=["api-key"],
                                            purpose=f"credentials for {app}, from the store"))
                 env.append(EnvVar(name="API_KEY", secret_name=secret, secret_key="api-key"))
+            cpu, memory = requests_in(text) if len(images) == 1 else (None, None)
             out.append(PlannedResource(
-                kind="Deployment", name=app, namespace=ns, image=image, replicas=1,
+                kind="Deployment", name=app, namespace=ns, image=image, replicas=1, cpu=cpu, memory=memory,
                 ports=[Port(number=p, name=port_name if i == 0 else f"p{p}")
                        for i, p in enumerate(ports[:5])],
                 env=env, dependencies=deps, purpose=imp.description[:200]))
@@ -423,6 +444,19 @@ def _service_name(improvement: Improvement, inventory: Inventory) -> str | None:
     return None
 
 
+def _served_by(selector: dict[str, str], ns: str, platform: Platform | None) -> Any:
+    """The one existing workload whose pods ``selector`` selects (in ``ns`` when that holds
+    one), if exactly one does: the policy is then its companion."""
+    if platform is None or not selector:
+        return None
+    hits = [o for o in platform.inventory.objects
+            if o.kind in ("Deployment", "StatefulSet", "DaemonSet") and o.deployed is not False
+            and not o.file.startswith("live:") and selector.items() <= {**o.pod_labels}.items()]
+    in_ns = [o for o in hits if o.namespace == ns]
+    chosen = in_ns or hits
+    return chosen[0] if len(chosen) == 1 else None
+
+
 def _selector(text: str, inventory: Inventory) -> dict[str, str]:
     m = _SELECTING.search(text)
     return {m.group(1): m.group(2)} if m else {}
@@ -460,7 +494,8 @@ NOT_PLANNED = "not planned: "
 _ASKED_KINDS: dict[str, frozenset[str]] = {
     "Deployment": frozenset({"Deployment"}), "StatefulSet": frozenset({"StatefulSet"}),
     "DaemonSet": frozenset({"DaemonSet"}),
-    "CronJob": frozenset({"BackupCronJob", "SecretRotationCronJob"}), "Job": frozenset({"MigrationJob"}),
+    "CronJob": frozenset({"BackupCronJob", "SecretRotationCronJob", "ScheduledJob"}),
+    "Job": frozenset({"MigrationJob"}),
     "Service": frozenset({"Service", "StatefulSet"}), "Ingress": frozenset({"Ingress"}),
     "IngressRoute": frozenset(), "Middleware": frozenset(), "ServiceAccount": frozenset({"ServiceAccount"}),
     "Role": frozenset({"Role"}), "RoleBinding": frozenset({"RoleBinding"}), "ClusterRole": frozenset(),
@@ -489,3 +524,92 @@ def unplanned_kinds(text: str, resources: list[PlannedResource]) -> list[str]:
             article = "an" if kind[0] in "AEIOU" else "a"
             out.append(f"{NOT_PLANNED}the proposal asks for {article} {kind}, which this plan does not produce")
     return out
+
+
+_COMPARISON = r"(?P<op>==|!=|>=|<=|>|<)\s*(?P<value>-?\d+(?:\.\d+)?)"
+_FOR = r"(?:\s+for\s+(?P<dur>\d+[smhd]))?"
+_NOTE = r"(?:\s*\((?P<note>[^()]{0,200})\))?"
+_ALERT_ON = re.compile(r"\balerts?\s+(?:on|when|if)\s+(?P<metric>[a-zA-Z_:][a-zA-Z0-9_:]*(?:\{[^{}]{0,300}\})?)\s*"
+                       + _COMPARISON + _FOR + _NOTE)
+_AND_ALSO = re.compile(r"^\s*(?:,\s*)?(?:and|or)\s+" + _COMPARISON + _FOR + _NOTE)
+
+
+def alerts_written(text: str) -> list[AlertRule]:
+    """Alert rules written out in prose: "alerts on longhorn_volume_robustness == 2 for 10m
+    (degraded, severity warning) and == 3 (faulted, severity critical)": one rule per
+    comparison, each with its own duration (else the first's, else 5m), severity (else
+    warning) and the words in parentheses as its summary."""
+    out: list[AlertRule] = []
+    for m in _ALERT_ON.finditer(text):
+        metric = m.group("metric")
+        parts = [m]
+        rest = text[m.end():]
+        while (more := _AND_ALSO.match(rest)) is not None and len(parts) < 10:
+            parts.append(more)
+            rest = rest[more.end():]
+        first_duration = m.group("dur") or "5m"
+        for part in parts:
+            note = (part.group("note") or "").strip()
+            severity = re.search(r"\bseverity\s+(info|warning|critical)\b", note)
+            words = re.sub(r"\bseverity\s+\w+", "", note).strip(" ,;")
+            name = camel(f"{metric.split('{', 1)[0].replace(':', ' ')} {words or part.group('op')}", 6)
+            out.append(AlertRule(name=name, expr=f"{metric} {part.group('op')} {part.group('value')}",
+                                 duration=part.group("dur") or first_duration,
+                                 severity=severity.group(1) if severity else "warning",
+                                 summary=f"{metric} {part.group('op')} {part.group('value')}"
+                                         + (f": {words}" if words else "")))
+    return out
+
+
+_CPU = re.compile(r"\b(\d+(?:\.\d+)?)\s*(m\b|millicores?\b|cores?\b|vcpus?\b|cpus?\b)", re.I)
+_MEMORY = re.compile(r"\b(\d+(?:\.\d+)?)\s*(Mi|Gi|MiB|GiB|MB|GB)\s+(?:of\s+)?(?:memory|ram)\b", re.I)
+
+
+def requests_in(text: str) -> tuple[str | None, str | None]:
+    """The CPU and memory a proposal asks for one workload ("1 CPU, 2Gi memory", "requesting
+    100m CPU and 256Mi memory") as Kubernetes quantities; None for what it does not say."""
+    cpu = memory = None
+    m = _CPU.search(text)
+    if m and (m.group(2).lower().startswith(("m", "core", "cpu", "vcpu"))):
+        unit = m.group(2).lower()
+        if unit == "m" or unit.startswith("milli"):
+            cpu = f"{int(float(m.group(1)))}m"
+        elif re.fullmatch(r"\d+(\.\d+)?", m.group(1)):
+            cpu = m.group(1)
+        if m.group(2) == "m" and not re.search(r"\bcpu\b", text[m.end():m.end() + 8], re.I):
+            cpu = None  # "100m" alone is not a CPU figure
+    m = _MEMORY.search(text)
+    if m:
+        unit = {"mb": "Mi", "mib": "Mi", "mi": "Mi", "gb": "Gi", "gib": "Gi", "gi": "Gi"}[m.group(2).lower()]
+        value = m.group(1)
+        memory = f"{value}{unit}" if "." not in value else f"{int(float(value) * 1024)}Mi" if unit == "Gi" else None
+    return cpu, memory
+
+
+def needs_cluster_rbac(text: str, platform: Platform) -> list[str]:
+    """A component the proposal deploys that works only with cluster-wide RBAC (a
+    controller such as the descheduler or Reloader, marked in the catalogue): the plan
+    cannot be complete, since ClusterRoles are never generated."""
+    from cortex_school.platform_model.mentions import mentions
+
+    out = []
+    for m in mentions(text, platform):
+        entry = platform.catalogue.entries.get(m.component)
+        if m.intent == "deploys" and entry is not None and entry.cluster_rbac:
+            out.append(f"{NOT_PLANNED}{entry.title} needs cluster-wide RBAC (a ClusterRole and its binding), "
+                       "which this system does not generate")
+    return list(dict.fromkeys(out))
+
+
+def command_in(text: str) -> list[str]:
+    """The command a proposal writes in backticks after run/running/command ("running
+    `pg_dump -Fc db`"), split like a shell would; empty: the image's own entrypoint."""
+    import shlex
+
+    m = re.search(r"\b(?:run|runs|running|command|executing)\s+`([^`\n]{1,500})`", text)
+    if not m:
+        return []
+    try:
+        return shlex.split(m.group(1))[:40]
+    except ValueError:
+        return []
