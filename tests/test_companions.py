@@ -356,3 +356,22 @@ def test_a_network_policy_for_an_existing_workload_is_its_companion_and_others_p
     wider = yaml.safe_load(yaml.safe_dump(manifest))
     wider["spec"]["podSelector"] = {"matchLabels": {"tier": "backend"}}
     assert any(v.rule == "network-policy" and "qdrant" in v.detail.lower() for v in gate(root, [wider]))
+
+
+def test_an_edit_of_what_the_system_does_not_own_stops_the_plan_and_a_floor_below_replicas_passes(tmp_path):
+    """An HPA whose proposal also says "drop the fixed replicas field" is not the whole
+    change (the Deployment is not ours); a budget of minAvailable 1 over a workload of 2
+    replicas leaves one to evict and passes, minAvailable 2 does not."""
+    root = a_platform(tmp_path)
+    plan, _ = plan_for(root, "CPU-based HorizontalPodAutoscaler for the reranker between 2 and 8 replicas",
+                       "autoscaling/v2 HPA targeting 70% CPU utilisation; drop the fixed replicas field so Argo CD "
+                       "and the HPA do not fight.")
+    (hpa,) = plan.resources
+    assert (hpa.min_replicas, hpa.max_replicas, hpa.cpu_utilization) == (2, 8, 70)
+    assert any("drop the fixed replicas field" in s for s in plan.manual_steps if s.startswith("not planned: "))
+    plan, _ = plan_for(root, "Add a PodDisruptionBudget to the reranker Deployment",
+                       "minAvailable: 1 with the selector app: reranker.")
+    (pdb,) = [m for _, ms in render_resources(plan, CTX) for m in ms]
+    assert pdb["spec"]["minAvailable"] == 1 and gate(root, [pdb]) == []  # the reranker runs 2 replicas
+    pdb["spec"]["minAvailable"] = 2
+    assert [v.rule for v in gate(root, [pdb])] == ["disruption-budget"]

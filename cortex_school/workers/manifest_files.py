@@ -49,6 +49,7 @@ def repo_context(root: Path | None, base: GateContext) -> GateContext:
     selectors = set(base.existing_selectors)
     alerts, hosts, pods = set(base.existing_alerts), set(base.existing_hosts), set(base.existing_pods)
     claims = set(base.existing_claim_prefixes)
+    replicas = dict(base.existing_replicas)
     for obj in found.objects:
         meta = _dict_at(obj, "metadata")
         kind, name = str(obj.get("kind", "")), str(meta.get("name", ""))
@@ -61,6 +62,10 @@ def repo_context(root: Path | None, base: GateContext) -> GateContext:
         tmeta = _dict_at(template, "metadata")
         if isinstance(tmeta.get("labels"), dict) and tmeta["labels"]:
             pods.add((ns, f"{kind} {name}", frozenset((str(k), str(v)) for k, v in tmeta["labels"].items())))
+        if kind in ("Deployment", "StatefulSet"):
+            count = spec.get("replicas", 1)  # unset: one replica
+            if isinstance(count, int) and not isinstance(count, bool):
+                replicas[(kind, ns, name)] = count
         if kind == "StatefulSet":  # its claims exist as <template>-<name>-<ordinal>
             for t in spec["volumeClaimTemplates"] if isinstance(spec.get("volumeClaimTemplates"), list) else []:
                 claim = (t.get("metadata") or {}).get("name") if isinstance(t, dict) else None
@@ -88,7 +93,7 @@ def repo_context(root: Path | None, base: GateContext) -> GateContext:
         base, existing=frozenset(existing), existing_secrets=frozenset(secrets),
         existing_series=frozenset(series), existing_selectors=frozenset(selectors),
         existing_alerts=frozenset(alerts), existing_hosts=frozenset(hosts),
-        existing_pods=frozenset(pods), existing_claim_prefixes=frozenset(claims))
+        existing_pods=frozenset(pods), existing_claim_prefixes=frozenset(claims), existing_replicas=replicas)
 
 
 __all__ = ["MANIFEST_SUFFIXES", "MAX_DEPTH", "MAX_FILE_BYTES", "MAX_NODES", "ManifestSet",

@@ -275,6 +275,9 @@ class GateContext:
     existing_hosts: frozenset[str] = frozenset()  # Ingress hosts already routed
     # (namespace, "<template>-<statefulset>-") of the claims existing StatefulSets own.
     existing_claim_prefixes: frozenset[tuple[str, str]] = frozenset()
+    # (kind, namespace, name) → spec.replicas of the repository's workloads (a companion's
+    # disruption budget is judged against them).
+    existing_replicas: Mapping[tuple[str, str, str], int] = field(default_factory=dict)
     # (namespace, workload, its pod labels) of the workloads that already exist.
     existing_pods: frozenset[tuple[str, str, frozenset[tuple[str, str]]]] = frozenset()
     # (namespace, Service name, its selector items) of the Services that already exist.
@@ -1319,10 +1322,14 @@ class _Checker:
                      "own workers")
         elif self.serves is not None and self._selects_served(labels):
             spec = _map(self.m.get("spec"))
-            budget = spec.get("maxUnavailable")
-            if not (isinstance(budget, int) and not isinstance(budget, bool) and budget >= 1):
-                self.add("disruption-budget", "spec", "a budget over an existing workload's pods without "
-                         "maxUnavailable >= 1 can block node drains", "review")
+            budget, floor = spec.get("maxUnavailable"), spec.get("minAvailable")
+            kind, ns, name = self.serves
+            replicas = self.ctx.existing_replicas.get((kind, ns, name), self.ctx.existing_replicas.get((kind, "", name)))
+            evictable = (isinstance(budget, int) and not isinstance(budget, bool) and budget >= 1) or (
+                isinstance(floor, int) and not isinstance(floor, bool) and replicas is not None and floor < replicas)
+            if not evictable:
+                self.add("disruption-budget", "spec", f"a budget over {kind} {name}'s pods ({replicas or '?'} replicas) "
+                         "that leaves no pod to evict can block node drains", "review")
         elif not self.change.selects_own_pods(labels, self.ns):
             self.add("disruption-budget", "spec.selector", f"covers pods this change does not run "
                      f"({labels}): can block node drains for others", "review")

@@ -136,6 +136,7 @@ def _service_for(platform: Platform, workload: PlatformObject) -> PlatformObject
     return None
 
 
+_WORDS = {"one": 1, "two": 2, "three": 3, "five": 5, "ten": 10, "fifteen": 15}
 PDB_WORDS = re.compile(r"poddisruptionbudget|\bpdb\b|disruption budget", re.I)
 HPA_WORDS = re.compile(r"horizontalpodautoscaler|\bhpa\b", re.I)
 SM_WORDS = re.compile(r"servicemonitor|\bscrape\b", re.I)
@@ -193,16 +194,22 @@ def _pdb(target: Target, text: str, purpose: str, manual: list[str]) -> PlannedR
 
 
 def _hpa(target: Target, text: str, purpose: str, manual: list[str]) -> PlannedResource | None:
-    low = _int(r"minReplicas:?\s*(\d+)", text) or _int(r"\bmin(?:imum)?\s+(?:of\s+)?(\d+)\s+replicas", text)
-    high = _int(r"maxReplicas:?\s*(\d+)", text) or _int(r"\bmax(?:imum)?\s+(?:of\s+)?(\d+)\s+replicas", text)
+    between = re.search(r"\bbetween\s+(\d+)\s+and\s+(\d+)\s+replicas\b", text, re.I)
+    low = _int(r"minReplicas:?\s*(\d+)", text) or _int(r"\bmin(?:imum)?\s+(?:of\s+)?(\d+)\s+replicas", text) \
+        or (int(between.group(1)) if between else None)
+    high = _int(r"maxReplicas:?\s*(\d+)", text) or _int(r"\bmax(?:imum)?\s+(?:of\s+)?(\d+)\s+replicas", text) \
+        or (int(between.group(2)) if between else None)
     if high is None:
         manual.append(f"HorizontalPodAutoscaler for {target.obj.name}: the proposal names no maxReplicas; "
                       "a person chooses one")
         return None
     cpu = _int(r"(\d{1,3})\s*%?\s*(?:average\s*utili[sz]ation\s*)?(?:on|of|for)\s+cpu", text) or \
+        _int(r"(\d{1,3})\s*%\s*cpu", text) or \
         _int(r"averageUtilization:?\s*(\d{1,3})\s*(?:%\s*)?(?:on\s+)?cpu", text) or \
         _int(r"cpu\s+(?:utili[sz]ation\s+)?(?:of|at|above)?\s*(\d{1,3})\s*%", text)
     memory = _int(r"(\d{1,3})\s*%?\s*(?:average\s*utili[sz]ation\s*)?(?:on|of|for)\s+memory", text)
+    text = re.sub(r"\b(one|two|three|five|ten|fifteen)([- ]minute)", lambda m: str(_WORDS[m.group(1).lower()])
+                  + m.group(2), text, flags=re.I)
     window = re.search(r"(\d+)[- ]?(s|sec|seconds?|m|min|minutes?)\b[^.]{0,20}scale[- ]?down", text, re.I) or \
         re.search(r"scale[- ]?down\s+stabili[sz]ation(?:\s+window)?(?:\s+of)?\s+(\d+)\s*(s|seconds?|m|minutes?)",
                   text, re.I)

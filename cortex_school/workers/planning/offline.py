@@ -126,6 +126,8 @@ class OfflinePlanner:
             manual.extend(unplanned_kinds(text, resources))
             if platform is not None:
                 manual.extend(needs_cluster_rbac(text, platform))
+                manual.extend(edits_of_existing(improvement.implementation_notes, platform,
+                                                companion=any(r.companion_of for r in resources)))
         if not resources and not any(m.startswith(NOT_PLANNED) for m in manual):
             manual.append(_why_nothing(improvement, text, platform))
         summary = improvement.description[:200]
@@ -613,3 +615,30 @@ def command_in(text: str) -> list[str]:
         return shlex.split(m.group(1))[:40]
     except ValueError:
         return []
+
+
+_EDIT_VERB = re.compile(r"^(?:and |then |also |but )?(drop|remove|delete|edit|patch|annotate|change|rename|replace)\b",
+                        re.I)
+_ADD_TO = re.compile(r"\badd (?:it|them|this|that|a [\w-]+|an [\w-]+|[\w-]+) (?:to|into) (?:the )?(?:existing )?"
+                     r"(?:[\w.-]+ ){0,3}(?:of the )?(?:[\w.-]+ )?(Deployment|StatefulSet|DaemonSet|IngressRoute|Ingress|"
+                     r"NetworkPolicy|Service|CronJob|ConfigMap|values|middlewares)\b", re.I)
+
+
+def edits_of_existing(notes: str, platform: Platform, *, companion: bool) -> list[str]:
+    """The parts of a proposal that change an object it did not create ("drop the fixed
+    replicas field", "add it to the middlewares of the rag-api IngressRoute", "add a rule to
+    the existing qdrant-ingress NetworkPolicy"): the system never edits those, so a plan
+    without them is not the whole change."""
+    out = []
+    for clause in re.split(r"[.;]\s+|,\s+(?=and\b|then\b)|\s+and\s+(?=(?:drop|remove|delete|edit|patch|annotate|"
+                           r"change|rename|replace|add)\b)", notes):
+        clause = clause.strip()
+        if not clause:
+            continue
+        edit = _EDIT_VERB.search(clause)
+        named = resolve_targets(clause, platform)
+        if (edit and (companion or named or "existing" in clause.lower())) or _ADD_TO.search(clause):
+            what = f" ({named[0].describe()})" if named else ""
+            out.append(f"{NOT_PLANNED}the proposal also changes an object this system does not own{what}: "
+                       f"{clause[:160]!r}")
+    return out
