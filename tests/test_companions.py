@@ -375,3 +375,34 @@ def test_an_edit_of_what_the_system_does_not_own_stops_the_plan_and_a_floor_belo
     assert pdb["spec"]["minAvailable"] == 1 and gate(root, [pdb]) == []  # the reranker runs 2 replicas
     pdb["spec"]["minAvailable"] = 2
     assert [v.rule for v in gate(root, [pdb])] == ["disruption-budget"]
+
+
+def test_a_keda_scaled_object_for_an_existing_deployment_and_what_the_gate_refuses_in_one(tmp_path):
+    """GIVEN the reranker WHEN a ScaledObject with a Prometheus trigger is asked for THEN it
+    scales the reranker with the written counts, query, threshold and address, and passes;
+    an address outside the cluster, an authenticationRef or another trigger type does not."""
+    root = a_platform(tmp_path)
+    plan, _ = plan_for(root, "Scale the reranker with a KEDA ScaledObject",
+                       "Create a ScaledObject in knowledge targeting Deployment reranker with minReplicaCount 1 and "
+                       "maxReplicaCount 3, using a prometheus trigger on sum(rate(http_requests_total[2m])) with "
+                       "threshold 20 and serverAddress http://kps-prometheus.observability.svc:9090.")
+    (scaled,) = plan.resources
+    assert (scaled.kind, scaled.target, scaled.min_replicas, scaled.max_replicas) == ("ScaledObject", "reranker", 1, 3)
+    (manifest,) = [m for _, ms in render_resources(plan, CTX) for m in ms]
+    assert manifest["spec"]["triggers"][0]["metadata"] == {
+        "serverAddress": "http://kps-prometheus.observability.svc:9090",
+        "query": "sum(rate(http_requests_total[2m]))", "threshold": "20"}
+    assert SchemaChecker("1.31.0").check_all([manifest]) == [] and gate(root, [manifest]) == []
+
+    def changed(**trigger) -> list:
+        m = yaml.safe_load(yaml.safe_dump(manifest))
+        m["spec"]["triggers"][0].update(trigger)
+        return [v.rule for v in gate(root, [m])]
+
+    assert "autoscaler" in changed(metadata={"serverAddress": "http://attacker.example:9090", "query": "up",
+                                             "threshold": "1"})
+    assert "autoscaler" in changed(authenticationRef={"name": "steal-secrets"})
+    assert "autoscaler" in changed(type="external", metadata={"scalerAddress": "evil:443"})
+    other = yaml.safe_load(yaml.safe_dump(manifest))
+    other["spec"]["scaleTargetRef"]["name"] = "qdrant"  # not the workload it names as companion-of
+    assert "autoscaler" in [v.rule for v in gate(root, [other])]

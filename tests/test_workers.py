@@ -173,7 +173,7 @@ def test_networking_goes_to_the_worker_that_owns_what_it_touches():
 
 def every_kind_plan() -> ImplementationPlan:
     from cortex_school.workers.plan import (
-        AlertRule, EnvVar, Panel, Peer, RbacRule, Storage)
+        AlertRule, EnvVar, Panel, Peer, RbacRule, ScaleTrigger, Storage)
     ns = "cortex-system"
     return ImplementationPlan(summary="all kinds", resources=[
         PlannedResource(kind="Deployment", name="docling", namespace=ns,
@@ -192,6 +192,9 @@ def every_kind_plan() -> ImplementationPlan:
         PlannedResource(kind="StorageClass", name="cortex-cold", namespace=ns,
                         storage=Storage(provisioner="s3.csi.example.com", parameters={"bucket": "archive"})),
         PlannedResource(kind="PodDisruptionBudget", name="qdrant", namespace=ns, min_available=1),
+        PlannedResource(kind="ScaledObject", name="docling-scaler", namespace=ns, target="docling", max_replicas=3,
+                        triggers=[ScaleTrigger(type="prometheus", threshold="20", query="sum(rate(up[2m]))",
+                                               server_address="http://prometheus.monitoring.svc:9090")]),
         PlannedResource(kind="ScheduledJob", name="reindex", namespace=ns, image="ghcr.io/x/reindex:1.2.0",
                         schedule="*/30 * * * *", command=["reindex", "--all"]),
         PlannedResource(kind="HorizontalPodAutoscaler", name="docling", namespace=ns, target="docling",

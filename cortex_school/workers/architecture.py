@@ -16,7 +16,7 @@ from cortex_school.workers.manifests import (
 from cortex_school.workers.plan import PlannedResource, Storage
 
 KINDS = ("Deployment", "StatefulSet", "DaemonSet", "ConfigMap", "PersistentVolumeClaim",
-         "StorageClass", "PodDisruptionBudget", "HorizontalPodAutoscaler", "ScheduledJob")
+         "StorageClass", "PodDisruptionBudget", "HorizontalPodAutoscaler", "ScheduledJob", "ScaledObject")
 
 
 def deployment(res: PlannedResource, ctx: RenderContext) -> list[Manifest]:
@@ -164,6 +164,28 @@ def scheduled_job(res: PlannedResource, ctx: RenderContext) -> list[Manifest]:
     }]
 
 
+def scaled_object(res: PlannedResource, ctx: RenderContext) -> list[Manifest]:
+    """A KEDA ScaledObject for the workload the plan names: its triggers, min/max replicas."""
+    kind = (res.companion_of or "Deployment/").split("/", 1)[0]
+    if not res.target or kind not in _SCALABLE:
+        raise PlanError(f"ScaledObject {res.name} needs a Deployment or StatefulSet to scale")
+    if not res.triggers or res.max_replicas is None:
+        raise PlanError(f"ScaledObject {res.name} needs a trigger and maxReplicaCount")
+    triggers = []
+    for t in res.triggers:
+        if t.type == "prometheus":
+            if not t.server_address or not t.query:
+                raise PlanError(f"ScaledObject {res.name}: a prometheus trigger needs serverAddress and query")
+            triggers.append({"type": "prometheus", "metadata": {
+                "serverAddress": t.server_address, "query": t.query, "threshold": t.threshold}})
+        else:
+            triggers.append({"type": t.type, "metricType": "Utilization", "metadata": {"value": t.threshold}})
+    spec: dict = {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": kind, "name": res.target},
+                  "minReplicaCount": 1 if res.min_replicas is None else res.min_replicas,
+                  "maxReplicaCount": res.max_replicas, "triggers": triggers}
+    return [{"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "metadata": metadata(res, ctx), "spec": spec}]
+
+
 RENDERERS = {
     "Deployment": deployment,
     "StatefulSet": statefulset,
@@ -174,4 +196,5 @@ RENDERERS = {
     "PodDisruptionBudget": pdb,
     "HorizontalPodAutoscaler": hpa,
     "ScheduledJob": scheduled_job,
+    "ScaledObject": scaled_object,
 }

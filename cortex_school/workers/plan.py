@@ -27,6 +27,7 @@ KIND_OWNERS: dict[str, str] = {
     "PodDisruptionBudget": "architecture",
     "HorizontalPodAutoscaler": "architecture",
     "ScheduledJob": "architecture",
+    "ScaledObject": "architecture",
     "Service": "integration",
     "Ingress": "integration",
     "ExternalSecret": "integration",
@@ -44,7 +45,7 @@ KIND_OWNERS: dict[str, str] = {
 }
 ResourceKind = Literal[
     "Deployment", "StatefulSet", "DaemonSet", "ConfigMap", "PersistentVolumeClaim",
-    "StorageClass", "PodDisruptionBudget", "HorizontalPodAutoscaler", "ScheduledJob", "Service", "Ingress", "ExternalSecret", "Role",
+    "StorageClass", "PodDisruptionBudget", "HorizontalPodAutoscaler", "ScheduledJob", "ScaledObject", "Service", "Ingress", "ExternalSecret", "Role",
     "RoleBinding", "ServiceAccount", "NetworkPolicy", "Certificate", "SecretRotationCronJob",
     "MigrationJob", "BackupCronJob", "PrometheusRule", "ServiceMonitor", "GrafanaDashboard",
 ]
@@ -134,6 +135,17 @@ class Panel(_Strict):
     expr: str = Field(min_length=1, max_length=2000)
 
 
+class ScaleTrigger(_Strict):
+    """A KEDA trigger: a Prometheus query against an in-cluster Prometheus (the gate checks
+    the address), or CPU/memory utilisation."""
+
+    type: Literal["prometheus", "cpu", "memory"]
+    server_address: str | None = Field(None, max_length=300,
+                                       pattern=r"^https?://[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?(:[0-9]{1,5})?/?$")
+    query: str | None = Field(None, min_length=1, max_length=2000)
+    threshold: str = Field(pattern=r"^[0-9]+(\.[0-9]+)?$")
+
+
 class PlannedResource(_Strict):
     kind: ResourceKind
     name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -175,6 +187,7 @@ class PlannedResource(_Strict):
     scale_down_seconds: int | None = Field(None, ge=0, le=3600)  # stabilisation window
     # A workload's container requests as the proposal gives them ("1 CPU, 2Gi memory"); the
     # limits are set to the same (the defaults when none is given).
+    triggers: list[ScaleTrigger] = Field(default_factory=list, max_length=5)  # ScaledObject
     cpu: str | None = Field(None, pattern=r"^[0-9]+(\.[0-9]+)?m?$")
     memory: str | None = Field(None, pattern=r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti)?$")
     interval: str | None = Field(None, pattern=r"^[0-9]+(s|m|h)$")

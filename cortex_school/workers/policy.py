@@ -57,6 +57,8 @@ IMPROVEMENT_ANNOTATION = "cortex-school.io/improvement-id"
 # A companion names the existing object it serves (Kind/namespace/name); checked below.
 COMPANION_ANNOTATION = "cortex-school.io/companion-of"
 _COMPANION_KINDS = frozenset({"Deployment", "StatefulSet", "DaemonSet", "Service", "CronJob"})
+_IN_CLUSTER_URL = re.compile(r"https?://[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"
+                             r"\.svc(\.cluster\.local)?(:[0-9]{1,5})?/?")
 
 Manifest = dict[str, Any]
 
@@ -106,6 +108,7 @@ KINDS: dict[str, KindRule] = {
                                                  "volumeBindingMode", "allowVolumeExpansion"})),
     "PodDisruptionBudget": KindRule(("policy/v1",), True, "architecture"),
     "HorizontalPodAutoscaler": KindRule(("autoscaling/v2",), True, "architecture"),
+    "ScaledObject": KindRule(("keda.sh/v1alpha1",), True, "architecture"),
     "Service": KindRule(("v1",), True, "integration, architecture (headless)"),
     "Ingress": KindRule(("networking.k8s.io/v1",), True, "integration"),
     "ExternalSecret": KindRule(("external-secrets.io/v1beta1", "external-secrets.io/v1"), True,
@@ -1553,6 +1556,52 @@ class _Checker:
         return any(ns in (self.ns, "") and workload == served and set(selector.items()) <= labels
                    for ns, workload, labels in self.ctx.existing_pods)
 
+    def _scales(self, ref: dict[str, Any], where: str) -> None:
+        """A scale target: an apps/v1 Deployment/StatefulSet this change creates, or the
+        existing one it is a companion of."""
+        kind, name = str(ref.get("kind", "")), str(ref.get("name", ""))
+        own = (kind, self.ns, name) in self.change.workloads
+        served = self.serves is not None and self.serves[0] == kind and self.serves[2] == name
+        if ref.get("apiVersion", "apps/v1") != "apps/v1" or kind not in ("Deployment", "StatefulSet"):
+            self.add("autoscaler", where, f"scales {kind[:40]!r}: only apps/v1 Deployments and StatefulSets")
+        elif not (own or served):
+            self.add("autoscaler", where, f"scales {kind} {name[:80]}, which is neither created by this change "
+                     "nor the existing workload it names as companion-of")
+
+    def scaled_object(self) -> None:
+        """KEDA: the scale target as for an HPA; replicas within bounds; triggers only
+        Prometheus queries against an in-cluster Prometheus (an address outside the cluster
+        is a way out), CPU or memory; no authentication reference (a Secret's contents)."""
+        spec = _map(self.m.get("spec"))
+        extra = set(spec) - {"scaleTargetRef", "minReplicaCount", "maxReplicaCount", "triggers"}
+        if extra:
+            self.add("autoscaler", "spec", f"fields never generated: {', '.join(sorted(map(str, extra)))}")
+        self._scales(_map(spec.get("scaleTargetRef")), "spec.scaleTargetRef")
+        for key, low in (("minReplicaCount", 0), ("maxReplicaCount", 1)):
+            value = spec.get(key)
+            if key in spec and not (isinstance(value, int) and not isinstance(value, bool)
+                                    and low <= value <= MAX_REPLICAS):
+                self.add("resources", f"spec.{key}", f"{key} {str(value)[:20]} ({low}..{MAX_REPLICAS})")
+        for i, trigger in enumerate(_list(spec.get("triggers"))):
+            trigger = _map(trigger)
+            where = f"spec.triggers[{i}]"
+            kind = trigger.get("type")
+            meta = _map(trigger.get("metadata"))
+            if "authenticationRef" in trigger or set(trigger) - {"type", "metadata", "metricType"}:
+                self.add("autoscaler", where, "only type, metadata and metricType are generated (no authenticationRef)")
+            if kind == "prometheus":
+                if set(meta) - {"serverAddress", "query", "threshold"}:
+                    self.add("autoscaler", f"{where}.metadata", "only serverAddress, query and threshold")
+                address = str(meta.get("serverAddress", ""))
+                if not _IN_CLUSTER_URL.fullmatch(address):
+                    self.add("autoscaler", f"{where}.metadata.serverAddress", f"{address[:100]!r} is not an "
+                             "in-cluster Service address (http://<service>.<namespace>.svc[.cluster.local]:<port>)")
+            elif kind in ("cpu", "memory"):
+                if set(meta) != {"value"} or trigger.get("metricType") != "Utilization":
+                    self.add("autoscaler", where, "a cpu/memory trigger is Utilization with a value only")
+            else:
+                self.add("autoscaler", f"{where}.type", f"trigger {str(kind)[:40]!r}: only prometheus, cpu, memory")
+
     def hpa(self) -> None:
         """Scales a workload of this change, or the existing one it is a companion of; CPU
         and memory utilisation only; replicas within the gate's bound."""
@@ -1561,15 +1610,10 @@ class _Checker:
         if extra:
             self.add("autoscaler", "spec", f"fields never generated: {', '.join(sorted(map(str, extra)))}")
         ref = _map(spec.get("scaleTargetRef"))
-        kind, name = str(ref.get("kind", "")), str(ref.get("name", ""))
-        own = (kind, self.ns, name) in self.change.workloads
-        served = self.serves is not None and self.serves[0] == kind and self.serves[2] == name
-        if ref.get("apiVersion") != "apps/v1" or kind not in ("Deployment", "StatefulSet"):
-            self.add("autoscaler", "spec.scaleTargetRef", f"scales {kind[:40]!r}: only apps/v1 Deployments "
-                     "and StatefulSets")
-        elif not (own or served):
-            self.add("autoscaler", "spec.scaleTargetRef", f"scales {kind} {name[:80]}, which is neither "
-                     "created by this change nor the existing workload it names as companion-of")
+        if ref.get("apiVersion") != "apps/v1":
+            self.add("autoscaler", "spec.scaleTargetRef", "scaleTargetRef.apiVersion must be apps/v1")
+        else:
+            self._scales(ref, "spec.scaleTargetRef")
         for key in ("minReplicas", "maxReplicas"):
             value = spec.get(key)
             if key in spec and not (isinstance(value, int) and not isinstance(value, bool)
@@ -1746,7 +1790,7 @@ def _check_object(c: _Checker) -> None:
         "NetworkPolicy": c.network_policy, "PodDisruptionBudget": c.pdb,
         "ExternalSecret": c.external_secret, "Certificate": c.certificate,
         "PrometheusRule": c.prometheus_rule, "ServiceMonitor": c.service_monitor,
-        "StorageClass": c.storage_class, "HorizontalPodAutoscaler": c.hpa,
+        "StorageClass": c.storage_class, "HorizontalPodAutoscaler": c.hpa, "ScaledObject": c.scaled_object,
     }
     if kind in handlers and (row is not None or c.ctx.audit):
         handlers[kind]()
@@ -1850,7 +1894,7 @@ def check_plan(plan: Any, policy: PolicySettings, system: SystemIdentity) -> lis
         if r.kind == "SecretRotationCronJob" and r.target and (r.namespace, r.target) not in external:
             add("plan-ref", "target", f"rotates ExternalSecret {r.target!r}, which the plan does "
                 "not create")
-        if r.kind == "HorizontalPodAutoscaler" and not r.companion_of and \
+        if r.kind in ("HorizontalPodAutoscaler", "ScaledObject") and not r.companion_of and \
                 (r.namespace, r.target) not in {(w.namespace, w.name) for w in resources
                                                 if w.kind in ("Deployment", "StatefulSet")}:
             add("plan-ref", "target", f"scales {r.target!r}, which the plan does not create "

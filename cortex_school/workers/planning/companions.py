@@ -139,6 +139,7 @@ def _service_for(platform: Platform, workload: PlatformObject) -> PlatformObject
 _WORDS = {"one": 1, "two": 2, "three": 3, "five": 5, "ten": 10, "fifteen": 15}
 PDB_WORDS = re.compile(r"poddisruptionbudget|\bpdb\b|disruption budget", re.I)
 HPA_WORDS = re.compile(r"horizontalpodautoscaler|\bhpa\b", re.I)
+KEDA_WORDS = re.compile(r"scaledobject|\bkeda\b", re.I)
 SM_WORDS = re.compile(r"servicemonitor|\bscrape\b", re.I)
 DASHBOARD_WORDS = re.compile(r"dashboard", re.I)
 
@@ -162,6 +163,13 @@ def companions(improvement: Improvement, text: str, platform: Platform,
             hpa = _hpa(target, text, purpose, manual)
             if hpa is not None:
                 out.append(hpa)
+                used.append(target)
+    if KEDA_WORDS.search(text):
+        target = _first(targets, SCALABLE, text)
+        if target is not None:
+            scaled = _scaled_object(target, text, purpose, manual)
+            if scaled is not None:
+                out.append(scaled)
                 used.append(target)
     if SM_WORDS.search(text) and not re.search(r"\bexporter\b", text, re.I):
         service = _first(targets, ("Service",), text)
@@ -221,6 +229,31 @@ def _hpa(target: Target, text: str, purpose: str, manual: list[str]) -> PlannedR
         kind="HorizontalPodAutoscaler", name=target.obj.name, namespace=target.obj.namespace,
         target=target.obj.name, companion_of=target.ref, min_replicas=low, max_replicas=high,
         cpu_utilization=cpu, memory_utilization=memory, scale_down_seconds=seconds,
+        purpose=f"{purpose} (for {target.describe()})"[:500])
+
+
+def _scaled_object(target: Target, text: str, purpose: str, manual: list[str]) -> PlannedResource | None:
+    """A KEDA ScaledObject for an existing workload: min/max replica counts and a Prometheus
+    trigger (query, threshold, serverAddress) as the text writes them."""
+    low = _int(r"minReplicaCount:?\s*(\d+)", text)
+    high = _int(r"maxReplicaCount:?\s*(\d+)", text)
+    query = re.search(r"\b(?:trigger|query)\s+(?:on\s+)?`?(.{3,1000}?)`?\s+(?:with\s+(?:a\s+)?)?threshold\b", text, re.I)
+    threshold = re.search(r"\bthreshold\s+(?:of\s+)?(\d+(?:\.\d+)?)", text, re.I)
+    address = re.search(r"\bserverAddress\s+`?(https?://[^\s`,;]+?)`?(?=[\s,;]|\.?$|\.\s)", text)
+    missing = [name for name, value in (("maxReplicaCount", high), ("a trigger query", query),
+                                        ("threshold", threshold), ("serverAddress", address)) if value is None]
+    if missing:
+        manual.append(f"ScaledObject for {target.obj.name}: the proposal names no {', '.join(missing)}; "
+                      "a person completes it")
+        return None
+    assert query is not None and threshold is not None and address is not None
+    from cortex_school.workers.plan import ScaleTrigger
+
+    trigger = ScaleTrigger(type="prometheus", server_address=address.group(1).rstrip("."),
+                           query=query.group(1).strip(), threshold=threshold.group(1))
+    return PlannedResource(
+        kind="ScaledObject", name=target.obj.name, namespace=target.obj.namespace, target=target.obj.name,
+        companion_of=target.ref, min_replicas=low if low else None, max_replicas=high, triggers=[trigger],
         purpose=f"{purpose} (for {target.describe()})"[:500])
 
 

@@ -503,7 +503,7 @@ _ASKED_KINDS: dict[str, frozenset[str]] = {
     "Role": frozenset({"Role"}), "RoleBinding": frozenset({"RoleBinding"}), "ClusterRole": frozenset(),
     "ClusterRoleBinding": frozenset(), "NetworkPolicy": frozenset({"NetworkPolicy"}),
     "PodDisruptionBudget": frozenset({"PodDisruptionBudget"}),
-    "HorizontalPodAutoscaler": frozenset({"HorizontalPodAutoscaler"}), "ScaledObject": frozenset(),
+    "HorizontalPodAutoscaler": frozenset({"HorizontalPodAutoscaler"}), "ScaledObject": frozenset({"ScaledObject"}),
     "ServiceMonitor": frozenset({"ServiceMonitor"}), "PodMonitor": frozenset(),
     "PrometheusRule": frozenset({"PrometheusRule"}), "ConfigMap": frozenset({"ConfigMap", "GrafanaDashboard"}),
     "SealedSecret": frozenset(), "ExternalSecret": frozenset({"ExternalSecret"}),
