@@ -406,3 +406,19 @@ def test_a_keda_scaled_object_for_an_existing_deployment_and_what_the_gate_refus
     other = yaml.safe_load(yaml.safe_dump(manifest))
     other["spec"]["scaleTargetRef"]["name"] = "qdrant"  # not the workload it names as companion-of
     assert "autoscaler" in [v.rule for v in gate(root, [other])]
+
+
+def test_a_network_policy_with_ports_per_source_gets_one_rule_each(tmp_path):
+    root = a_platform(tmp_path)
+    plan, _ = plan_for(root, "Restrict reranker access with a NetworkPolicy",
+                       "Add a NetworkPolicy in knowledge selecting app: reranker that allows TCP 8080 only from the "
+                       "knowledge and tools namespaces, and TCP 9121 from pods labelled app: prometheus.")
+    (policy,) = plan.resources
+    assert policy.companion_of == "Deployment/knowledge/reranker"
+    (manifest,) = [m for _, ms in render_resources(plan, CTX) for m in ms]
+    assert [([p.get("namespaceSelector", p.get("podSelector")) for p in r["from"]], [p["port"] for p in r["ports"]])
+            for r in manifest["spec"]["ingress"]] == [
+        ([{"matchLabels": {"kubernetes.io/metadata.name": "knowledge"}},
+          {"matchLabels": {"kubernetes.io/metadata.name": "tools"}}], [8080]),
+        ([{"matchLabels": {"app": "prometheus"}}], [9121])]
+    assert gate(root, [manifest]) == []

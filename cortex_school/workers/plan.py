@@ -111,6 +111,13 @@ class Peer(_Strict):
     _check = field_validator("pod_labels")(lambda cls, v: _labels(v))
 
 
+class IngressRule(_Strict):
+    """One NetworkPolicy ingress rule: who may connect, on which ports (empty: any)."""
+
+    peers: list[Peer] = Field(min_length=1, max_length=20)
+    ports: list[Port] = Field(default_factory=list, max_length=10)
+
+
 class AlertRule(_Strict):
     name: str = Field(pattern=r"^[A-Za-z_:][A-Za-z0-9_:]{0,127}$")
     expr: str = Field(min_length=1, max_length=2000)
@@ -161,6 +168,7 @@ class PlannedResource(_Strict):
     selector: dict[str, str] = Field(default_factory=dict, max_length=10)
     config: dict[str, str] = Field(default_factory=dict, max_length=50)
     allow_from: list[Peer] = Field(default_factory=list, max_length=20)
+    ingress_rules: list[IngressRule] = Field(default_factory=list, max_length=10)  # a port set per source
     deny_all: bool = False
     alerts: list[AlertRule] = Field(default_factory=list, max_length=50)
     recording_rules: list[RecordingRule] = Field(default_factory=list, max_length=50)

@@ -55,23 +55,28 @@ def networkpolicy(res: PlannedResource, ctx: RenderContext) -> list[Manifest]:
     if res.deny_all:
         spec["ingress"] = []
     else:
-        if not res.allow_from:
+        rules = [(r.peers, r.ports) for r in res.ingress_rules] or \
+            ([(res.allow_from, res.ports)] if res.allow_from else [])
+        if not rules:
             raise PlanError(f"NetworkPolicy {res.name} allows nothing and is not a deny-all")
-        peers = []
-        for peer in res.allow_from:
-            entry: dict = {}
-            if peer.namespace:
-                entry["namespaceSelector"] = {
-                    "matchLabels": {"kubernetes.io/metadata.name": peer.namespace}}
-            if peer.pod_labels:
-                entry["podSelector"] = {"matchLabels": dict(peer.pod_labels)}
-            peers.append(entry)
-        rule: dict = {"from": peers}
-        if res.ports:
-            rule["ports"] = [{"protocol": p.protocol, "port": p.number} for p in res.ports]
-        spec["ingress"] = [rule]
+        spec["ingress"] = [_ingress_rule(peers, ports) for peers, ports in rules]
     return [{"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
              "metadata": metadata(res, ctx), "spec": spec}]
+
+
+def _ingress_rule(peers: list, ports: list) -> dict:
+    entries = []
+    for peer in peers:
+        entry: dict = {}
+        if peer.namespace:
+            entry["namespaceSelector"] = {"matchLabels": {"kubernetes.io/metadata.name": peer.namespace}}
+        if peer.pod_labels:
+            entry["podSelector"] = {"matchLabels": dict(peer.pod_labels)}
+        entries.append(entry)
+    rule: dict = {"from": entries}
+    if ports:
+        rule["ports"] = [{"protocol": p.protocol, "port": p.number} for p in ports]
+    return rule
 
 
 def certificate(res: PlannedResource, ctx: RenderContext) -> list[Manifest]:

@@ -14,6 +14,7 @@ from cortex_school.workers.plan import (
     AlertRule,
     EnvVar,
     ImplementationPlan,
+    IngressRule,
     Panel,
     Peer,
     PlannedResource,
@@ -161,6 +162,17 @@ class OfflinePlanner:
             labels = {"app.kubernetes.io/name": target.labels.get("app.kubernetes.io/name", app)
                       if target else app}
             peers.append(Peer(namespace=m.group(2), pod_labels=labels))
+        known = inventory.namespaces | (set(platform.inventory.namespaces()) if platform is not None else set())
+        per_port = ingress_rules_in(text, known)
+        if per_port and selector:
+            served = _served_by(selector, ns, platform)
+            app = selector.get("app.kubernetes.io/name") or next(iter(selector.values()))
+            out.append(PlannedResource(
+                kind="NetworkPolicy", name=with_suffix(f"allow-{app}", "ingress"),
+                namespace=served.namespace if served else ns, selector=selector, ingress_rules=per_port,
+                companion_of=f"{served.kind}/{served.namespace}/{served.name}" if served else None,
+                purpose=f"admit only the named sources to {app}, each on its ports"))
+            return out
         if peers:
             target_app = selector.get("app.kubernetes.io/name") if selector else None
             dest = re.search(r"\bto (?:the )?([A-Za-z][\w-]*) (?:service|pods?|deployment)\b", text)
@@ -642,3 +654,29 @@ def edits_of_existing(notes: str, platform: Platform, *, companion: bool) -> lis
             out.append(f"{NOT_PLANNED}the proposal also changes an object this system does not own{what}: "
                        f"{clause[:160]!r}")
     return out
+
+
+_PORTS_FROM = re.compile(
+    r"\b(?:TCP|UDP|ports?)\s+(?P<ports>\d{2,5}(?:\s*(?:,|and|or)\s*\d{2,5})*)\s+(?:only\s+)?from\s+"
+    r"(?P<src>.{1,300}?)(?=,?\s+and\s+(?:TCP|UDP|ports?)\s+\d|[.;]|$)", re.I | re.S)
+
+
+def ingress_rules_in(text: str, namespaces: set[str]) -> list[IngressRule]:
+    """One ingress rule per "TCP <ports> from <sources>" the text writes ("allows TCP 6379
+    only from the knowledge, ai-inference and tools namespaces, and TCP 9121 from
+    observability"): the sources are namespaces the platform has, or pods by label."""
+    from cortex_school.workers.plan import IngressRule
+
+    rules: list[IngressRule] = []
+    for m in _PORTS_FROM.finditer(text):
+        ports = [Port(number=int(p), protocol="UDP" if m.group(0).upper().startswith("UDP") else "TCP")
+                 for p in re.findall(r"\d{2,5}", m.group("ports")) if 1 <= int(p) <= 65535]
+        src = m.group("src")
+        peers = [Peer(pod_labels={k: v}) for k, v in re.findall(
+            r"pods labell?ed `?([a-z0-9][a-z0-9./-]*[a-z0-9])\s?[=:]\s*[\"']?([A-Za-z0-9][A-Za-z0-9._-]*[A-Za-z0-9])", src)]
+        if not peers:
+            peers = [Peer(namespace=w) for w in dict.fromkeys(re.findall(r"[a-z0-9][a-z0-9-]*[a-z0-9]", src))
+                     if w in namespaces]
+        if ports and peers:
+            rules.append(IngressRule(peers=peers[:20], ports=ports[:10]))
+    return rules if len(rules) >= 2 else []  # one rule: the single-rule recipe reads it
