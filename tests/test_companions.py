@@ -422,3 +422,20 @@ def test_a_network_policy_with_ports_per_source_gets_one_rule_each(tmp_path):
           {"matchLabels": {"kubernetes.io/metadata.name": "tools"}}], [8080]),
         ([{"matchLabels": {"app": "prometheus"}}], [9121])]
     assert gate(root, [manifest]) == []
+
+
+def test_the_llm_planner_is_shown_the_targets_records_as_data(tmp_path):
+    """With an LLM backend the model gets each target's ref, labels, selector, ports and file
+    inside the data block (never as instructions), and the rule to plan companions."""
+    import json
+
+    from cortex_school.experts.prompts import DATA_CLOSE, DATA_OPEN
+    from cortex_school.workers.planning.llm import plan_message, plan_system_prompt
+
+    platform = load_platform(a_platform(tmp_path))
+    imp = make_improvement("Add a PodDisruptionBudget for the reranker Deployment", notes="maxUnavailable: 1")
+    message = plan_message(imp, Inventory(), "knowledge", platform)
+    data = json.loads(message.split(DATA_OPEN, 1)[1].split(DATA_CLOSE, 1)[0])
+    (target,) = [t for t in data["targets"] if t["ref"] == "Deployment/knowledge/reranker"]
+    assert target["selector"] == {"app": "reranker"} and target["file"] == "apps/knowledge/reranker/reranker.yaml"
+    assert "companion_of" in plan_system_prompt("architecture")
