@@ -53,7 +53,8 @@ def run_deploy(store: StateStore, improvement_id: str, d: Deployer, *, actor: st
             if p95 is not None:
                 baseline[f"{ns}/{svc}"] = p95
         for app in apps:
-            d.cluster.hard_refresh(app)
+            if d.cluster.application(app) is not None:  # one an ApplicationSet is still to generate syncs itself
+                d.cluster.hard_refresh(app)
         store.set_fields(improvement_id, {"deploy_requested_at": now.isoformat(),
                                        "argocd_apps": json.dumps(apps),
                                        "health_baseline": json.dumps(baseline)})
@@ -64,8 +65,10 @@ def run_deploy(store: StateStore, improvement_id: str, d: Deployer, *, actor: st
     for app in apps:
         state = d.cluster.application(app)
         if state is None:
-            return step(improvement_id, "deploy", "failed", status,
-                         f"ArgoCD Application {app} disappeared")
+            # Not there yet (its ApplicationSet generates it from the new folder), or gone:
+            # waited for up to the sync timeout like any sync.
+            waiting.append(f"{app}: no such Application yet")
+            continue
         contains = state.revision is not None and (
             state.revision == commit or d.repo.is_ancestor(commit, state.revision))
         if not (contains and state.sync_status == "Synced"):

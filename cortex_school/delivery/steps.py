@@ -70,6 +70,10 @@ def argocd_apps_for(cluster: ClusterTarget, root: Path, files: list[str], cfg: D
         if not names:
             uncovered.append(f)
         apps |= names
+    if uncovered:  # a new folder an ApplicationSet of the repository will generate an Application for
+        generated = _generated_for(root, uncovered, known, dict(overrides or {}))
+        apps |= {name for names in generated.values() for name in names}
+        uncovered = [f for f in uncovered if not generated.get(f)]
     problems = []
     if uncovered:
         listed = [s.describe() for s in sources if coverage.ours(s)][:8]
@@ -80,6 +84,24 @@ def argocd_apps_for(cluster: ClusterTarget, root: Path, files: list[str], cfg: D
             + (f"; the Applications of this repository: {'; '.join(listed)}" + (f" (+{more} more)" if more > 0 else "")
                if listed else f"; ArgoCD has no Application of this repository ({len(sources)} in all)"))
     return sorted(apps), problems
+
+
+def _generated_for(root: Path, files: list[str], known: frozenset[str],
+                   overrides: dict[str, str]) -> dict[str, set[str]]:
+    """For files in folders that do not exist yet: the Applications the repository's
+    ApplicationSets will generate once the folders are committed (a git directory
+    generator over ``apps/*/*`` makes one for every new component folder)."""
+    from cortex_school.platform_model.argocd import discover
+    from cortex_school.platform_model.model import read_inventory
+
+    inventory = read_inventory(root)
+    sets = [(f, o) for f, o in inventory.argo_objects if o.get("kind") == "ApplicationSet"]
+    if not sets:
+        return {}
+    parts = [f.split("/")[:-1] for f in files]
+    folders = sorted(set(inventory.folders) | {"/".join(p[:i]) for p in parts for i in range(1, len(p) + 1)})
+    coverage = Coverage(discover(sets, folders), root, known, overrides)
+    return {f: {s.name for s in coverage.covering(f)} for f in files}
 
 
 def _templated(cluster: ClusterTarget, files: list[str], template: str,
