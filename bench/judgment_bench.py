@@ -13,6 +13,10 @@ labels were written before the checks. For each check: a proposal is a positive 
 label names the check; predicted positive when the check returns a conflict finding.
 Every false positive and false negative is listed with the check's reason.
 
+Without ``--check``, each fixture's clean proposals are also taken through implement,
+deploy and verify on the simulated cluster (``bench/landing.py``) and the last line per
+fixture reads ``clean proposals landed: N of M`` (``--no-landing`` skips it).
+
 Checks measured: ``already_deployed``, ``dependency`` (both on the platform model),
 ``architectural`` (normative statements from the fixture's ``docs/``, indexed into an
 embedded index of its own, and from the manifests' comments) and ``capacity`` (the
@@ -31,6 +35,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
 from cortex_school.intake.ingest import parse_document  # noqa: E402
 from cortex_school.models import Improvement  # noqa: E402
@@ -126,6 +131,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--fixture", action="append", default=None)
     parser.add_argument("--check", action="append", default=None)
+    parser.add_argument("--no-landing", action="store_true", help="skip taking the clean proposals to verified")
     args = parser.parse_args()
     fixtures = [Path(f) for f in (args.fixture or [str(ROOT / "examples" / "platform-k3s"),
                                                    str(ROOT / "examples" / "platform"),
@@ -162,6 +168,14 @@ def main() -> None:
                   f"{len(clean) - sum(clean)}/{len(clean)} clean proposals pass")
             for d in missed:
                 print(f"  would pass: {d[:90]}")
+        if not args.check and not args.no_landing:  # the clean ones through to verified (bench/landing.py)
+            from landing import land
+
+            landed, total, results = land(fixture)
+            for description, end, why in results:
+                if end != "verified":
+                    print(f"  not landed ({end}): {description[:80]}: {why[:160]}")
+            print(f"{fixture.name} · clean proposals landed: {landed} of {total}")
 
 
 if __name__ == "__main__":
