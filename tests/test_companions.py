@@ -485,3 +485,16 @@ def test_a_new_component_folder_is_applied_by_the_application_its_application_se
     assert step.status == "deployed", step.detail
     assert run_verify(store, imp.id, deployer, actor="t@h", now=now + timedelta(seconds=90)).status == "verified"
     cluster.reset()
+
+
+def test_a_new_workload_with_a_service_monitor_gets_one_and_honor_labels_is_named(tmp_path):
+    root = a_platform(tmp_path)
+    plan, _ = plan_for(root, "Deploy the batch metrics gateway", "Run ghcr.io/acme/gateway:1.4.0 in tools on port 9091 "
+                       "with a ServiceMonitor.")
+    assert [r.kind for r in plan.resources] == ["Deployment", "Service", "ServiceMonitor"]
+    assert not [s for s in plan.manual_steps if s.startswith("not planned: ")]
+    manifests = [m for _, ms in render_resources(plan, CTX) for m in ms]
+    assert gate(root, manifests) == []
+    plan, _ = plan_for(root, "Deploy the batch metrics gateway", "Run ghcr.io/acme/gateway:1.4.0 in tools on port 9091 "
+                       "with a ServiceMonitor (honorLabels true).")
+    assert any("honorLabels" in s for s in plan.manual_steps if s.startswith("not planned: "))

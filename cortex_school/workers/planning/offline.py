@@ -415,7 +415,11 @@ class OfflinePlanner:
                     ports=[Port(number=p, name=port_name if i == 0 else f"p{p}")
                            for i, p in enumerate(ports[:5])],
                     purpose=f"cluster address of {app}"))
-            if exporter and re.search(r"servicemonitor|scrape", lowered):
+            if ports and ((exporter and re.search(r"servicemonitor|scrape", lowered))
+                          or re.search(r"\bwith (?:a|its own) servicemonitor\b", lowered)):
+                if re.search(r"honor_?labels", lowered):
+                    manual.append(f"{NOT_PLANNED}honorLabels on {app}'s ServiceMonitor (the gate allows port, path "
+                                  "and interval only: honoured labels can rewrite the series health checks read)")
                 sm_ns = re.search(r"ServiceMonitor in (?:the )?([a-z0-9-]+)", text)
                 out.append(PlannedResource(
                     kind="ServiceMonitor", name=app,
