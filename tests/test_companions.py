@@ -403,6 +403,9 @@ def test_a_keda_scaled_object_for_an_existing_deployment_and_what_the_gate_refus
                                              "threshold": "1"})
     assert "autoscaler" in changed(authenticationRef={"name": "steal-secrets"})
     assert "autoscaler" in changed(type="external", metadata={"scalerAddress": "evil:443"})
+    zero = yaml.safe_load(yaml.safe_dump(manifest))
+    zero["spec"]["minReplicaCount"] = 0  # scaling another team's workload to zero
+    assert "resources" in [v.rule for v in gate(root, [zero])]
     other = yaml.safe_load(yaml.safe_dump(manifest))
     other["spec"]["scaleTargetRef"]["name"] = "qdrant"  # not the workload it names as companion-of
     assert "autoscaler" in [v.rule for v in gate(root, [other])]

@@ -1577,7 +1577,13 @@ class _Checker:
         if extra:
             self.add("autoscaler", "spec", f"fields never generated: {', '.join(sorted(map(str, extra)))}")
         self._scales(_map(spec.get("scaleTargetRef")), "spec.scaleTargetRef")
-        for key, low in (("minReplicaCount", 0), ("maxReplicaCount", 1)):
+        # Scale to zero only what the change runs itself: an existing workload it serves
+        # keeps at least one replica (its team's "never scale to zero" is not ours to break).
+        own_target = (str(_map(spec.get("scaleTargetRef")).get("kind", "")), self.ns,
+                      str(_map(spec.get("scaleTargetRef")).get("name", ""))) in self.change.workloads
+        if "minReplicaCount" not in spec and not own_target:
+            self.add("resources", "spec.minReplicaCount", "unset means 0: an existing workload keeps at least 1")
+        for key, low in (("minReplicaCount", 0 if own_target else 1), ("maxReplicaCount", 1)):
             value = spec.get(key)
             if key in spec and not (isinstance(value, int) and not isinstance(value, bool)
                                     and low <= value <= MAX_REPLICAS):
