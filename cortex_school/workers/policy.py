@@ -1571,7 +1571,10 @@ class _Checker:
     def scaled_object(self) -> None:
         """KEDA: the scale target as for an HPA; replicas within bounds; triggers only
         Prometheus queries against an in-cluster Prometheus (an address outside the cluster
-        is a way out), CPU or memory; no authentication reference (a Secret's contents)."""
+        is a way out), CPU or memory; no authentication reference (a Secret's contents).
+        Generated objects only: an audited repository's own autoscalers are not this shape."""
+        if not self.generated:
+            return
         spec = _map(self.m.get("spec"))
         extra = set(spec) - {"scaleTargetRef", "minReplicaCount", "maxReplicaCount", "triggers"}
         if extra:
@@ -1610,7 +1613,9 @@ class _Checker:
 
     def hpa(self) -> None:
         """Scales a workload of this change, or the existing one it is a companion of; CPU
-        and memory utilisation only; replicas within the gate's bound."""
+        and memory utilisation only; replicas within the gate's bound (generated objects only)."""
+        if not self.generated:
+            return
         spec = _map(self.m.get("spec"))
         extra = set(spec) - {"scaleTargetRef", "minReplicas", "maxReplicas", "metrics", "behavior"}
         if extra:
