@@ -213,9 +213,10 @@ def git(remote: Path, *args: str) -> str:
                           check=True).stdout
 
 
-@pytest.fixture
-def landing(tmp_path, store):
-    remote = ensure_bare_remote(tmp_path / "remote.git", "main", a_platform(tmp_path / "seed"))
+def world(store, tmp_path: Path, seed: Path):
+    """A bare remote seeded with ``seed``, the simulated cluster over it (reset), and an
+    implementer whose sync check is discovery on that cluster."""
+    remote = ensure_bare_remote(tmp_path / "remote.git", "main", seed)
     repo = GitOpsRepo(remote=str(remote), branch="main", workdir=tmp_path / "clones", author=AUTHOR)
     cluster = SimulatedCluster(store._redis, repo, {}, simulated_applications)
     cluster.reset()
@@ -224,6 +225,12 @@ def landing(tmp_path, store):
         planner=OfflinePlanner("knowledge"), repo=repo, schemas=SchemaChecker("1.31.0"),
         policy=PolicySettings(allowed_namespaces=NAMESPACES), co_author=AUTHOR,
         sync_check=lambda root, files, over: argocd_apps_for(cluster, root, files, cfg, overrides=over))
+    return remote, repo, cluster, cfg, implementer
+
+
+@pytest.fixture
+def landing(tmp_path, store):
+    remote, _, cluster, _, implementer = world(store, tmp_path, a_platform(tmp_path / "seed"))
     yield remote, implementer
     cluster.reset()
 
@@ -462,15 +469,7 @@ def test_a_new_component_folder_is_applied_by_the_application_its_application_se
                       .replace("name: '{{path.basename}}'", "name: '{{path[1]}}-{{path.basename}}'")
                       .replace("namespace: '{{path.basename}}'", "namespace: '{{path[1]}}'")
                       .replace("recurse: true", "recurse: false"))
-    remote = ensure_bare_remote(tmp_path / "remote.git", "main", seed)
-    repo = GitOpsRepo(remote=str(remote), branch="main", workdir=tmp_path / "clones", author=AUTHOR)
-    cluster = SimulatedCluster(store._redis, repo, {}, simulated_applications)
-    cluster.reset()
-    cfg = DeploySettings()
-    implementer = Implementer(
-        planner=OfflinePlanner("knowledge"), repo=repo, schemas=SchemaChecker("1.31.0"),
-        policy=PolicySettings(allowed_namespaces=NAMESPACES), co_author=AUTHOR,
-        sync_check=lambda root, files, over: argocd_apps_for(cluster, root, files, cfg, overrides=over))
+    _, repo, cluster, cfg, implementer = world(store, tmp_path, seed)
     assert "tools-docling-serve" not in {s.name for s in cluster.applications()}
     imp, outcome = implemented(store, implementer, "Deploy docling-serve to convert PDFs",
                                "Run quay.io/docling-project/docling-serve:v0.5.1 as a Deployment in tools with a "

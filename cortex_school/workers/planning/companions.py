@@ -14,6 +14,7 @@ an interval) are honoured; a value the companion cannot carry is named in a manu
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from cortex_school.models import Improvement
@@ -152,25 +153,12 @@ def companions(improvement: Improvement, text: str, platform: Platform,
     out: list[PlannedResource] = []
     used: list[Target] = []
     purpose = improvement.description[:200]
-    if PDB_WORDS.search(text):
-        target = _first(targets, ("Deployment", "StatefulSet", "DaemonSet"), text)
-        if target is not None:
-            out.append(_pdb(target, text, purpose, manual))
+    for words, kinds, build in WORKLOAD_COMPANIONS:
+        target = _first(targets, kinds, text) if words.search(text) else None
+        planned = build(target, text, purpose, manual) if target is not None else None
+        if target is not None and planned is not None:
+            out.append(planned)
             used.append(target)
-    if HPA_WORDS.search(text):
-        target = _first(targets, SCALABLE, text)
-        if target is not None:
-            hpa = _hpa(target, text, purpose, manual)
-            if hpa is not None:
-                out.append(hpa)
-                used.append(target)
-    if KEDA_WORDS.search(text):
-        target = _first(targets, SCALABLE, text)
-        if target is not None:
-            scaled = _scaled_object(target, text, purpose, manual)
-            if scaled is not None:
-                out.append(scaled)
-                used.append(target)
     if SM_WORDS.search(text) and not re.search(r"\bexporter\b", text, re.I):
         service = _first(targets, ("Service",), text)
         workload = _first(targets, ("Deployment", "StatefulSet", "DaemonSet"), text)
@@ -255,6 +243,15 @@ def _scaled_object(target: Target, text: str, purpose: str, manual: list[str]) -
         kind="ScaledObject", name=target.obj.name, namespace=target.obj.namespace, target=target.obj.name,
         companion_of=target.ref, min_replicas=low if low else None, max_replicas=high, triggers=[trigger],
         purpose=f"{purpose} (for {target.describe()})"[:500])
+
+
+# The companions of a workload: the words that ask for one, the kinds it may serve, its recipe.
+WORKLOAD_COMPANIONS: tuple[tuple[re.Pattern[str], tuple[str, ...],
+                                 Callable[[Target, str, str, list[str]], PlannedResource | None]], ...] = (
+    (PDB_WORDS, ("Deployment", "StatefulSet", "DaemonSet"), _pdb),
+    (HPA_WORDS, SCALABLE, _hpa),
+    (KEDA_WORDS, SCALABLE, _scaled_object),
+)
 
 
 def _service_monitor(service: Target, text: str, purpose: str, manual: list[str]) -> PlannedResource | None:
