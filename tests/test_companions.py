@@ -500,3 +500,21 @@ def test_a_new_workload_with_a_service_monitor_gets_one_and_honor_labels_is_name
     plan, _ = plan_for(root, "Deploy the batch metrics gateway", "Run ghcr.io/acme/gateway:1.4.0 in tools on port 9091 "
                        "with a ServiceMonitor (honorLabels true).")
     assert any("honorLabels" in s for s in plan.manual_steps if s.startswith("not planned: "))
+
+
+def test_only_kinds_that_run_no_pods_may_be_companions(tmp_path):
+    """A Deployment or Service annotated companion-of the reranker would escape the rule
+    that a change selects only its own pods (a zero-replica Deployment with the reranker's
+    labels plus a Service would publish the reranker's pods): refused."""
+    root = a_platform(tmp_path)
+    from cortex_school.workers.plan import ImplementationPlan, PlannedResource, Port
+
+    plan = ImplementationPlan(summary="x", resources=[
+        PlannedResource(kind="Deployment", name="shadow", namespace="knowledge", image="ghcr.io/x/y:1.0",
+                        replicas=0, selector={"app": "reranker"}, companion_of="Deployment/knowledge/reranker"),
+        PlannedResource(kind="Service", name="shadow", namespace="knowledge", ports=[Port(number=8080)],
+                        selector={"app": "reranker"}, companion_of="Deployment/knowledge/reranker")])
+    manifests = [m for _, ms in render_resources(plan, CTX) for m in ms]
+    rules = [(v.object, v.rule) for v in gate(root, manifests)]
+    assert ("Deployment/knowledge/shadow", "companion") in rules and ("Service/knowledge/shadow", "companion") in rules
+    assert ("Service/knowledge/shadow", "selector") in rules  # and it selects the reranker's pods

@@ -57,6 +57,9 @@ IMPROVEMENT_ANNOTATION = "cortex-school.io/improvement-id"
 # A companion names the existing object it serves (Kind/namespace/name); checked below.
 COMPANION_ANNOTATION = "cortex-school.io/companion-of"
 _COMPANION_KINDS = frozenset({"Deployment", "StatefulSet", "DaemonSet", "Service", "CronJob"})
+# The kinds that may be a companion: they reference what they serve, they never run pods.
+_COMPANION_OF = frozenset({"PodDisruptionBudget", "HorizontalPodAutoscaler", "ScaledObject", "NetworkPolicy",
+                           "ServiceMonitor"})
 _IN_CLUSTER_URL = re.compile(r"https?://[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"
                              r"\.svc(\.cluster\.local)?(:[0-9]{1,5})?/?")
 
@@ -1529,6 +1532,10 @@ class _Checker:
         value = _map(self.meta.get("annotations")).get(COMPANION_ANNOTATION)
         if value is None:
             return
+        if self.kind not in _COMPANION_OF:
+            self.add("companion", f"metadata.annotations.{COMPANION_ANNOTATION}", f"a {self.kind} is never a "
+                     f"companion (only {', '.join(sorted(_COMPANION_OF))}): it would select another's pods")
+            return
         parts = str(value).split("/")
         if len(parts) != 3 or parts[0] not in _COMPANION_KINDS:
             self.add("companion", f"metadata.annotations.{COMPANION_ANNOTATION}",
@@ -1910,7 +1917,7 @@ def check_plan(plan: Any, policy: PolicySettings, system: SystemIdentity) -> lis
                                                 if w.kind in ("Deployment", "StatefulSet")}:
             add("plan-ref", "target", f"scales {r.target!r}, which the plan does not create "
                 "(and it names no existing workload as companion_of)")
-        if r.kind in ("Service", "PodDisruptionBudget") and not r.companion_of:
+        if r.kind == "Service" or (r.kind == "PodDisruptionBudget" and not r.companion_of):
             selector = r.selector or {"app.kubernetes.io/name": r.name}
             if not any(ns == r.namespace and all(labels.get(k) == v for k, v in selector.items())
                        for ns, labels in workloads):
