@@ -164,7 +164,9 @@ def test_flower_shows_the_worker_and_tasks_with_improvement_ids(worker, store, t
         while time.monotonic() < deadline:
             try:
                 workers = httpx.get(f"http://127.0.0.1:{port}/api/workers", timeout=10).json()
-                if worker in workers:
+                # Flower fills a worker's record in steps (stats first, queues on a later
+                # inspect reply): wait for the part this test reads.
+                if "active_queues" in workers.get(worker, {}):
                     break
             except (httpx.HTTPError, ValueError):
                 pass

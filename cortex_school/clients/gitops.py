@@ -255,7 +255,7 @@ class GitOpsRepo:
                 return tip.hexsha  # pushed by an earlier run that died before merging
         self._run(lambda: repo.git.checkout("-B", branch, f"origin/{self.branch}", "--force"))
         for rel, content in files.items():
-            target = self.path / rel
+            target = self._inside(rel)
             if target.exists() and target.read_text(errors="replace") != content:
                 existing = target.read_text(errors="replace")
                 if f"improvement-id: {improvement_id}" not in existing:
@@ -295,6 +295,25 @@ class GitOpsRepo:
                     raise
                 return tip.hexsha
         return sha
+
+    def _inside(self, rel: str) -> Path:
+        """``rel``'s path in the checkout, refused unless it is a plain relative path that
+        stays inside the repository through no symbolic link (a plan names where it writes;
+        a hostile one must not write beside or outside the tree)."""
+        parts = rel.split("/")
+        if not rel or rel.startswith("/") or "\\" in rel or any(p in ("", ".", "..") for p in parts) \
+                or ".git" in parts:
+            raise GitOpsConflict(f"not a plain path inside the repository: {rel[:100]!r}")
+        root = self.path.resolve()
+        target = self.path / rel
+        probe = self.path
+        for part in parts:
+            probe = probe / part
+            if probe.is_symlink():
+                raise GitOpsConflict(f"{rel[:100]} passes through a symbolic link; not writing it")
+        if not target.resolve().is_relative_to(root):
+            raise GitOpsConflict(f"{rel[:100]} resolves outside the repository; not writing it")
+        return target
 
     def _merge_and_push(self, repo: git.Repo, branch: str, branch_commit: str,
                         improvement_id: str, files: dict[str, str]) -> CommitResult:
@@ -565,7 +584,7 @@ def ensure_bare_remote(path: Path, branch: str, seed: Path | None = None) -> Pat
         shutil.rmtree(staging)
     repo = git.Repo.init(staging, initial_branch=branch)
     if seed is not None:
-        shutil.copytree(seed, staging, dirs_exist_ok=True)
+        shutil.copytree(seed, staging, dirs_exist_ok=True, symlinks=True)
     else:
         (staging / "README.md").write_text("GitOps repository\n")
     repo.git.add("-A")
@@ -591,6 +610,20 @@ def list_kustomization_resource(text: str, entry: str) -> str:
     listed = doc.get("resources") if isinstance(doc, dict) else None
     if isinstance(listed, list) and entry in listed:
         return text
+    if doc is not None and not isinstance(doc, dict) or listed is not None and not isinstance(listed, list):
+        raise GitOpsConflict(f"the kustomization's resources are not a list; not listing {entry} in it")
+    edited = _insert_resource(text, entry)
+    # The edit is made on lines (to keep comments): check it did what it says, nothing else.
+    after = yaml.safe_load(edited)
+    if not isinstance(after, dict) or after.get("resources") != [*(listed or []), entry] or \
+            {k: v for k, v in after.items() if k != "resources"} != \
+            {k: v for k, v in (doc or {}).items() if k != "resources"}:
+        raise GitOpsConflict(f"could not add {entry} to the kustomization's resources as a line "
+                             "(a flow-style or unusual list): a person lists it")
+    return edited
+
+
+def _insert_resource(text: str, entry: str) -> str:
     lines = text.splitlines()
     for i, line in enumerate(lines):
         if re.match(r"^resources:\s*(#.*)?$", line):

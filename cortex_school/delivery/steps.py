@@ -65,6 +65,7 @@ def argocd_apps_for(cluster: ClusterTarget, root: Path, files: list[str], cfg: D
     coverage = Coverage(sources, root, known, dict(overrides or {}))
     apps: set[str] = set()
     uncovered: list[str] = []
+    problems: list[str] = []
     for f in manifests:
         names = {s.name for s in coverage.covering(f)}
         if not names:
@@ -72,9 +73,13 @@ def argocd_apps_for(cluster: ClusterTarget, root: Path, files: list[str], cfg: D
         apps |= names
     if uncovered:  # a new folder an ApplicationSet of the repository will generate an Application for
         generated = _generated_for(root, uncovered, known, dict(overrides or {}))
-        apps |= {name for names in generated.values() for name in names}
-        uncovered = [f for f in uncovered if not generated.get(f)]
-    problems = []
+        existing = {s.name for s in sources}
+        collided = {f: sorted(names & existing) for f, names in generated.items() if names & existing}
+        for f, taken in sorted(collided.items()):  # ArgoCD keeps the existing Application of that name
+            problems.append(f"an ApplicationSet would generate Application {taken[0]} for {f}, but an "
+                            "Application of that name already exists and does not apply it")
+        apps |= {name for f, names in generated.items() if f not in collided for name in names}
+        uncovered = [f for f in uncovered if not generated.get(f) and f not in collided]
     if uncovered:
         listed = [s.describe() for s in sources if coverage.ours(s)][:8]
         more = len([s for s in sources if coverage.ours(s)]) - len(listed)

@@ -25,6 +25,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from fnmatch import fnmatchcase
+from itertools import islice
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -105,14 +106,16 @@ def _generator_params(gen: dict[str, Any], folders: list[str]) -> list[dict[str,
                 if any(_segments_match(p, f) for p in include) and not any(_segments_match(p, f) for p in exclude)]
     if isinstance(_dict(gen.get("list")).get("elements"), list):
         return [{str(k): str(v) for k, v in _dict(e).items() if isinstance(v, (str, int, float, bool))}
-                for e in _dict(gen["list"])["elements"]]
+                for e in _dict(gen["list"])["elements"][:MAX_GENERATED]]
     matrix = _list(_dict(gen.get("matrix")).get("generators"))
     if len(matrix) == 2:
         left = _generator_params(_dict(matrix[0]), folders)
         right = _generator_params(_dict(matrix[1]), folders)
-        return [{**a, **b} for a in left for b in right][:MAX_GENERATED]
+        # The product, cut at the cap while it is built (5000 × 5000 would be 25 million).
+        return list(islice(({**a, **b} for a in left for b in right), MAX_GENERATED))
     merged = _list(_dict(gen.get("merge")).get("generators"))
-    return [p for g in merged for p in _generator_params(_dict(g), folders)][:MAX_GENERATED]
+    return list(islice((p for g in merged[:MAX_GENERATED] for p in _generator_params(_dict(g), folders)),
+                       MAX_GENERATED))
 
 
 def from_application_set(obj: dict[str, Any], folders: list[str], origin: str = "") -> list[AppSource]:

@@ -26,7 +26,7 @@ from cortex_school.platform_model.files import (
     read_file,
     read_manifests,
 )
-from cortex_school.workers.policy import GateContext
+from cortex_school.workers.policy import GateContext, autoscaler_floor
 
 
 def _dict_at(obj: dict[str, Any], key: str) -> dict[str, Any]:
@@ -50,6 +50,7 @@ def repo_context(root: Path | None, base: GateContext) -> GateContext:
     alerts, hosts, pods = set(base.existing_alerts), set(base.existing_hosts), set(base.existing_pods)
     claims = set(base.existing_claim_prefixes)
     replicas = dict(base.existing_replicas)
+    floors: list[tuple[str, str, str, int]] = []
     for obj in found.objects:
         meta = _dict_at(obj, "metadata")
         kind, name = str(obj.get("kind", "")), str(meta.get("name", ""))
@@ -66,6 +67,9 @@ def repo_context(root: Path | None, base: GateContext) -> GateContext:
             count = spec.get("replicas", 1)  # unset: one replica
             if isinstance(count, int) and not isinstance(count, bool):
                 replicas[(kind, ns, name)] = count
+        floor = autoscaler_floor(obj)
+        if floor is not None:
+            floors.append(floor)
         if kind == "StatefulSet":  # its claims exist as <template>-<name>-<ordinal>
             for t in spec["volumeClaimTemplates"] if isinstance(spec.get("volumeClaimTemplates"), list) else []:
                 claim = (t.get("metadata") or {}).get("name") if isinstance(t, dict) else None
@@ -89,6 +93,9 @@ def repo_context(root: Path | None, base: GateContext) -> GateContext:
                         series.add(str(rule["record"]))
                     elif isinstance(rule, dict) and rule.get("alert"):
                         alerts.add(str(rule["alert"]))
+    for kind, ns, name, low in floors:  # an autoscaler may take its workload down to its floor
+        key = (kind, ns, name)
+        replicas[key] = min(replicas.get(key, low), low)
     return replace(
         base, existing=frozenset(existing), existing_secrets=frozenset(secrets),
         existing_series=frozenset(series), existing_selectors=frozenset(selectors),

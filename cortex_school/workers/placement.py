@@ -61,7 +61,8 @@ def place(rendered: list[tuple[PlannedResource, list[Manifest]]], platform: Plat
         for m in manifests:
             ns = str(m["metadata"].get("namespace") or resource.namespace or fallback_namespace)
             folder, why = _folder(resource, ns, platform)
-            rel = f"{folder}/{file_name(m)}"
+            folder = folder.strip("/")
+            rel = f"{folder}/{file_name(m)}" if folder else file_name(m)
             grouped.setdefault(rel, []).append(m)
             line = f"{rel}: {why}"
             if line not in out.why:
@@ -125,6 +126,7 @@ def governing_kustomization(platform: Platform, rel: str) -> str | None:
             candidate = f"{folder}/{name}" if folder else name
             if platform.file_text(candidate) is not None:
                 return candidate
-        if not folder:
+        parent = posixpath.dirname(folder).strip("/")
+        if not folder or parent == folder:
             return None
-        folder = posixpath.dirname(folder)
+        folder = parent

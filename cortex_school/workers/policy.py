@@ -546,6 +546,21 @@ def _commands(manifest: Manifest) -> Iterator[tuple[str, str]]:
 
 # -- the gate --------------------------------------------------------------------------
 
+def autoscaler_floor(obj: dict[str, Any]) -> tuple[str, str, str, int] | None:
+    """(target kind, namespace, target name, fewest replicas) of an HPA or KEDA
+    ScaledObject: the count a disruption budget over that workload must be judged at."""
+    kind = obj.get("kind")
+    if kind not in ("HorizontalPodAutoscaler", "ScaledObject"):
+        return None
+    meta, spec = _map(obj.get("metadata")), _map(obj.get("spec"))
+    ref = _map(spec.get("scaleTargetRef"))
+    key, default = ("minReplicas", 1) if kind == "HorizontalPodAutoscaler" else ("minReplicaCount", 0)
+    low = spec.get(key, default)
+    if not isinstance(low, int) or isinstance(low, bool) or not ref.get("name"):
+        return None
+    return (str(ref.get("kind") or "Deployment"), str(meta.get("namespace") or ""), str(ref["name"]), low)
+
+
 @dataclass
 class _Change:
     """What the change creates itself (change-relative rules read this)."""
@@ -562,6 +577,8 @@ class _Change:
     bound: set[tuple[str, str]] = field(default_factory=set)  # SAs bound to the change's own Roles
     improvement_ids: set[str] = field(default_factory=set)
     ingress_hosts: set[tuple[str, str]] = field(default_factory=set)
+    # (kind, namespace, name) → the fewest replicas the change's autoscalers allow it
+    floors: dict[tuple[str, str, str], int] = field(default_factory=dict)
 
     @classmethod
     def of(cls, manifests: list[Manifest]) -> "_Change":
@@ -594,6 +611,10 @@ class _Change:
                 secret = _dig(m, ("spec", "secretName"))
                 if isinstance(secret, str) and _owned(secret, ident):
                     c.secrets.add((ns, secret))
+            floor = autoscaler_floor(m)
+            if floor is not None:
+                key = floor[:3]
+                c.floors[key] = min(c.floors.get(key, floor[3]), floor[3])
             if kind in POD_PATHS:
                 labels = _dig(m, [*POD_PATHS[kind][:-1], "metadata", "labels"])
                 if isinstance(labels, dict):
@@ -1263,6 +1284,8 @@ class _Checker:
                      "(an allow rule there would expose them)")
         elif self.generated:
             self._policy_over_others(selector)
+            if self.serves is not None and not self.change.selects_own_pods(selector, self.ns):
+                self._companion_policy(spec)
         for direction, peers_key in (("ingress", "from"), ("egress", "to")):
             for i, rule in enumerate(_list(spec.get(direction))):
                 rule = _map(rule)
@@ -1274,6 +1297,20 @@ class _Checker:
                     continue
                 for j, peer in enumerate(peers):
                     self._peer(_map(peer), f"{where}.{peers_key}[{j}]", not selector)
+
+    def _companion_policy(self, spec: dict[str, Any]) -> None:
+        """A policy over pods another team runs may only admit traffic: isolating their egress
+        cuts their DNS and dependencies, and a policy with no ingress rule denies them all."""
+        if self.serves is None:
+            return
+        served = f"{self.serves[0]} {self.serves[2]}"
+        types = [str(t) for t in _list(spec.get("policyTypes"))]
+        if "Egress" in types or "egress" in spec:
+            self.add("network-policy", "spec.policyTypes", f"isolates the egress of {served}, which "
+                     "this change does not run: its DNS and dependencies are cut off")
+        if not _list(spec.get("ingress")):
+            self.add("network-policy", "spec.ingress", f"no ingress rule: denies all traffic to {served}, "
+                     "which this change does not run", "review")
 
     def _policy_over_others(self, selector: dict[str, str]) -> None:
         """A policy that selects pods cuts their other traffic off: over pods this change
@@ -1331,6 +1368,11 @@ class _Checker:
             budget, floor = spec.get("maxUnavailable"), spec.get("minAvailable")
             kind, ns, name = self.serves
             replicas = self.ctx.existing_replicas.get((kind, ns, name), self.ctx.existing_replicas.get((kind, "", name)))
+            # An autoscaler of the change or the repository may take the workload down to its
+            # floor: a budget must leave a pod to evict at that count too.
+            lowest = self.change.floors.get((kind, ns, name))
+            if lowest is not None:
+                replicas = lowest if replicas is None else min(replicas, lowest)
             evictable = (isinstance(budget, int) and not isinstance(budget, bool) and budget >= 1) or (
                 isinstance(floor, int) and not isinstance(floor, bool) and replicas is not None and floor < replicas)
             if not evictable:
@@ -1612,6 +1654,11 @@ class _Checker:
                 if not _IN_CLUSTER_URL.fullmatch(address):
                     self.add("autoscaler", f"{where}.metadata.serverAddress", f"{address[:100]!r} is not an "
                              "in-cluster Service address (http://<service>.<namespace>.svc[.cluster.local]:<port>)")
+                else:
+                    service, namespace = address.split("://", 1)[1].split(".")[:2]
+                    if (service, namespace) == ("kubernetes", "default") or namespace == self.ctx.system.namespace:
+                        self.add("autoscaler", f"{where}.metadata.serverAddress", f"{address[:100]!r}: KEDA "
+                                 "would send its queries to the API server or this system's own Services")
             elif kind in ("cpu", "memory"):
                 if set(meta) != {"value"} or trigger.get("metricType") != "Utilization":
                     self.add("autoscaler", where, "a cpu/memory trigger is Utilization with a value only")
