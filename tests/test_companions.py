@@ -518,3 +518,59 @@ def test_only_kinds_that_run_no_pods_may_be_companions(tmp_path):
     rules = [(v.object, v.rule) for v in gate(root, manifests)]
     assert ("Deployment/knowledge/shadow", "companion") in rules and ("Service/knowledge/shadow", "companion") in rules
     assert ("Service/knowledge/shadow", "selector") in rules  # and it selects the reranker's pods
+
+
+def test_a_new_workload_with_a_volume_and_a_tls_ingress_lands_whole(store, tmp_path):
+    """GIVEN a proposal for a new workload with a sized PVC mounted at a path and an Ingress
+    for a host with a certificate from a named issuer WHEN implemented THEN one commit holds
+    the Deployment (Recreate, the claim mounted there), its claim, the Service, the
+    Ingress (class as written, TLS from the Certificate's own Secret) and the Certificate;
+    the gate passes it and it verifies. Without a port the Ingress is named as not planned."""
+    from datetime import timedelta
+
+    from cortex_school.clients.cluster.metrics import SimulatedMetrics
+    from cortex_school.delivery import Deployer, run_deploy, run_verify
+    from cortex_school.models import utcnow
+    from cortex_school.settings import ServiceSettings
+
+    notes = ("Run louislam/uptime-kuma:1.23.15 as a Deployment in tools on port 3001 with a 2Gi longhorn PVC "
+             "mounted at /app/data, requesting 100m CPU and 256Mi memory, with an Ingress for "
+             "status.cortex.local (class traefik, certificate from cortex-ca).")
+    root = a_platform(tmp_path / "seed")
+    plan, _ = plan_for(root, "Deploy Uptime Kuma for a status page", notes)
+    assert not [s for s in plan.manual_steps if s.startswith("not planned: ")], plan.manual_steps
+    manifests = {m["kind"]: m for _, ms in render_resources(plan, CTX) for m in ms}
+    assert set(manifests) == {"Deployment", "PersistentVolumeClaim", "Service", "Ingress", "Certificate"}
+    deployment = manifests["Deployment"]
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    pod = deployment["spec"]["template"]["spec"]
+    assert {"name": "data", "persistentVolumeClaim": {"claimName": "uptime-kuma-data"}} in pod["volumes"]
+    assert {"name": "data", "mountPath": "/app/data"} in pod["containers"][0]["volumeMounts"]
+    assert manifests["PersistentVolumeClaim"]["spec"] == {
+        "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "2Gi"}}, "storageClassName": "longhorn"}
+    ingress = manifests["Ingress"]["spec"]
+    assert ingress["ingressClassName"] == "traefik"
+    assert ingress["tls"] == [{"hosts": ["status.cortex.local"],
+                               "secretName": manifests["Certificate"]["spec"]["secretName"]}]
+    assert manifests["Certificate"]["spec"]["issuerRef"]["name"] == "cortex-ca"
+    assert gate(root, list(manifests.values())) == []
+
+    _, repo, cluster, cfg, implementer = world(store, tmp_path, root)
+    imp, outcome = implemented(store, implementer, "Deploy Uptime Kuma for a status page", notes)
+    assert outcome.status == "committed", store.field(imp.id, "review_reason")
+    files = store.get(imp.id).delivery.git_files
+    assert files and all(f.startswith("apps/tools/uptime-kuma/") for f in files), files
+    deployer = Deployer(cluster=cluster, metrics=SimulatedMetrics(cluster), repo=repo, cfg=cfg,
+                        services=ServiceSettings(health_check_duration=60), co_author=AUTHOR)
+    now = utcnow()
+    step = run_deploy(store, imp.id, deployer, actor="t@h", now=now)
+    for _ in range(3):
+        if step.outcome != "waiting":
+            break
+        step = run_deploy(store, imp.id, deployer, actor="t@h", now=now)
+    assert step.status == "deployed", step.detail
+    assert run_verify(store, imp.id, deployer, actor="t@h", now=now + timedelta(seconds=90)).status == "verified"
+    cluster.reset()
+
+    plan, _ = plan_for(root, "Deploy Uptime Kuma for a status page", notes.replace(" on port 3001", ""))
+    assert any("Ingress for status.cortex.local" in s and "no port" in s for s in plan.manual_steps)

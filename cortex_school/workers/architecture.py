@@ -20,17 +20,31 @@ KINDS = ("Deployment", "StatefulSet", "DaemonSet", "ConfigMap", "PersistentVolum
 
 
 def deployment(res: PlannedResource, ctx: RenderContext) -> list[Manifest]:
+    """A Deployment; with ``storage`` also its PersistentVolumeClaim ``<name>-data``, mounted
+    at the plan's path, and the Recreate strategy (a ReadWriteOnce claim cannot be attached
+    to the old and the new pod at once)."""
     requires_image(res)
+    main = container(res)
+    volumes: list[dict] = []
+    spec: dict = {
+        "replicas": 1 if res.replicas is None else res.replicas,
+        "revisionHistoryLimit": 3,
+        "selector": {"matchLabels": app_labels(res)},
+    }
+    out: list[Manifest] = []
+    if res.storage is not None:
+        claim = f"{res.name[:58]}-data"
+        main["volumeMounts"].append({"name": "data", "mountPath": res.storage.mount_path or "/data"})
+        volumes.append({"name": "data", "persistentVolumeClaim": {"claimName": claim}})
+        if res.storage.access_mode != "ReadWriteMany":
+            spec["strategy"] = {"type": "Recreate"}
+        out = pvc(res.model_copy(update={"name": claim}), ctx)
+    spec["template"] = pod_template(res, ctx, pod_spec([main], volumes=volumes))
     return [{
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": metadata(res, ctx, labels=app_labels(res)),
-        "spec": {
-            "replicas": 1 if res.replicas is None else res.replicas,
-            "revisionHistoryLimit": 3,
-            "selector": {"matchLabels": app_labels(res)},
-            "template": pod_template(res, ctx, pod_spec([container(res)])),
-        },
-    }]
+        "spec": spec,
+    }, *out]
 
 
 def statefulset(res: PlannedResource, ctx: RenderContext) -> list[Manifest]:

@@ -57,10 +57,16 @@ def place(rendered: list[tuple[PlannedResource, list[Manifest]]], platform: Plat
     """The files of a change, where the repository's conventions put them."""
     out = Placement()
     grouped: dict[str, list[Manifest]] = {}
+    # A change is one component per namespace: its files share the folder of its first
+    # workload (an Ingress, a Certificate, a claim go with what they serve).
+    component: dict[str, str] = {}
+    for resource, _ in rendered:
+        if resource.kind in _WORKLOAD_KINDS and not resource.companion_of:
+            component.setdefault(resource.namespace, resource.name)
     for resource, manifests in rendered:
         for m in manifests:
             ns = str(m["metadata"].get("namespace") or resource.namespace or fallback_namespace)
-            folder, why = _folder(resource, ns, platform)
+            folder, why = _folder(resource, ns, platform, component.get(ns, resource.name))
             folder = folder.strip("/")
             rel = f"{folder}/{file_name(m)}" if folder else file_name(m)
             grouped.setdefault(rel, []).append(m)
@@ -79,7 +85,10 @@ def place(rendered: list[tuple[PlannedResource, list[Manifest]]], platform: Plat
     return out
 
 
-def _folder(resource: PlannedResource, ns: str, platform: Platform | None) -> tuple[str, str]:
+_WORKLOAD_KINDS = frozenset({"Deployment", "StatefulSet", "DaemonSet", "ScheduledJob", "BackupCronJob"})
+
+
+def _folder(resource: PlannedResource, ns: str, platform: Platform | None, component: str) -> tuple[str, str]:
     if platform is None:
         return f"apps/{ns}", "the apps/<namespace>/ convention (no platform model)"
     if resource.companion_of:
@@ -89,7 +98,7 @@ def _folder(resource: PlannedResource, ns: str, platform: Platform | None) -> tu
             folder = posixpath.dirname(target.file)
             if not _in_chart(platform, folder):
                 return folder, f"next to {kind} {tns}/{name} ({target.file})"
-    convention = namespace_folder(platform, ns, resource.name)
+    convention = namespace_folder(platform, ns, component)
     if convention is not None:
         return convention, f"where namespace {ns}'s components live"
     return f"apps/{ns}", f"namespace {ns} has no files yet: the apps/<namespace>/ convention"

@@ -30,6 +30,7 @@ KIND_OWNERS: dict[str, str] = {
     "ScaledObject": "architecture",
     "Service": "integration",
     "Ingress": "integration",
+    "Middleware": "integration",
     "ExternalSecret": "integration",
     "Role": "security",
     "RoleBinding": "security",
@@ -45,7 +46,7 @@ KIND_OWNERS: dict[str, str] = {
 }
 ResourceKind = Literal[
     "Deployment", "StatefulSet", "DaemonSet", "ConfigMap", "PersistentVolumeClaim",
-    "StorageClass", "PodDisruptionBudget", "HorizontalPodAutoscaler", "ScheduledJob", "ScaledObject", "Service", "Ingress", "ExternalSecret", "Role",
+    "StorageClass", "PodDisruptionBudget", "HorizontalPodAutoscaler", "ScheduledJob", "ScaledObject", "Service", "Ingress", "Middleware", "ExternalSecret", "Role",
     "RoleBinding", "ServiceAccount", "NetworkPolicy", "Certificate", "SecretRotationCronJob",
     "MigrationJob", "BackupCronJob", "PrometheusRule", "ServiceMonitor", "GrafanaDashboard",
 ]
@@ -89,6 +90,8 @@ class Storage(_Strict):
     access_mode: Literal["ReadWriteOnce", "ReadWriteMany", "ReadOnlyMany", "ReadWriteOncePod"] = (
         "ReadWriteOnce"
     )
+    # Where a Deployment mounts its claim (``/data`` unless the plan names a path).
+    mount_path: str | None = Field(None, max_length=200, pattern=r"^(/[A-Za-z0-9_.-]*[A-Za-z0-9_-][A-Za-z0-9_.-]*)+/?$")
     provisioner: str | None = Field(None, max_length=253)  # StorageClass only
     parameters: dict[str, str] = Field(default_factory=dict, max_length=20)
 
@@ -100,6 +103,23 @@ class EnvVar(_Strict):
     value: str | None = Field(None, max_length=1000)
     secret_name: str | None = Field(None, pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
     secret_key: str | None = Field(None, pattern=r"^[-._A-Za-z0-9]{1,253}$")
+
+
+class TraefikMiddleware(_Strict):
+    """A Traefik Middleware of one allowlisted type: request limits, response security
+    headers, compression, a redirect to HTTPS. Never forwardAuth, basicAuth, chain,
+    plugins, request headers (they could forge the identity a backend trusts) or routing."""
+    type: Literal["rateLimit", "inFlightReq", "headers", "compress", "redirectScheme"]
+    average: int | None = Field(None, ge=1, le=100_000)  # rateLimit: requests per period
+    burst: int | None = Field(None, ge=1, le=100_000)
+    period: str | None = Field(None, pattern=r"^[1-9][0-9]{0,3}(s|m)$")
+    depth: int | None = Field(None, ge=0, le=10)  # sourceCriterion.ipStrategy.depth
+    amount: int | None = Field(None, ge=1, le=100_000)  # inFlightReq
+    sts_seconds: int | None = Field(None, ge=0, le=63_072_000)  # headers
+    frame_deny: bool = False
+    content_type_nosniff: bool = False
+    referrer_policy: Literal["no-referrer", "same-origin", "strict-origin",
+                             "strict-origin-when-cross-origin"] | None = None
 
 
 class Peer(_Strict):
@@ -178,6 +198,12 @@ class PlannedResource(_Strict):
     issuer: str | None = Field(None, pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
     host: str | None = Field(None, pattern=r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
     path: str = Field("/", pattern=r"^/[-A-Za-z0-9_./]*$")
+    ingress_class: str | None = Field(None, pattern=r"^[a-z0-9]([-a-z0-9.]{0,61}[a-z0-9])?$")  # Ingress
+    # An Ingress's TLS: the name of a Certificate of the same plan (its Secret is served).
+    certificate: str | None = Field(None, pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+    # An Ingress's Traefik Middlewares: names of Middlewares of the same plan and namespace.
+    middlewares: list[str] = Field(default_factory=list, max_length=5)
+    middleware: TraefikMiddleware | None = None  # a Middleware's one type and its values
     target: str | None = Field(None, pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
     target_namespace: str | None = Field(None, pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
     min_available: int | None = Field(None, ge=0, le=50)
@@ -204,6 +230,14 @@ class PlannedResource(_Strict):
     dependencies: list[str] = Field(default_factory=list, max_length=20)
 
     _check_selector = field_validator("selector")(lambda cls, v: _labels(v))
+
+    @field_validator("middlewares")
+    @classmethod
+    def _middleware_names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", name):
+                raise ValueError(f"not a Middleware name: {name!r:.80}")
+        return value
 
     @field_validator("name")
     @classmethod

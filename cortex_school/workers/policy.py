@@ -128,6 +128,19 @@ KINDS: dict[str, KindRule] = {
     "Certificate": KindRule(("cert-manager.io/v1",), True, "security"),
     "PrometheusRule": KindRule(("monitoring.coreos.com/v1",), True, "monitoring"),
     "ServiceMonitor": KindRule(("monitoring.coreos.com/v1",), True, "monitoring"),
+    "Middleware": KindRule(("traefik.io/v1alpha1",), True, "integration"),
+}
+# Traefik router annotation attaching Middlewares to an Ingress (checked in ingress()).
+MIDDLEWARES_ANNOTATION = "traefik.ingress.kubernetes.io/router.middlewares"
+_REFERRER_POLICIES = frozenset({"no-referrer", "same-origin", "strict-origin", "strict-origin-when-cross-origin"})
+# A Middleware's allowlisted types and, per type, the fields that may be generated.
+_MIDDLEWARE_FIELDS: dict[str, frozenset[str]] = {
+    "rateLimit": frozenset({"average", "burst", "period", "sourceCriterion"}),
+    "inFlightReq": frozenset({"amount", "sourceCriterion"}),
+    "headers": frozenset({"stsSeconds", "stsIncludeSubdomains", "frameDeny", "contentTypeNosniff",
+                          "referrerPolicy"}),
+    "compress": frozenset(),
+    "redirectScheme": frozenset({"scheme", "permanent"}),
 }
 # Kinds that run pods, in any API (also those never generated: audit mode reads them).
 POD_PATHS: dict[str, tuple[str, ...]] = {
@@ -181,7 +194,7 @@ WORKLOAD_RESOURCES = frozenset({("", "pods"), ("", "replicationcontrollers"),
                                 ("batch", "jobs"), ("batch", "cronjobs")})
 
 WORKLOAD_SPEC_FIELDS: dict[str, frozenset[str]] = {
-    "Deployment": frozenset({"replicas", "revisionHistoryLimit", "selector", "template"}),
+    "Deployment": frozenset({"replicas", "revisionHistoryLimit", "selector", "template", "strategy"}),
     "StatefulSet": frozenset({"replicas", "serviceName", "selector", "template", "volumeClaimTemplates"}),
     "DaemonSet": frozenset({"selector", "template"}),
     "Job": frozenset({"backoffLimit", "ttlSecondsAfterFinished", "template"}),
@@ -577,6 +590,7 @@ class _Change:
     bound: set[tuple[str, str]] = field(default_factory=set)  # SAs bound to the change's own Roles
     improvement_ids: set[str] = field(default_factory=set)
     ingress_hosts: set[tuple[str, str]] = field(default_factory=set)
+    middlewares: set[tuple[str, str]] = field(default_factory=set)  # (namespace, name)
     # (kind, namespace, name) → the fewest replicas the change's autoscalers allow it
     floors: dict[tuple[str, str, str], int] = field(default_factory=dict)
 
@@ -597,6 +611,8 @@ class _Change:
                 c.services.add((ns, name))
             elif kind == "ConfigMap":
                 c.configmaps.add((ns, name))
+            elif kind == "Middleware":
+                c.middlewares.add((ns, name))
             elif kind == "PersistentVolumeClaim":
                 c.claims.add((ns, name))
             elif kind == "Ingress":
@@ -726,6 +742,8 @@ class _Checker:
         controller snippets and priorities all live there); labels may not claim a
         reserved prefix or another tool's tracking."""
         for key in _map(meta.get("annotations")):
+            if key == MIDDLEWARES_ANNOTATION and self.kind == "Ingress" and where == "metadata":
+                continue  # the change's own Middlewares only: checked in ingress()
             if not str(key).startswith(f"{ANNOTATION_PREFIX}/"):
                 self.add("name", f"{where}.annotations.{key}", f"annotation {str(key)[:80]!r} is "
                          "never generated (only cortex-school.io/*)")
@@ -1235,6 +1253,15 @@ class _Checker:
                      f"({', '.join(self.policy.allowed_ingress_classes)})")
         if spec.get("defaultBackend"):
             self.add("ingress", "spec.defaultBackend", "a default backend catches every host")
+        attached = _map(self.meta.get("annotations")).get(MIDDLEWARES_ANNOTATION)
+        if attached is not None and self.generated:
+            for ref in str(attached).split(","):
+                ref = ref.strip()
+                name = ref.removeprefix(f"{self.ns}-").removesuffix("@kubernetescrd")
+                if not ref.endswith("@kubernetescrd") or not ref.startswith(f"{self.ns}-") or \
+                        (self.ns, name) not in self.change.middlewares:
+                    self.add("ingress", f"metadata.annotations.{MIDDLEWARES_ANNOTATION}", f"attaches "
+                             f"{ref[:100]!r}: only Middlewares this change creates in {self.ns}")
         rules = _list(spec.get("rules"))
         if not rules:
             self.add("ingress", "spec.rules", "no rules")
@@ -1526,6 +1553,9 @@ class _Checker:
         if extra:
             self.add("pod-security", "spec", f"{self.kind} fields never generated: "
                      f"{', '.join(sorted(map(str, extra)))}")
+        if "strategy" in spec and spec["strategy"] != {"type": "Recreate"}:
+            self.add("pod-security", "spec.strategy", "the one generated strategy is Recreate (a claim "
+                     "of the change mounted by one pod at a time)")
         replicas = spec.get("replicas")
         if replicas is not None and (not isinstance(replicas, int) or not 0 <= replicas <= MAX_REPLICAS):
             self.add("resources", "spec.replicas", f"replicas {str(replicas)[:20]} (0..{MAX_REPLICAS})")
@@ -1694,6 +1724,35 @@ class _Checker:
         if set(behavior) - {"scaleDown"} or set(_map(behavior.get("scaleDown"))) - {"stabilizationWindowSeconds"}:
             self.add("autoscaler", "spec.behavior", "only a scale-down stabilisation window is generated")
 
+    def middleware(self) -> None:
+        """A Traefik Middleware of one allowlisted type with its generated fields only (no
+        forwardAuth, basicAuth, chain, plugin, request headers, routing). An audited
+        repository's own Middlewares are not this shape."""
+        if not self.generated:
+            return
+        spec = _map(self.m.get("spec"))
+        if len(spec) != 1 or next(iter(spec)) not in _MIDDLEWARE_FIELDS:
+            self.add("middleware", "spec", f"{', '.join(sorted(map(str, spec)))[:120] or 'nothing'}: a generated "
+                     f"Middleware is one of {', '.join(sorted(_MIDDLEWARE_FIELDS))}")
+            return
+        kind, body = next(iter(spec.items()))
+        body = _map(body)
+        extra = set(body) - _MIDDLEWARE_FIELDS[kind]
+        if extra:
+            self.add("middleware", f"spec.{kind}", f"fields never generated: {', '.join(sorted(map(str, extra)))}")
+        criterion = _map(body.get("sourceCriterion"))
+        if criterion and (set(criterion) != {"ipStrategy"} or set(_map(criterion["ipStrategy"])) - {"depth"}):
+            self.add("middleware", f"spec.{kind}.sourceCriterion", "only ipStrategy.depth is generated")
+        for key in ("average", "burst", "amount", "stsSeconds", "depth"):
+            value = body.get(key, 1)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                self.add("middleware", f"spec.{kind}.{key}", f"{key} is a count")
+        if "referrerPolicy" in body and body["referrerPolicy"] not in _REFERRER_POLICIES:
+            self.add("middleware", f"spec.{kind}.referrerPolicy", f"{str(body['referrerPolicy'])[:60]!r} is not "
+                     "a referrer policy")
+        if kind == "redirectScheme" and body.get("scheme") != "https":
+            self.add("middleware", f"spec.{kind}.scheme", "redirects only to https")
+
     def storage_class(self) -> None:
         self.add("storage-class", "", "a StorageClass is cluster-wide: a person reviews it",
                  "review")
@@ -1856,6 +1915,7 @@ def _check_object(c: _Checker) -> None:
         "ExternalSecret": c.external_secret, "Certificate": c.certificate,
         "PrometheusRule": c.prometheus_rule, "ServiceMonitor": c.service_monitor,
         "StorageClass": c.storage_class, "HorizontalPodAutoscaler": c.hpa, "ScaledObject": c.scaled_object,
+        "Middleware": c.middleware,
     }
     if kind in handlers and (row is not None or c.ctx.audit):
         handlers[kind]()
@@ -1956,6 +2016,14 @@ def check_plan(plan: Any, policy: PolicySettings, system: SystemIdentity) -> lis
         if r.kind == "Ingress" and (r.namespace, r.target or r.name) not in services:
             add("plan-ref", "target", f"routes to Service {r.target or r.name!r}, which the plan "
                 "does not create")
+        for name in r.middlewares:
+            if not any(m.kind == "Middleware" and m.namespace == r.namespace and m.name == name for m in resources):
+                add("plan-ref", "middlewares", f"attaches Middleware {name!r}, which the plan does not create "
+                    f"in {r.namespace}")
+        if r.certificate and not any(c.kind == "Certificate" and c.namespace == r.namespace and c.name == r.certificate
+                                     and r.host in c.dns_names for c in resources):
+            add("plan-ref", "certificate", f"serves the Secret of Certificate {r.certificate!r}, which the plan "
+                f"does not create for {r.host}")
         if r.kind == "SecretRotationCronJob" and r.target and (r.namespace, r.target) not in external:
             add("plan-ref", "target", f"rotates ExternalSecret {r.target!r}, which the plan does "
                 "not create")

@@ -2,8 +2,9 @@
 
 Built-in kinds: ``kubernetes-validate`` in strict mode (unknown fields are errors) at
 the configured Kubernetes version. Custom resources (PrometheusRule, ServiceMonitor,
-SealedSecret, Certificate, ExternalSecret): the upstream CRDs' schemas shipped in
-``schemas/``, made strict the same way. A kind with no schema at all is a finding
+SealedSecret, Certificate, ExternalSecret, ScaledObject): the upstream CRDs' schemas shipped
+in ``schemas/``, made strict the same way; Traefik's Middleware: a schema written here for
+the types this system generates only. A kind with no schema at all is a finding
 ("cannot validate"), never a pass.
 """
 

@@ -6,6 +6,7 @@ import re
 
 from cortex_school.models import Improvement
 from cortex_school.workers.naming import dns1123
+from cortex_school.workers.plan import Storage
 
 # -- extraction helpers --------------------------------------------------------
 
@@ -126,6 +127,41 @@ def schedule_in(text: str) -> str | None:
     if re.search(r"\b(weekly|every week)\b", lowered):
         return "0 3 * * 0"
     return None
+
+
+_VOLUME_WORDS = r"(?:pvc|persistent ?volume(?: ?claim)?|volume|disk)"
+_VOLUME_SIZE = re.compile(rf"\b(\d+(?:\.\d+)?)\s?(Gi|Ti|Mi)\b(?:\s+[A-Za-z][\w-]*){{0,2}}?\s+{_VOLUME_WORDS}\b"
+                          rf"|\b{_VOLUME_WORDS}\s+(?:of\s+)?(\d+(?:\.\d+)?)\s?(Gi|Ti|Mi)\b", re.I)
+_MOUNT = re.compile(r"\bmount(?:ed|s)?(?: it)?\s+(?:at|on|under)\s+`?(/[A-Za-z0-9_./-]*[A-Za-z0-9_-])")
+_STORAGE_CLASS_NAMED = re.compile(r"\bstorage ?class(?:Name)?:?\s+`?([a-z0-9][-a-z0-9.]*[a-z0-9])", re.I)
+_INGRESS_HOST = re.compile(r"\bingress(?:Route)?\b[^.;]{0,40}?\b(?:for|at|on|host)\s+(?:https?://)?"
+                           r"((?:[a-z0-9-]+\.)+[a-z]{2,})\b", re.I)
+_ISSUER = re.compile(r"\b(?:cluster)?issuer:?\s+`?([a-z0-9][-a-z0-9]*[a-z0-9])|\bcertificate (?:from|by|issued by) "
+                     r"(?:the )?`?([a-z0-9][-a-z0-9]*[a-z0-9])", re.I)
+
+
+def volume_in(text: str) -> Storage | None:
+    """The persistent volume a sentence asks for ("a 2Gi longhorn PVC", "a volume of 5Gi
+    mounted at /app/data"): its size, storage class and mount path; None when it asks
+    for none."""
+    m = _VOLUME_SIZE.search(text)
+    if not m:
+        return None
+    size = f"{m.group(1)}{m.group(2)}" if m.group(1) else f"{m.group(3)}{m.group(4)}"
+    named = _STORAGE_CLASS_NAMED.search(text) or _STORAGE_CLASS.search(text)
+    mount = _MOUNT.search(text)
+    path = mount.group(1) if mount and ".." not in mount.group(1).split("/") else None
+    return Storage(size=size, storage_class=named.group(1) if named else None, mount_path=path)
+
+
+def ingress_host_in(text: str) -> str | None:
+    m = _INGRESS_HOST.search(text)
+    return m.group(1).lower() if m else None
+
+
+def issuer_in(text: str) -> str | None:
+    m = _ISSUER.search(text)
+    return (m.group(1) or m.group(2)) if m else None
 
 
 def size_in(text: str) -> str | None:

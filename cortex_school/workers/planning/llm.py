@@ -31,6 +31,9 @@ def plan_system_prompt(expert: str) -> str:
         "targets already run and are not yours: never plan them again; plan companions for them "
         "(PodDisruptionBudget, HorizontalPodAutoscaler, NetworkPolicy, ServiceMonitor) in their "
         "namespace with companion_of set to their ref and selectors taken from their labels. "
+        "A Traefik Middleware (one type: rateLimit, inFlightReq, headers, compress, redirectScheme) "
+        "is attached only to an Ingress of the same plan (its middlewares field); attaching one to "
+        "an existing route is an edit: a manual step. "
         f"Answer only by calling {PLAN_TOOL_NAME}."
     )
 

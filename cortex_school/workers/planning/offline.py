@@ -21,6 +21,7 @@ from cortex_school.workers.plan import (
     Port,
     RecordingRule,
     Storage,
+    TraefikMiddleware,
 )
 from cortex_school.workers.planning.companions import Target, companions, dashboard, resolve_targets
 from cortex_school.workers.planning.extraction import (
@@ -38,12 +39,15 @@ from cortex_school.workers.planning.extraction import (
     base_name,
     camel,
     images_in,
+    ingress_host_in,
     interval_in,
+    issuer_in,
     namespace_in,
     ports_in,
     schedule_in,
     sentences,
     size_in,
+    volume_in,
 )
 from cortex_school.workers.planning.inventory import OFFLINE_PLANNER, Inventory
 
@@ -98,6 +102,8 @@ class OfflinePlanner:
                     or dashboard(improvement, text, ns))
         if re.search(r"\bbackups?\b", lowered) and schedule_in(text):
             attempt("backup", lambda: self._backup(improvement, text, ns, inventory, manual))
+        if re.search(r"\bmiddlewares?\b", lowered):
+            attempt("Middleware", lambda: self._middleware(improvement, text, ns, manual))
         if re.search(r"\bcertificate|\btls\b", lowered) and _DOMAIN.search(text):
             attempt("Certificate", lambda: self._certificate(improvement, text, ns))
         if re.search(r"rotat", lowered) and "secret" in lowered and schedule_in(text):
@@ -123,6 +129,8 @@ class OfflinePlanner:
             if _MANUAL_VERBS.search(sentence) or _HOST_LEVEL.search(sentence):
                 manual.append(sentence.rstrip(".,; "))
         resources = _without_imageless_workloads(resources, manual)
+        _serve_certificates(resources)
+        _attach_middlewares(resources)
         if resources:
             manual.extend(unplanned_kinds(text, resources))
             if platform is not None:
@@ -200,6 +208,57 @@ class OfflinePlanner:
                 selector.get("app.kubernetes.io/name", "pods"), "deny-ingress"), namespace=ns,
                 selector=selector, deny_all=True, purpose="deny all ingress"))
         return out
+
+    def _middleware(self, imp: Improvement, text: str, ns: str, manual: list[str]) -> list[PlannedResource]:
+        """A Traefik Middleware of an allowlisted type with the values the text writes
+        ("rateLimit average 50, burst 100", "HSTS for a year", "at most 20 in-flight
+        requests"); a type never generated (forwardAuth, basicAuth, chain, plugin, request
+        headers) is named as not planned."""
+        lowered = text.lower()
+        never = re.search(r"\b(forward ?auth|basic ?auth|digest ?auth|chain|plugin|strip ?prefix|replace ?path|"
+                          r"ip ?(?:allow|white) ?list|custom ?request ?headers?)\b", lowered)
+        if never:
+            manual.append(f"{NOT_PLANNED}a {never.group(1)} Middleware (only rateLimit, inFlightReq, security "
+                          "response headers, compress and redirectScheme are generated)")
+        count = lambda pattern: int(m.group(1)) if (m := re.search(pattern, text, re.I)) else None  # noqa: E731
+        depth = count(r"\bdepth:?\s*(\d{1,2})\b")
+        spec: TraefikMiddleware | None = None
+        if re.search(r"rate[- ]?limit", lowered):
+            period = re.search(r"\bperiod:?\s*(\d{1,4}[sm])\b", text) or re.search(r"\bper (second|minute)\b", lowered)
+            spec = TraefikMiddleware(type="rateLimit", average=count(r"\baverage:?\s*(\d{1,6})\b"),
+                                     burst=count(r"\bburst:?\s*(\d{1,6})\b"), depth=depth,
+                                     period=({"second": "1s", "minute": "1m"}.get(period.group(1), period.group(1))
+                                             if period else None))
+        elif re.search(r"in[- ]?flight|concurrent requests", lowered):
+            spec = TraefikMiddleware(type="inFlightReq", depth=depth, amount=count(
+                r"\b(?:amount:?\s*|at most\s+)(\d{1,6})\b") or count(r"\b(\d{1,6})\s+(?:in[- ]?flight|concurrent)"))
+        elif re.search(r"\bhsts\b|strict-transport|security headers|frame ?deny|nosniff|referrer", lowered):
+            year = 31_536_000 if re.search(r"\bhsts\b|strict-transport", lowered) else None
+            spec = TraefikMiddleware(
+                type="headers", sts_seconds=count(r"\b(?:stsSeconds|max-age)[:= ]\s*(\d{1,8})") or year,
+                frame_deny=bool(re.search(r"frame ?deny|x-frame-options|clickjack|security headers", lowered)),
+                content_type_nosniff="nosniff" in lowered or "security headers" in lowered)
+        elif re.search(r"\bcompress", lowered):
+            spec = TraefikMiddleware(type="compress")
+        elif re.search(r"redirect\w* (?:\w+ )?to https|https redirect|redirectscheme", lowered):
+            spec = TraefikMiddleware(type="redirectScheme")
+        if spec is None:
+            return []
+        if spec.type == "rateLimit" and spec.average is None:
+            manual.append(f"{NOT_PLANNED}the rate limit: the text names no average (requests per period)")
+            return []
+        if spec.type == "inFlightReq" and spec.amount is None:
+            manual.append(f"{NOT_PLANNED}the in-flight limit: the text names no amount")
+            return []
+        # "a Middleware (traefik.io/v1alpha1) rag-api-ratelimit", "Middleware `limits`": a name, not a word
+        named = re.search(r"\bMiddleware\b(?:\s*\([^)]{0,60}\))?\s+(?:`([a-z0-9][-a-z0-9]{0,61}[a-z0-9])`|"
+                          r"([a-z0-9]+(?:-[a-z0-9]+)+))(?=[\s,.;]|$)", text)
+        words = {"rateLimit": "ratelimit", "inFlightReq": "inflight", "headers": "headers", "compress": "compress",
+                 "redirectScheme": "https-redirect"}
+        name = (named.group(1) or named.group(2))[:63] if named else \
+            with_suffix(base_name(imp.description), words[spec.type])
+        return [PlannedResource(kind="Middleware", name=name, namespace=ns, middleware=spec,
+                                purpose=imp.description[:200])]
 
     def _statefulset(self, imp: Improvement, text: str, ns: str,
                      inventory: Inventory) -> list[PlannedResource]:
@@ -334,10 +393,8 @@ class OfflinePlanner:
 
     def _certificate(self, imp: Improvement, text: str, ns: str) -> list[PlannedResource]:
         names = sorted(set(_DOMAIN.findall(text)))[:10]
-        issuer = re.search(r"\bissuer ([a-z0-9-]+)", text)
         return [PlannedResource(kind="Certificate", name=with_suffix(dns1123(names[0]), "tls"),
-                                namespace=ns, dns_names=names,
-                                issuer=issuer.group(1) if issuer else None,
+                                namespace=ns, dns_names=names, issuer=issuer_in(text),
                                 purpose=imp.description[:200])]
 
     def _rotation(self, imp: Improvement, text: str, ns: str) -> list[PlannedResource]:
@@ -408,7 +465,17 @@ class OfflinePlanner:
                 kind="Deployment", name=app, namespace=ns, image=image, replicas=1, cpu=cpu, memory=memory,
                 ports=[Port(number=p, name=port_name if i == 0 else f"p{p}")
                        for i, p in enumerate(ports[:5])],
-                env=env, dependencies=deps, purpose=imp.description[:200]))
+                env=env, dependencies=deps, purpose=imp.description[:200],
+                storage=volume_in(text) if len(images) == 1 else None))
+            route_host = ingress_host_in(text) if len(images) == 1 else None
+            if route_host and not ports:
+                manual.append(f"{NOT_PLANNED}the Ingress for {route_host}: the text names no port of {app} to route to")
+            elif route_host:
+                klass = re.search(r"\b(?:ingress )?class(?:Name)?:?\s+`?([a-z0-9][-a-z0-9.]*[a-z0-9])", text)
+                out.append(PlannedResource(
+                    kind="Ingress", name=app, namespace=ns, host=route_host, target=app,
+                    ports=[Port(number=ports[0], name=port_name)],
+                    ingress_class=klass.group(1) if klass else None, purpose=f"route {route_host} to {app}"))
             if ports:
                 out.append(PlannedResource(
                     kind="Service", name=app, namespace=ns,
@@ -515,7 +582,7 @@ _ASKED_KINDS: dict[str, frozenset[str]] = {
     "CronJob": frozenset({"BackupCronJob", "SecretRotationCronJob", "ScheduledJob"}),
     "Job": frozenset({"MigrationJob"}),
     "Service": frozenset({"Service", "StatefulSet"}), "Ingress": frozenset({"Ingress"}),
-    "IngressRoute": frozenset(), "Middleware": frozenset(), "ServiceAccount": frozenset({"ServiceAccount"}),
+    "IngressRoute": frozenset(), "Middleware": frozenset({"Middleware"}), "ServiceAccount": frozenset({"ServiceAccount"}),
     "Role": frozenset({"Role"}), "RoleBinding": frozenset({"RoleBinding"}), "ClusterRole": frozenset(),
     "ClusterRoleBinding": frozenset(), "NetworkPolicy": frozenset({"NetworkPolicy"}),
     "PodDisruptionBudget": frozenset({"PodDisruptionBudget"}),
@@ -531,11 +598,32 @@ _ASKED = re.compile(r"\b(?:an?|as an?|new)\s+(?:[\w.:/\"'-]+\s+){0,3}?(" +
                     "|".join(sorted(set(_ASKED_KINDS) | set(_KIND_ALIASES), key=len, reverse=True)) + r")\b")
 
 
+def _attach_middlewares(resources: list[PlannedResource]) -> None:
+    """The plan's Middlewares go on the plan's own Ingresses of their namespace (by the
+    router annotation); an existing route is never edited (named as not planned)."""
+    for r in resources:
+        if r.kind == "Ingress" and not r.middlewares:
+            r.middlewares = [m.name for m in resources if m.kind == "Middleware" and m.namespace == r.namespace][:5]
+
+
+def _serve_certificates(resources: list[PlannedResource]) -> None:
+    """An Ingress serves the Secret of the plan's Certificate for its host (TLS at the
+    edge with the certificate the proposal asked for)."""
+    for r in resources:
+        if r.kind == "Ingress" and r.certificate is None:
+            cert = next((c for c in resources if c.kind == "Certificate" and c.namespace == r.namespace
+                         and r.host in c.dns_names), None)
+            if cert is not None:
+                r.certificate = cert.name
+
+
 def unplanned_kinds(text: str, resources: list[PlannedResource]) -> list[str]:
     """One manual step per kind the proposal asks for ("a ServiceAccount bound to ...", "as a
     CronJob", "a 2Gi longhorn PVC") that the plan does not produce: a plan that leaves out
     part of what was asked is not committed as if it were the whole change."""
     planned = {r.kind for r in resources}
+    if any(r.storage is not None and r.kind != "StorageClass" for r in resources):
+        planned.add("PersistentVolumeClaim")  # a workload's claim is rendered with it
     out = []
     for kind in dict.fromkeys(_KIND_ALIASES.get(m.group(1), m.group(1)) for m in _ASKED.finditer(text)):
         if not (_ASKED_KINDS.get(kind, frozenset()) & planned):
