@@ -574,3 +574,51 @@ def test_a_new_workload_with_a_volume_and_a_tls_ingress_lands_whole(store, tmp_p
 
     plan, _ = plan_for(root, "Deploy Uptime Kuma for a status page", notes.replace(" on port 3001", ""))
     assert any("Ingress for status.cortex.local" in s and "no port" in s for s in plan.manual_steps)
+
+
+def cronjob(name: str, ns: str, account: str | None) -> dict:
+    pod = {"restartPolicy": "Never", "containers": [{"name": "c", "image": "aquasec/trivy:0.57.0"}],
+           **({"serviceAccountName": account} if account else {})}
+    return {"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": name, "namespace": ns},
+            "spec": {"schedule": "0 3 * * *", "jobTemplate": {"spec": {"template": {
+                "metadata": {"labels": {"app": name}}, "spec": pod}}}}}
+
+
+def test_a_role_for_an_existing_workload_binds_the_account_it_already_runs_as(store, tmp_path):
+    """GIVEN a CronJob running as its own ServiceAccount WHEN it is to read pods and their
+    logs THEN the plan is a Role (get/list/watch on pods and pods/log) and a RoleBinding to
+    that account, both its companions; the gate passes them and the change lands. A
+    workload on the namespace's default account gets no Role (it would reach every pod on
+    default); binding another account, or one other workloads share, does not pass."""
+    seed = a_platform(tmp_path / "seed")
+    write(seed, "apps/tools/sweep/sweep.yaml", [cronjob("image-sweep", "tools", "sweeper"),
+                                                cronjob("other-job", "tools", "shared"),
+                                                cronjob("lazy-job", "tools", None)])
+    write(seed, "apps/tools/sweep/shared-user.yaml", [cronjob("second-user", "tools", "shared")])
+    notes = "Give the image-sweep CronJob a Role to get, list and watch pods and pod logs in tools."
+    plan, _ = plan_for(seed, "Let the image sweep read pods", notes)
+    assert [(r.kind, r.subject, r.companion_of) for r in plan.resources] == [
+        ("Role", None, "CronJob/tools/image-sweep"), ("RoleBinding", "sweeper", "CronJob/tools/image-sweep")]
+    (rule,) = plan.resources[0].rbac_rules
+    assert (rule.api_groups, sorted(rule.resources), rule.verbs) == ([""], ["pods", "pods/log"], ["get", "list", "watch"])
+    manifests = [m for _, ms in render_resources(plan, CTX) for m in ms]
+    assert gate(seed, manifests) == []
+
+    def rebound(account: str, companion: str = "CronJob/tools/image-sweep") -> list:
+        ms = yaml.safe_load(yaml.safe_dump(manifests))
+        ms[1]["subjects"][0]["name"] = account
+        for m in ms:
+            m["metadata"]["annotations"]["cortex-school.io/companion-of"] = companion
+        return [(v.rule, v.action) for v in gate(seed, ms)]
+
+    assert ("rbac-binding", "refuse") in rebound("shared")  # another workload's account
+    assert ("rbac-binding", "review") in rebound("shared", "CronJob/tools/other-job")  # shared with second-user
+    assert ("rbac-binding", "refuse") in rebound("default", "CronJob/tools/lazy-job")
+    plan, _ = plan_for(seed, "Let the lazy job read pods", "Give the lazy-job CronJob read-only access to pods.")
+    assert not plan.resources and any("default ServiceAccount" in s for s in plan.manual_steps)
+
+    _, _, cluster, _, implementer = world(store, tmp_path, seed)
+    imp, outcome = implemented(store, implementer, "Let the image sweep read pods", notes)
+    assert outcome.status == "committed", store.field(imp.id, "review_reason")
+    assert all(f.startswith("apps/tools/sweep/") for f in store.get(imp.id).delivery.git_files)
+    cluster.reset()

@@ -173,7 +173,7 @@ def test_networking_goes_to_the_worker_that_owns_what_it_touches():
 
 def every_kind_plan() -> ImplementationPlan:
     from cortex_school.workers.plan import (
-        AlertRule, EnvVar, Panel, Peer, RbacRule, ScaleTrigger, Storage)
+        AlertRule, EnvVar, Panel, Peer, RbacRule, ScaleTrigger, Storage, TraefikMiddleware)
     ns = "cortex-system"
     return ImplementationPlan(summary="all kinds", resources=[
         PlannedResource(kind="Deployment", name="docling", namespace=ns,
@@ -181,7 +181,9 @@ def every_kind_plan() -> ImplementationPlan:
                         env=[EnvVar(name="API_KEY", secret_name="docling-credentials", secret_key="api-key")]),
         PlannedResource(kind="Service", name="docling", namespace=ns, ports=[Port(number=5001)]),
         PlannedResource(kind="Ingress", name="docling", namespace=ns, host="docling.cortex.local",
-                        ports=[Port(number=5001)]),
+                        ports=[Port(number=5001)], middlewares=["docling-limit"]),
+        PlannedResource(kind="Middleware", name="docling-limit", namespace=ns,
+                        middleware=TraefikMiddleware(type="rateLimit", average=50, burst=100, depth=1)),
         PlannedResource(kind="ExternalSecret", name="docling-credentials", namespace=ns,
                         secret_keys=["api-key"]),
         PlannedResource(kind="StatefulSet", name="qdrant", namespace=ns, image="qdrant/qdrant:v1.12.4",
@@ -279,7 +281,8 @@ def test_unknown_kind_is_a_finding_never_a_pass(schemas):
 
 
 def test_crd_schemas_are_strict(schemas):
-    assert len(crd_validators()) == 6  # the five CRDs workers generate, and KEDA's ScaledObject (the chart)
+    # the five CRDs workers generate, KEDA's ScaledObject, and Traefik's Middleware (the generated types)
+    assert len(crd_validators()) == 7
     rule = {"apiVersion": "monitoring.coreos.com/v1", "kind": "PrometheusRule",
             "metadata": {"name": "r", "namespace": "cortex-system"},
             "spec": {"groups": [{"name": "g", "rules": [{"alert": "A", "expr": "up == 0", "for": "5m"}]}]}}

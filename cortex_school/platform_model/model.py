@@ -83,6 +83,8 @@ class PlatformObject:
     # has no Applications, so nothing can be told).
     deployed: bool | None = None
     target: str | None = None  # what an HPA/ScaledObject scales (scaleTargetRef.name)
+    # The ServiceAccount a workload's pods run as (None: the namespace's "default").
+    service_account: str | None = None
 
     @property
     def group(self) -> str:
@@ -254,8 +256,11 @@ def platform_object(obj: dict[str, Any], file: str, *, default_namespace: str = 
     pod_labels: dict[str, str] = {}
     selector: dict[str, str] = {}
     storage: list[str] = []
+    account = None
     if kind in WORKLOAD_KINDS:
         pod, pod_labels = _pod_spec(obj)
+        named = pod.get("serviceAccountName") or pod.get("serviceAccount")
+        account = named if isinstance(named, str) and named else None
         for c in _containers(pod):
             if isinstance(c.get("image"), str):
                 images.append(c["image"])
@@ -284,7 +289,7 @@ def platform_object(obj: dict[str, Any], file: str, *, default_namespace: str = 
         ingress_class = ic if isinstance(ic, str) else None
     target = _dict(spec.get("scaleTargetRef")).get("name")
     return PlatformObject(
-        target=target if isinstance(target, str) else None,
+        target=target if isinstance(target, str) else None, service_account=account,
         kind=kind, api_version=str(obj.get("apiVersion", "")),
         namespace=namespace if isinstance(namespace, str) else default_namespace,
         name=name, file=file, labels=_str_map(meta.get("labels")), pod_labels=pod_labels,

@@ -51,6 +51,8 @@ def repo_context(root: Path | None, base: GateContext) -> GateContext:
     claims = set(base.existing_claim_prefixes)
     replicas = dict(base.existing_replicas)
     floors: list[tuple[str, str, str, int]] = []
+    accounts = dict(base.existing_accounts)
+    users: dict[tuple[str, str], set[str]] = {k: set(v) for k, v in base.account_users.items()}
     for obj in found.objects:
         meta = _dict_at(obj, "metadata")
         kind, name = str(obj.get("kind", "")), str(meta.get("name", ""))
@@ -61,6 +63,13 @@ def repo_context(root: Path | None, base: GateContext) -> GateContext:
         spec = _dict_at(obj, "spec")
         template = _dict_at(spec, "template")
         tmeta = _dict_at(template, "metadata")
+        pod = _dict_at(_dict_at(_dict_at(_dict_at(spec, "jobTemplate"), "spec"), "template"), "spec") \
+            if kind == "CronJob" else _dict_at(template, "spec")
+        if kind in ("Deployment", "StatefulSet", "DaemonSet", "CronJob", "Job"):
+            named = pod.get("serviceAccountName") or pod.get("serviceAccount")
+            account = named if isinstance(named, str) and named else "default"
+            accounts[(kind, ns, name)] = account
+            users.setdefault((ns, account), set()).add(f"{kind} {name}")
         if isinstance(tmeta.get("labels"), dict) and tmeta["labels"]:
             pods.add((ns, f"{kind} {name}", frozenset((str(k), str(v)) for k, v in tmeta["labels"].items())))
         if kind in ("Deployment", "StatefulSet"):
@@ -100,7 +109,8 @@ def repo_context(root: Path | None, base: GateContext) -> GateContext:
         base, existing=frozenset(existing), existing_secrets=frozenset(secrets),
         existing_series=frozenset(series), existing_selectors=frozenset(selectors),
         existing_alerts=frozenset(alerts), existing_hosts=frozenset(hosts),
-        existing_pods=frozenset(pods), existing_claim_prefixes=frozenset(claims), existing_replicas=replicas)
+        existing_pods=frozenset(pods), existing_claim_prefixes=frozenset(claims), existing_replicas=replicas,
+        existing_accounts=accounts, account_users={k: frozenset(v) for k, v in users.items()})
 
 
 __all__ = ["MANIFEST_SUFFIXES", "MAX_DEPTH", "MAX_FILE_BYTES", "MAX_NODES", "ManifestSet",

@@ -59,7 +59,7 @@ COMPANION_ANNOTATION = "cortex-school.io/companion-of"
 _COMPANION_KINDS = frozenset({"Deployment", "StatefulSet", "DaemonSet", "Service", "CronJob"})
 # The kinds that may be a companion: they reference what they serve, they never run pods.
 _COMPANION_OF = frozenset({"PodDisruptionBudget", "HorizontalPodAutoscaler", "ScaledObject", "NetworkPolicy",
-                           "ServiceMonitor"})
+                           "ServiceMonitor", "Role", "RoleBinding"})
 _IN_CLUSTER_URL = re.compile(r"https?://[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"
                              r"\.svc(\.cluster\.local)?(:[0-9]{1,5})?/?")
 
@@ -297,6 +297,10 @@ class GateContext:
     # (kind, namespace, name) → spec.replicas of the repository's workloads (a companion's
     # disruption budget is judged against them).
     existing_replicas: Mapping[tuple[str, str, str], int] = field(default_factory=dict)
+    # (kind, namespace, name) → the ServiceAccount an existing workload runs as ("default"
+    # when it names none), and (namespace, account) → the workloads that run as it.
+    existing_accounts: Mapping[tuple[str, str, str], str] = field(default_factory=dict)
+    account_users: Mapping[tuple[str, str], frozenset[str]] = field(default_factory=dict)
     # (namespace, workload, its pod labels) of the workloads that already exist.
     existing_pods: frozenset[tuple[str, str, frozenset[tuple[str, str]]]] = frozenset()
     # (namespace, Service name, its selector items) of the Services that already exist.
@@ -1212,11 +1216,33 @@ class _Checker:
                 if self.generated or name.startswith("system:"):
                     self.add("rbac-binding", f"subjects[{i}]", f"subject {s.get('kind')} {name[:80]!r}; "
                              "only ServiceAccounts this change creates may be bound")
+            elif self.generated and ns == self.ns and (ns, name) not in self.change.service_accounts \
+                    and name == self._served_account():
+                assert self.serves is not None
+                served = f"{self.serves[0]} {self.serves[2]}"
+                others = sorted((self.ctx.account_users.get((ns, name), frozenset())
+                                 | self.ctx.account_users.get(("", name), frozenset())) - {served})
+                if others:
+                    self.add("rbac-binding", f"subjects[{i}]", f"ServiceAccount {ns}/{name[:80]} also runs "
+                             f"{', '.join(others[:3])}: the Role would reach them too", "review")
             elif self.generated and (ns != self.ns or (ns, name) not in self.change.service_accounts):
                 self.add("rbac-binding", f"subjects[{i}]", f"ServiceAccount {ns}/{name[:80]} is not "
-                         "created by this change in the binding's namespace")
+                         "created by this change in the binding's namespace (nor the account of the "
+                         "workload it names as companion-of)")
             if self.sys_owns(name):
                 self.add("system-object", f"subjects[{i}]", "binds the system's own ServiceAccount")
+
+    def _served_account(self) -> str | None:
+        """The ServiceAccount the existing workload this companion serves runs as; None for
+        the namespace's default (bound, it would reach every pod that runs as it) and for
+        what the system owns."""
+        if self.serves is None:
+            return None
+        account = self.ctx.existing_accounts.get(self.serves) or \
+            self.ctx.existing_accounts.get((self.serves[0], "", self.serves[2]))
+        if not account or account == "default" or self.sys_owns(account):
+            return None
+        return account
 
     def service(self) -> None:
         spec = _map(self.m.get("spec"))
@@ -2007,7 +2033,9 @@ def check_plan(plan: Any, policy: PolicySettings, system: SystemIdentity) -> lis
                 add("plan-ref", f"env[{j}].secret_name", f"reads secret {env.secret_name!r}, which "
                     "the plan does not declare (an ExternalSecret of its own)")
         if r.kind == "RoleBinding":
-            if r.subject and (r.namespace, r.subject) not in accounts:
+            # A companion binds the account its existing workload runs as: the gate checks
+            # that account against the repository.
+            if r.subject and (r.namespace, r.subject) not in accounts and not r.companion_of:
                 add("plan-ref", "subject", f"binds ServiceAccount {r.subject!r}, which the plan "
                     "does not create")
             if (r.namespace, r.target or r.name) not in roles:

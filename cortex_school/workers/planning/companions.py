@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from cortex_school.models import Improvement
 from cortex_school.platform_model import Platform, PlatformObject
@@ -159,6 +160,12 @@ def companions(improvement: Improvement, text: str, platform: Platform,
         if target is not None and planned is not None:
             out.append(planned)
             used.append(target)
+    if RBAC_WORDS.search(text):
+        workload = _first(targets, ("Deployment", "StatefulSet", "DaemonSet", "CronJob"), text)
+        rbac = _rbac(workload, text, purpose, manual) if workload is not None else []
+        if rbac and workload is not None:
+            out.extend(rbac)
+            used.append(workload)
     if SM_WORDS.search(text) and not re.search(r"\bexporter\b", text, re.I):
         service = _first(targets, ("Service",), text)
         workload = _first(targets, ("Deployment", "StatefulSet", "DaemonSet"), text)
@@ -172,6 +179,62 @@ def companions(improvement: Improvement, text: str, platform: Platform,
                 out.append(sm)
                 used.append(service)
     return out, used
+
+
+RBAC_WORDS = re.compile(r"\b(?:role|rolebinding|rbac|permissions?|access to|allowed to|may)\b", re.I)
+# Built-in namespaced resources a Role may name, and their API group (the gate judges the
+# rules; this only spells them as Kubernetes does).
+_RESOURCE_GROUPS = {
+    "pods": "", "pods/log": "", "configmaps": "", "services": "", "endpoints": "", "events": "",
+    "persistentvolumeclaims": "", "secrets": "", "serviceaccounts": "",
+    "deployments": "apps", "statefulsets": "apps", "daemonsets": "apps", "replicasets": "apps",
+    "jobs": "batch", "cronjobs": "batch", "ingresses": "networking.k8s.io",
+    "networkpolicies": "networking.k8s.io", "leases": "coordination.k8s.io",
+    "endpointslices": "discovery.k8s.io", "horizontalpodautoscalers": "autoscaling",
+    "poddisruptionbudgets": "policy",
+}
+_VERBS = ("get", "list", "watch", "create", "update", "patch", "delete")
+
+
+def rbac_rules_in(text: str) -> list[Any]:
+    """The rules a sentence grants ("get, list and watch pods and pod logs", "read-only
+    access to configmaps and jobs"): the verbs it names (read/view: get, list, watch) over
+    the built-in resources it names in the plural, one rule per API group."""
+    from cortex_school.workers.plan import RbacRule
+
+    lowered = text.lower()
+    verbs = [v for v in _VERBS if re.search(rf"\b{v}s?\b", lowered)]
+    if not verbs and re.search(r"\bread(?:[- ]only)?\b|\bview\b", lowered):
+        verbs = ["get", "list", "watch"]
+    found = [r for r in _RESOURCE_GROUPS if "/" not in r and re.search(rf"\b{r}\b", lowered)]
+    if re.search(r"\bpods?(?:'s)? logs?\b|\bpods/log\b", lowered):
+        found.append("pods/log")
+    if not verbs or not found:
+        return []
+    by_group: dict[str, list[str]] = {}
+    for r in found:
+        by_group.setdefault(_RESOURCE_GROUPS[r], []).append(r)
+    return [RbacRule(api_groups=[g], resources=rs, verbs=verbs) for g, rs in sorted(by_group.items())]
+
+
+def _rbac(target: Target, text: str, purpose: str, manual: list[str]) -> list[PlannedResource]:
+    """A Role and its RoleBinding to the ServiceAccount the existing workload already runs
+    as (never a new one: giving the workload another would be an edit of it)."""
+    rules = rbac_rules_in(text)
+    if not rules:
+        return []
+    account = target.obj.service_account
+    if not account or account == "default":
+        manual.append(f"not planned: a Role for {target.obj.kind} {target.obj.namespace}/{target.obj.name}: it runs "
+                      "as the namespace's default ServiceAccount, and a Role bound to that reaches every pod that "
+                      "runs as default; a person gives the workload its own ServiceAccount first (an edit of it)")
+        return []
+    name = with_suffix(target.obj.name, "access")
+    why = f"{purpose} (for {target.describe()}, ServiceAccount {account})"[:500]
+    return [PlannedResource(kind="Role", name=name, namespace=target.obj.namespace, rbac_rules=rules,
+                            companion_of=target.ref, purpose=why),
+            PlannedResource(kind="RoleBinding", name=name, namespace=target.obj.namespace, target=name,
+                            subject=account, companion_of=target.ref, purpose=why)]
 
 
 def _pdb(target: Target, text: str, purpose: str, manual: list[str]) -> PlannedResource:

@@ -31,6 +31,8 @@ def plan_system_prompt(expert: str) -> str:
         "targets already run and are not yours: never plan them again; plan companions for them "
         "(PodDisruptionBudget, HorizontalPodAutoscaler, NetworkPolicy, ServiceMonitor) in their "
         "namespace with companion_of set to their ref and selectors taken from their labels. "
+        "Permissions for an existing workload are a Role and a RoleBinding whose subject is the "
+        "service_account of its record (never 'default'), both with companion_of set. "
         "A Traefik Middleware (one type: rateLimit, inFlightReq, headers, compress, redirectScheme) "
         "is attached only to an Ingress of the same plan (its middlewares field); attaching one to "
         "an existing route is an edit: a manual step. "
@@ -56,7 +58,8 @@ def plan_message(improvement: Improvement, inventory: Inventory, default_namespa
     if platform is not None:
         data["targets"] = [{"ref": t.ref, "file": t.obj.file, "labels": t.obj.labels,
                             "pod_labels": t.obj.pod_labels, "selector": t.obj.selector,
-                            "ports": list(t.obj.ports), "images": list(t.obj.images), "named_by": t.how}
+                            "ports": list(t.obj.ports), "images": list(t.obj.images),
+                            "service_account": t.obj.service_account or "default", "named_by": t.how}
                            for t in resolve_targets(_text(improvement), platform)[:10]]
     encoded = json.dumps(data, ensure_ascii=False, indent=1).replace("<", "\\u003c")
     return f"{DATA_OPEN}\n{encoded}\n{DATA_CLOSE}\nCall {PLAN_TOOL_NAME}."
