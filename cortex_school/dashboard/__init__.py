@@ -1,0 +1,1 @@
+"""The review dashboard: what waits on a person, in the browser, behind authentication."""
