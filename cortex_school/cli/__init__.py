@@ -361,6 +361,34 @@ def metrics(
 
 
 @app.command()
+def dashboard(
+    port: int | None = typer.Option(None, help="Port (default CORTEX_DASHBOARD_PORT, 8088)."),
+    host: str | None = typer.Option(None, help="Address to bind (default CORTEX_DASHBOARD_HOST, 127.0.0.1)."),
+) -> None:
+    """The review dashboard in the browser: everything that waits on a person, each
+    improvement's evidence, approve and reject. Needs CORTEX_DASHBOARD_TOKEN or
+    CORTEX_DASHBOARD_TRUSTED_HEADER; refuses to start without either."""
+    settings = get_settings()
+    cfg = settings.dashboard
+    problem = cfg.auth_problem()
+    if problem is not None:
+        err.print(f"[red]{escape(problem)}[/]")
+        raise typer.Exit(2)
+    import uvicorn
+
+    from cortex_school.dashboard import create_app
+    from cortex_school.intake.bridge import dead_letter_list
+
+    web = create_app(_store(), cfg, limits=_limits(),
+                     bridge_dead_letters=dead_letter_list(settings.ingest.bridge_list))
+    bind, listen = host or cfg.host, port or cfg.port
+    how = " and ".join(filter(None, ["a bearer token" if cfg.token else None,
+                                     f"the {cfg.trusted_header} header" if cfg.trusted_header else None]))
+    console.print(f"dashboard on http://{bind}:{listen}/ (authentication: {how})")
+    uvicorn.run(web, host=bind, port=listen, log_level=settings.log_level.lower(), server_header=False)
+
+
+@app.command()
 def flower(
     port: int = typer.Option(5555, help="Port for Flower's web UI and API."),
     address: str = typer.Option("127.0.0.1", help="Address to bind."),
