@@ -364,6 +364,12 @@ def test_login_then_the_list_shows_the_waiting_improvement_with_its_current_reas
     data = client.get("/api/needs-person").json()
     assert [w["id"] for w in data["policy"]] == [policy.id] and data["review"][0]["id"] == review.id
     assert data["policy"][0]["reason"] == POLICY_REASON
+    big = client.post("/logout", content=b"csrf=" + b"a" * 70000,
+                      headers={"Content-Type": "application/x-www-form-urlencoded"}, follow_redirects=False)
+    assert big.status_code == 413
+    out = client.post("/logout", data={"csrf": csrf_of(html)}, follow_redirects=False)
+    assert out.status_code == 303 and 'cortex_session=""' in out.headers["set-cookie"]
+    assert client.get("/").status_code == 401
 
 
 def test_improvement_page_renders_the_evidence_plan_policy_findings_and_timeline(store, client):

@@ -95,7 +95,7 @@ def create_app(store: RedisStore, settings: DashboardSettings, *, limits: StuckL
             response = refused(request, 405, "Method not allowed.")
         elif method == "POST" and not same_origin(request):
             response = refused(request, 403, "Cross-origin request refused.")
-        elif method == "POST" and int(request.headers.get("content-length") or 0) > MAX_BODY:
+        elif method == "POST" and _too_large(request.headers.get("content-length")):
             response = refused(request, 413, "Request too large.")
         elif ("GET" if method == "HEAD" else method, request.url.path) in PUBLIC:
             response = await call_next(request)
@@ -232,6 +232,14 @@ def create_app(store: RedisStore, settings: DashboardSettings, *, limits: StuckL
         return RedirectResponse(f"/improvements/{improvement_id}?done={done.outcome.status}", status_code=303)
 
     return app
+
+
+def _too_large(length: str | None) -> bool:
+    """A declared body over :data:`MAX_BODY`, or a length that is not a number. (A chunked
+    body has none; the form parser's own part limits bound it.)"""
+    if length is None:
+        return False
+    return not length.strip().isdigit() or int(length) > MAX_BODY
 
 
 def _reason_problem(reason: str) -> str | None:
