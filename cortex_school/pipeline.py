@@ -12,12 +12,14 @@ reads the rest from the store, so any stage can be re-run on its own with
 Who calls what: ingestion calls :func:`enqueue`; the implement task calls
 :func:`after_commit`; the deploy task calls :func:`next_step`; a delivery step that
 fails (its outcome, or its task's ``on_failure``) calls :func:`compensate`; the sweeper
-calls :func:`resume` and :func:`compensate`; the CLI calls :func:`after_review`,
-:func:`request_deploy` and :func:`request_rollback`.
+calls :func:`resume` and :func:`compensate`; the CLI and the dashboard call
+:func:`decide_review` (which calls :func:`after_review`), :func:`request_deploy` and
+:func:`request_rollback`.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from celery.canvas import Signature
@@ -29,6 +31,7 @@ from cortex_school.router import panel, route
 from cortex_school.settings import get_settings
 
 if TYPE_CHECKING:
+    from cortex_school.outcome import StageOutcome
     from cortex_school.store.protocol import StateStore
 
 ROUTE = "cortex_school.tasks.route.route"
@@ -170,6 +173,32 @@ def after_review(store: "StateStore", improvement_id: str) -> bool:
         return False
     implement_signature(improvement).apply_async()
     return True
+
+
+@dataclass(frozen=True)
+class ReviewDone:
+    """What a person's review did: the review stage's outcome, and whether an approval
+    was sent on to its implementation worker."""
+
+    outcome: "StageOutcome"
+    queued: bool
+
+
+def decide_review(store: "StateStore", improvement_id: str, *, approve: bool, reviewer: str,
+                  reason: str) -> ReviewDone:
+    """A person's approve or reject of an improvement waiting in pending_review, from the
+    CLI or the dashboard: the review stage (the timeline's actor is ``human:<reviewer>``),
+    then, for an approval that applied, a fresh plan on its worker's queue. Raises
+    :class:`~cortex_school.store.TransitionRefused` when it is not waiting for review."""
+    # Imported here: the stages pull in the validation stack, and celeryconfig (hence
+    # every `cortex-school metrics` start) imports this module.
+    from cortex_school.stages import review
+
+    outcome = review(store, improvement_id, approve=approve, reviewer=reviewer, reason=reason)
+    queued = False
+    if outcome.outcome == "applied" and outcome.status == Status.APPROVED.value:
+        queued = after_review(store, improvement_id)
+    return ReviewDone(outcome, queued)
 
 
 def request_rollback(store: "StateStore", improvement_id: str, why: str) -> None:

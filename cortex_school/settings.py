@@ -599,6 +599,52 @@ class TaskSettings(_Settings):
         return hard - min(60, hard // 4)
 
 
+class DashboardSettings(_Settings):
+    """``cortex-school dashboard``: where it listens and how a person proves who they are.
+
+    It approves production changes, so it never runs open: a token, a trusted header, or
+    both must be set, or it refuses to start (:meth:`auth_problem`)."""
+
+    model_config = _ENV
+    host: str = Field("127.0.0.1", validation_alias="CORTEX_DASHBOARD_HOST",
+        description="Address to bind; default loopback only.")
+    port: int = Field(8088, ge=1, le=65535, validation_alias="CORTEX_DASHBOARD_PORT",
+        description="TCP port of the dashboard.")
+    token: str | None = Field(None, validation_alias="CORTEX_DASHBOARD_TOKEN", repr=False,
+        description="Bearer token (from a Secret), at least 16 characters: sent as "
+        "'Authorization: Bearer', or typed once on the login page; unset: no token login.")
+    trusted_header: str | None = Field(None, validation_alias="CORTEX_DASHBOARD_TRUSTED_HEADER",
+        description="Header an authenticating proxy sets to the reviewer's identity (e.g. "
+        "X-Forwarded-User, oauth2-proxy); unset: off. Only safe when nothing but the proxy "
+        "can reach the dashboard.")
+    session_seconds: int = Field(43200, ge=60, validation_alias="CORTEX_DASHBOARD_SESSION_SECONDS",
+        description="Seconds a login session lasts (default 12 hours).")
+    secure_cookie: bool = Field(False, validation_alias="CORTEX_DASHBOARD_SECURE_COOKIE",
+        description="Mark the session cookie Secure (only sent over HTTPS); set it behind TLS.")
+
+    @field_validator("token", "trusted_header", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("trusted_header")
+    @classmethod
+    def _header_name(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9-]{1,64}", value):
+            raise ValueError("CORTEX_DASHBOARD_TRUSTED_HEADER must be a header name (letters, digits, -)")
+        return value
+
+    def auth_problem(self) -> str | None:
+        """Why the dashboard must not start with these settings, else None."""
+        if self.token is None and self.trusted_header is None:
+            return ("the dashboard needs authentication: set CORTEX_DASHBOARD_TOKEN (a bearer "
+                    "token, e.g. from a Secret) or CORTEX_DASHBOARD_TRUSTED_HEADER (the header "
+                    "an authenticating proxy sets); it never runs open")
+        if self.token is not None and len(self.token) < 16:
+            return "CORTEX_DASHBOARD_TOKEN is too short: use at least 16 characters (e.g. openssl rand -hex 32)"
+        return None
+
+
 class Settings(_Settings):
     model_config = _ENV
     log_level: str = Field("INFO", validation_alias="LOG_LEVEL",
@@ -649,6 +695,7 @@ class Settings(_Settings):
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     rag: RagSettings = Field(default_factory=RagSettings)
     tasks: TaskSettings = Field(default_factory=TaskSettings)
+    dashboard: DashboardSettings = Field(default_factory=DashboardSettings)
 
 
 @lru_cache(maxsize=1)

@@ -35,6 +35,28 @@ class Stuck:
     age_seconds: float
 
 
+def stuck_age(status: Status, since: str | None, merge_pending: str | None, swept: str | None, *,
+              now_ts: float, stuck_after: float, health_window: float) -> float | None:
+    """Seconds an improvement has been in ``status`` when it is stuck there, else None: a
+    busy stage held longer than ``stuck_after`` (deployed: plus the health window) since it
+    entered it or was last resumed. A branch waiting for a person to merge it is not stuck."""
+    if status not in BUSY or (status is Status.COMMITTED and merge_pending == "true"):
+        return None
+    limit = stuck_after + (health_window if status is Status.DEPLOYED else 0)
+    since_ts = _epoch(since)
+    window_start = max(since_ts, _epoch(swept))  # resumed recently: give it a full window again
+    if now_ts - window_start > limit:
+        return now_ts - since_ts
+    return None
+
+
+def _epoch(raw: str | None) -> float:
+    try:
+        return float(raw or 0.0)
+    except ValueError:
+        return 0.0
+
+
 def find_stuck(store: StateStore, *, stuck_after: float, health_window: float,
                now: datetime | None = None) -> list[Stuck]:
     now_ts = (now or utcnow()).timestamp()
@@ -43,17 +65,12 @@ def find_stuck(store: StateStore, *, stuck_after: float, health_window: float,
         ids = sorted(store.ids_with_status(status))
         if not ids:
             continue
-        limit = stuck_after + (health_window if status is Status.DEPLOYED else 0)
         rows = store.fields_many(ids, "status_since", "merge_pending", "last_swept_at")
         for i, (since, merge_pending, swept) in rows.items():
-            if status is Status.COMMITTED and merge_pending == "true":
-                continue  # waiting for a person to merge the branch, by design
-            since_ts = float(since) if since else 0.0
-            if swept and float(swept) > since_ts:
-                since_ts = float(swept)  # resumed recently: give it a full window again
-            age = now_ts - since_ts
-            if age > limit:
-                found.append(Stuck(i, status, now_ts - float(since or 0.0)))
+            age = stuck_age(status, since, merge_pending, swept, now_ts=now_ts,
+                            stuck_after=stuck_after, health_window=health_window)
+            if age is not None:
+                found.append(Stuck(i, status, age))
     return found
 
 

@@ -322,7 +322,7 @@ def test_every_setting_has_its_own_environment_name():
     """GIVEN every settings group WHEN inspected THEN each value has a string alias (the
     groups themselves have none and are not read from the environment)."""
     assert set(GROUPS) == {"redis", "approval", "experts", "services", "gitops", "policy",
-                           "deploy", "ingest", "rag", "tasks"}
+                           "deploy", "ingest", "rag", "tasks", "dashboard"}
     for cls in (Settings, *GROUPS.values()):
         for name, field in cls.model_fields.items():
             if cls is Settings and name in GROUPS:

@@ -22,6 +22,7 @@ from cortex_school.cli.render import (
     funnel_table,
     merge_pending_table,
     print_report,
+    waiting_table,
 )
 from cortex_school.intake.ingest import ingest_document, iter_sources
 from cortex_school.models import Improvement, Rejection, Status
@@ -34,6 +35,7 @@ from cortex_school.store import (
     connect,
     ensure_valid_id,
 )
+from cortex_school.waiting import Group, StuckLimits, Waiting, current_reasons, needs_person
 
 if TYPE_CHECKING:
     from cortex_school.validation.rag.index import VectorIndex
@@ -66,6 +68,12 @@ def _store() -> RedisStore:
         err.print(f"[red]Redis at {settings.redis.host}:{settings.redis.port} is not reachable: {exc}[/]")
         raise typer.Exit(2) from None
     return store
+
+
+def _limits() -> StuckLimits:
+    settings = get_settings()
+    return StuckLimits(stuck_after=settings.stuck_after_seconds,
+                       health_window=settings.services.health_check_duration)
 
 
 def _enqueue(improvement: Improvement) -> None:
@@ -185,10 +193,11 @@ def list_(
     store = _store()
     ids = sorted(i for w in wanted for i in store.ids_with_status(w))[:limit]
     items = store.many(ids)
+    reasons = current_reasons(store, [imp.id for imp in items], limits=_limits())
     if as_json:
-        print(json.dumps([list_row(store, imp) for imp in items], ensure_ascii=False))
+        print(json.dumps([list_row(imp, reasons.get(imp.id)) for imp in items], ensure_ascii=False))
         return
-    console.print(decisions_table(items, f"{wanted[0].value}: {len(ids)} shown"))
+    console.print(decisions_table(items, f"{wanted[0].value}: {len(ids)} shown", reasons))
 
 
 def show_record(store: RedisStore, improvement_id: str, fields: dict[str, str]) -> dict[str, object]:
@@ -213,12 +222,15 @@ def show_record(store: RedisStore, improvement_id: str, fields: dict[str, str]) 
             "timeline": [e.model_dump(mode="json") for e in store.timeline(improvement_id)]}
 
 
-def list_row(store: RedisStore, imp: Improvement) -> dict[str, object]:
-    """One improvement as a row for scripts: what it is, where it is and why."""
-    review, failure = store.fields(imp.id, "review_reason", "failure_reason")
+def list_row(imp: Improvement, current: Waiting | None) -> dict[str, object]:
+    """One improvement as a row for scripts: what it is, where it is and why (the current
+    reason, see :mod:`cortex_school.waiting`), and what it waits on a person for."""
     return {"id": imp.id, "status": imp.status.value, "title": imp.title, "category": imp.category,
             "type": imp.type.value, "expert": imp.expert, "relevance": imp.relevance,
-            "video_id": imp.video_id, "reason": failure or review or (imp.decision.reason if imp.decision else None),
+            "video_id": imp.video_id,
+            "reason": current.reason if current else (imp.decision.reason if imp.decision else None),
+            "waiting": current.group.value if current and current.group else None,
+            "waiting_seconds": round(current.age_seconds, 1) if current and current.group else None,
             "conflicts": [f.check for f in (imp.validation.conflicts if imp.validation else [])],
             "updated_at": imp.updated_at.isoformat()}
 
@@ -274,12 +286,18 @@ def rejected(limit: int = typer.Option(50, help="Newest N records.")) -> None:
 
 @review_app.command("list")
 def review_list() -> None:
-    """Improvements waiting for a person: reviews, with why, and branches to merge, with
-    how long they have waited."""
+    """Everything waiting for a person, with the one current reason and how long: reviews
+    (pending_review), branches to merge, stuck work and failed rollbacks."""
     store = _store()
-    items = store.many(store.ids_with_status(Status.PENDING_REVIEW))
-    console.print(decisions_table(items, f"pending_review: {len(items)}"))
+    groups = needs_person(store, limits=_limits())
+    pending = sorted((w for items in groups.values() for w in items if w.status == Status.PENDING_REVIEW.value),
+                     key=lambda w: (-w.age_seconds, w.improvement_id))
+    console.print(waiting_table(pending, f"pending_review: {len(pending)}"))
     _print_merge_pending(store)
+    others = [w for g, items in groups.items() if g is not Group.MERGE_PENDING
+              for w in items if w.status != Status.PENDING_REVIEW.value]
+    if others:
+        console.print(waiting_table(others, f"also waiting on a person: {len(others)}"))
 
 
 def _print_merge_pending(store: RedisStore) -> None:
@@ -293,20 +311,18 @@ def _print_merge_pending(store: RedisStore) -> None:
 
 
 def _review(improvement_id: str, approve: bool, reviewer: str, reason: str) -> None:
-    from cortex_school.stages import review
+    from cortex_school.pipeline import decide_review
 
     store = _store()
     try:
-        outcome = review(store, improvement_id, approve=approve, reviewer=reviewer, reason=reason)
-    except TransitionRefused as exc:
-        err.print(f"[red]{exc}[/]")
+        done = decide_review(store, ensure_valid_id(improvement_id), approve=approve,
+                             reviewer=reviewer, reason=reason)
+    except (TransitionRefused, ValueError) as exc:
+        err.print(f"[red]{escape(str(exc))}[/]")
         raise typer.Exit(1) from None
-    console.print(f"{improvement_id}: {outcome.status} ({escape(outcome.detail)})")
-    if outcome.outcome == "applied" and outcome.status == Status.APPROVED.value:
-        from cortex_school.pipeline import after_review
-
-        if after_review(store, improvement_id):
-            console.print(f"{improvement_id}: queued for implementation")
+    console.print(f"{improvement_id}: {done.outcome.status} ({escape(done.outcome.detail)})")
+    if done.queued:
+        console.print(f"{improvement_id}: queued for implementation")
 
 
 @app.command()
@@ -342,6 +358,34 @@ def metrics(
     console.print(f"serving /metrics on {addr}:{port}")
     while True:
         _time.sleep(3600)
+
+
+@app.command()
+def dashboard(
+    port: int | None = typer.Option(None, help="Port (default CORTEX_DASHBOARD_PORT, 8088)."),
+    host: str | None = typer.Option(None, help="Address to bind (default CORTEX_DASHBOARD_HOST, 127.0.0.1)."),
+) -> None:
+    """The review dashboard in the browser: everything that waits on a person, each
+    improvement's evidence, approve and reject. Needs CORTEX_DASHBOARD_TOKEN or
+    CORTEX_DASHBOARD_TRUSTED_HEADER; refuses to start without either."""
+    settings = get_settings()
+    cfg = settings.dashboard
+    problem = cfg.auth_problem()
+    if problem is not None:
+        err.print(f"[red]{escape(problem)}[/]")
+        raise typer.Exit(2)
+    import uvicorn
+
+    from cortex_school.dashboard import create_app
+    from cortex_school.intake.bridge import dead_letter_list
+
+    web = create_app(_store(), cfg, limits=_limits(),
+                     bridge_dead_letters=dead_letter_list(settings.ingest.bridge_list))
+    bind, listen = host or cfg.host, port or cfg.port
+    how = " and ".join(filter(None, ["a bearer token" if cfg.token else None,
+                                     f"the {cfg.trusted_header} header" if cfg.trusted_header else None]))
+    console.print(f"dashboard on http://{bind}:{listen}/ (authentication: {how})")
+    uvicorn.run(web, host=bind, port=listen, log_level=settings.log_level.lower(), server_header=False)
 
 
 @app.command()

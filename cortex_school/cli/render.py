@@ -3,6 +3,7 @@ ingest reports."""
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from rich.console import Console
@@ -11,10 +12,11 @@ from rich.table import Table
 
 from cortex_school.delivery.merge import PendingMerge, human_duration
 from cortex_school.intake.ingest import IngestReport
-from cortex_school.models import Improvement, Status
+from cortex_school.models import Improvement
 from cortex_school.store import (
     RedisStore,
 )
+from cortex_school.waiting import Waiting
 
 if TYPE_CHECKING:
     from cortex_school.validation.rag.index import SyncReport
@@ -57,20 +59,41 @@ def funnel_table(store: RedisStore) -> Table:
     return table
 
 
-def decisions_table(improvements: list[Improvement], title: str) -> Table:
+def decisions_table(improvements: list[Improvement], title: str,
+                    reasons: Mapping[str, Waiting] | None = None) -> Table:
+    """One row per improvement with its current reason (:mod:`cortex_school.waiting`), not
+    the gate's decision, which goes stale once a later stage sends it back to a person."""
     table = Table(title=title, show_lines=False)
-    for col in ("id", "video", "category/type", "expert", "rel.", "status", "reason"):
+    table.add_column("id", no_wrap=True)
+    for col in ("video", "category/type", "expert", "rel.", "status", "waiting", "reason"):
         table.add_column(col, overflow="fold")
+    reasons = reasons or {}
     for imp in sorted(improvements, key=lambda i: (i.status.value, -i.relevance, i.id)):
-        reason = ""
-        if imp.decision:
-            reason = imp.decision.reason
-        elif imp.status is Status.PENDING_REVIEW:
-            reason = "(see show)"
+        current = reasons.get(imp.id)
+        if current is not None:
+            reason = current.reason
+            waiting = f"{current.group.value} {human_duration(current.age_seconds)}" if current.group else "-"
+        else:
+            reason = imp.decision.reason if imp.decision else ""
+            waiting = "-"
         table.add_row(
             imp.id, imp.video_id, f"{imp.category}/{imp.type.value}", imp.expert or "-",
-            f"{imp.relevance:.2f}", imp.status.value, escape(reason[:400]),
+            f"{imp.relevance:.2f}", imp.status.value, waiting, escape(reason[:400]),
         )
+    return table
+
+
+def waiting_table(items: list[Waiting], title: str) -> Table:
+    """What waits on a person, in the order given: id, for how long, why."""
+    table = Table(title=title)
+    table.add_column("id", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("waiting", no_wrap=True)
+    table.add_column("group", no_wrap=True)
+    table.add_column("reason", overflow="fold")
+    for w in items:
+        table.add_row(w.improvement_id, w.status, human_duration(w.age_seconds),
+                      w.group.value if w.group else "-", escape(w.reason[:400]))
     return table
 
 
