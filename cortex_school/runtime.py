@@ -248,7 +248,7 @@ def get_cluster() -> "ClusterTarget":
         return SimulatedCluster(get_redis(), get_gitops_repo(), parse_faults(cfg.simulated_faults),
                                 simulated_applications)
     return KubernetesCluster(argocd_namespace=cfg.argocd_namespace, kubeconfig=cfg.kubeconfig,
-                             context=cfg.kube_context)
+                             context=cfg.kube_context, app_namespaces=tuple(cfg.argocd_app_namespaces))
 
 
 @lru_cache(maxsize=1)

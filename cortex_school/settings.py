@@ -419,6 +419,15 @@ class PolicySettings(_Settings):
 class DeploySettings(_Settings):
     """Deploy (ArgoCD sync), health verification and rollback."""
 
+    @field_validator("argocd_app_namespaces", mode="before")
+    @classmethod
+    def _namespaces(cls, value: Any) -> list[str]:
+        names = [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else list(value)
+        for name in names:
+            if name != "*" and not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", name):
+                raise ValueError(f"ARGOCD_APP_NAMESPACES: {name[:70]!r} is not a namespace")
+        return names
+
     model_config = _ENV
     cluster_target: Literal["auto", "kubernetes", "simulated"] = Field(
         "auto", validation_alias="CLUSTER_TARGET",
@@ -431,6 +440,11 @@ class DeploySettings(_Settings):
         description="Kubeconfig context; unset: the current one.")
     argocd_namespace: str = Field("argocd", validation_alias="ARGOCD_NAMESPACE",
         description="Namespace of the ArgoCD Application objects.")
+    argocd_app_namespaces: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias="ARGOCD_APP_NAMESPACES",
+        description="Comma-separated further namespaces ArgoCD keeps Applications in (its "
+        "'applications in any namespace' feature, application.namespaces); '*' for every "
+        "namespace. Their Applications are named <namespace>/<name>.")
     argocd_app_template: str | None = Field(
         None, validation_alias="ARGOCD_APP_TEMPLATE",
         description="Optional override: the one ArgoCD Application per namespace that applies apps/<namespace>/ "

@@ -20,7 +20,7 @@ EP_RE = re.compile(r"^/api/v1/namespaces/([^/]+)/endpoints/([^/]+)$")
 WL_RE = re.compile(r"^/apis/apps/v1/namespaces/([^/]+)/(deployments|statefulsets)/([^/]+)$")
 LIST_RE = re.compile(r"^/apis/apps/v1/(deployments|statefulsets|daemonsets)$|^/api/v1/(services)$")
 APP_RE = re.compile(r"^/apis/argoproj.io/v1alpha1/namespaces/([^/]+)/applications/([^/]+)$")
-APPS_RE = re.compile(r"^/apis/argoproj.io/v1alpha1/namespaces/([^/]+)/applications$")
+APPS_RE = re.compile(r"^/apis/argoproj.io/v1alpha1/(?:namespaces/([^/]+)/)?applications$")
 
 
 @dataclass
@@ -32,6 +32,7 @@ class FakeApp:
     recurse: bool = False
     target: str | None = None  # what the next refresh syncs to; None: it never syncs
     annotations: dict[str, str] = field(default_factory=dict)
+    namespace: str = "argocd"  # elsewhere: the key in FakeKube.apps is "<namespace>/<name>"
 
 
 @dataclass
@@ -65,10 +66,12 @@ class FakeKube:
         if path.startswith("/hooks/"):  # the alert webhook
             return Response("ok", content_type="text/plain")
         if m := APP_RE.match(path):
-            return self._app(request, m.group(2), json.loads(body) if body else None)
-        if APPS_RE.match(path) and request.method == "GET":
+            key = m.group(2) if m.group(1) == "argocd" else f"{m.group(1)}/{m.group(2)}"
+            return self._app(request, key, json.loads(body) if body else None)
+        if (m := APPS_RE.match(path)) and request.method == "GET":  # one namespace, or all
             return self._json({"apiVersion": "argoproj.io/v1alpha1", "kind": "ApplicationList", "metadata": {},
-                               "items": [self._app_object(n, a) for n, a in self.apps.items()]})
+                               "items": [self._app_object(n, a) for n, a in self.apps.items()
+                                         if m.group(1) in (None, a.namespace)]})
         if m := POD_RE.match(path):
             return self._json(self._pods(m.group(1), request.args.get("labelSelector", "")))
         if m := LOG_RE.match(path):
@@ -147,7 +150,8 @@ class FakeKube:
             source["directory"] = {"recurse": True}
         return {
             "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
-            "metadata": {"name": name, "namespace": "argocd", "annotations": dict(app.annotations)},
+            "metadata": {"name": name.rsplit("/", 1)[-1], "namespace": app.namespace,
+                         "annotations": dict(app.annotations)},
             "spec": {"project": "default", "source": source,
                      "destination": {"server": "https://kubernetes.default.svc"}},
             "status": {"sync": {"status": app.sync_status, "revision": app.revision},

@@ -161,3 +161,17 @@ def test_dockerfile_is_slim_non_root_cpu_torch_and_offline():
     assert "FROM python:3.11-slim" in text and "USER 10001" in text
     assert "torch==2.13.0" in text and "download.pytorch.org/whl/cpu" in text
     assert "HF_HUB_OFFLINE=1" in text and "get_embedder" in text  # the model is baked in and checked
+
+
+@needs_helm
+def test_applications_in_further_namespaces_get_the_same_role_and_the_setting(tmp_path):
+    """argocdAppNamespaces: a Role on applications (and its binding) in each, the ArgoCD
+    namespace once, and ARGOCD_APP_NAMESPACES on every worker."""
+    docs = render(tmp_path, {"argocdAppNamespaces": ["team-apps", "argocd"]})
+    roles = sorted((d["kind"], d["metadata"]["namespace"]) for d in docs
+                   if d["kind"] in ("Role", "RoleBinding") and d["metadata"]["name"].endswith("-argocd"))
+    assert roles == [("Role", "argocd"), ("Role", "team-apps"), ("RoleBinding", "argocd"), ("RoleBinding", "team-apps")]
+    envs = [e for d in docs if d["kind"] == "Deployment"
+            for c in d["spec"]["template"]["spec"]["containers"] for e in c.get("env", [])
+            if e["name"] == "ARGOCD_APP_NAMESPACES"]
+    assert envs and all(e["value"] == "team-apps,argocd" for e in envs)

@@ -298,3 +298,43 @@ def test_synced_but_still_progressing_is_waited_for_not_judged(store, world, kub
     kube.apps["cortex-system-apps"].health = "Healthy"
     assert run_deploy(store, imp.id, deployer, actor="t@h",
                       now=t0 + timedelta(seconds=20)).outcome == "done"
+
+
+def test_applications_in_any_namespace_are_discovered_synced_and_verified(store, tmp_path, kube):
+    """GIVEN ArgoCD keeping the monitoring Application in namespace team-apps (its
+    'applications in any namespace') WHEN the exporter change is implemented with
+    ARGOCD_APP_NAMESPACES=team-apps THEN it is recorded as team-apps/monitoring-apps, synced
+    and verified there; without the setting that folder has no Application; with '*' the
+    cluster-wide listing finds it too."""
+    kube.apps["team-apps/monitoring-apps"] = FakeApp(path="apps/monitoring", revision="seed", namespace="team-apps")
+    del kube.apps["monitoring-apps"]
+    remote = ensure_bare_remote(tmp_path / "remote.git", "main", SEED)
+    repo = GitOpsRepo(remote=str(remote), branch="main", workdir=tmp_path / "clones", author=AUTHOR)
+    cfg = DeploySettings(sync_timeout_seconds=600)
+    files = ["apps/cortex-system/x-configmap.yaml", "apps/monitoring/x-servicemonitor.yaml"]
+    over = {f: "kind: ConfigMap\n" for f in files}
+    alone = KubernetesCluster(api_client=kube_client(kube.url))
+    apps, problems = argocd_apps_for(alone, repo.sync(), files, cfg, overrides=over)
+    assert apps == ["cortex-system-apps"] and "apps/monitoring/x-servicemonitor.yaml" in problems[0]
+    for namespaces in (("team-apps",), ("*",)):
+        cluster = KubernetesCluster(api_client=kube_client(kube.url), app_namespaces=namespaces)
+        assert argocd_apps_for(cluster, repo.sync(), files, cfg, overrides=over) == (
+            ["cortex-system-apps", "team-apps/monitoring-apps"], [])
+    with pytest.raises(Exception, match="ARGOCD_APP_NAMESPACES"):
+        KubernetesCluster(api_client=kube_client(kube.url), app_namespaces=("team-apps",)).application("kube-system/x")
+
+    implementer = Implementer(
+        planner=OfflinePlanner(), repo=repo, schemas=SchemaChecker("1.31.0"),
+        policy=PolicySettings(allowed_namespaces=["cortex-system", "cortex", "monitoring"]), co_author=AUTHOR,
+        sync_check=lambda root, fs, o: argocd_apps_for(cluster, root, fs, cfg, overrides=o))
+    deployer = Deployer(cluster=cluster, metrics=QuietMetrics(), repo=repo, cfg=cfg,
+                        services=ServiceSettings(health_check_duration=300), co_author=AUTHOR)
+    imp, result = committed_exporter(store, (remote, implementer, deployer), video="deployvid09")
+    assert store.get(imp.id).delivery.argocd_apps == ["cortex-system-apps", "team-apps/monitoring-apps"]
+    for app in ("cortex-system-apps", "team-apps/monitoring-apps"):
+        kube.sync_to(app, result.merge_commit)
+    t0 = utcnow()
+    assert run_deploy(store, imp.id, deployer, actor="t@h", now=t0).outcome == "waiting"
+    assert run_deploy(store, imp.id, deployer, actor="t@h", now=t0 + timedelta(seconds=10)).status == "deployed"
+    patched = {r["path"] for r in kube.requests if r["method"] == "PATCH"}
+    assert "/apis/argoproj.io/v1alpha1/namespaces/team-apps/applications/monitoring-apps" in patched

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from cortex_school.clients.cluster import (
@@ -59,7 +60,8 @@ class KubernetesCluster:
     name = "kubernetes"
 
     def __init__(self, *, argocd_namespace: str = "argocd", api_client: Any = None,
-                 kubeconfig: str | None = None, context: str | None = None) -> None:
+                 kubeconfig: str | None = None, context: str | None = None,
+                 app_namespaces: tuple[str, ...] = ()) -> None:
         from kubernetes import client, config
 
         if api_client is None:
@@ -69,6 +71,9 @@ class KubernetesCluster:
                 config.load_kube_config(config_file=kubeconfig, context=context)
             api_client = client.ApiClient()
         self.argocd_namespace = argocd_namespace
+        # ArgoCD's "applications in any namespace": further namespaces ("*": all) whose
+        # Applications are named <namespace>/<name> here.
+        self.app_namespaces = tuple(n for n in app_namespaces if n != argocd_namespace)
         self.api_client = api_client
         self.core = client.CoreV1Api(api_client)
         self.apps = client.AppsV1Api(api_client)
@@ -86,9 +91,21 @@ class KubernetesCluster:
         except Exception as exc:  # urllib3 connection errors and the like
             raise cluster_error("Kubernetes API", None, f"{type(exc).__name__}: {str(exc)[:200]}") from exc
 
+    def _where(self, app: str) -> tuple[str, str]:
+        """(namespace, name) of an Application named ``name`` (the ArgoCD namespace) or
+        ``namespace/name`` (one of the further namespaces)."""
+        if "/" not in app:
+            return self.argocd_namespace, app
+        ns, name = app.split("/", 1)
+        if "*" not in self.app_namespaces and ns not in self.app_namespaces:
+            raise ClusterRefused(f"ArgoCD Application {app[:120]}: namespace {ns[:63]} is not one of "
+                                 f"ARGOCD_APP_NAMESPACES ({', '.join(self.app_namespaces) or 'none'})")
+        return ns, name
+
     def application(self, app: str) -> AppState | None:
+        ns, name = self._where(app)
         obj = self._call(self.custom.get_namespaced_custom_object, ARGO_GROUP, ARGO_VERSION,
-                         self.argocd_namespace, ARGO_PLURAL, app)
+                         ns, ARGO_PLURAL, name)
         if obj is None:
             return None
         spec = obj.get("spec") or {}
@@ -107,30 +124,40 @@ class KubernetesCluster:
         )
 
     def applications(self) -> list[AppSource]:
-        """The live Applications in the ArgoCD namespace (those an ApplicationSet generated
-        are Applications there too), each source as an :class:`AppSource`."""
+        """The live Applications in the ArgoCD namespace and the further namespaces (those
+        an ApplicationSet generated are Applications there too), each source as an
+        :class:`AppSource`; one outside the ArgoCD namespace is named ``namespace/name``."""
         out: list[AppSource] = []
-        token = None
-        for _ in range(MAX_APP_PAGES):
-            kwargs: dict[str, Any] = {"limit": APP_PAGE, "_request_timeout": LIVE_TIMEOUT}
-            if token:
-                kwargs["_continue"] = token
-            page = self._call(self.custom.list_namespaced_custom_object, ARGO_GROUP, ARGO_VERSION,
-                              self.argocd_namespace, ARGO_PLURAL, **kwargs) or {}
-            for obj in page.get("items") or []:
-                if isinstance(obj, dict):
-                    out += from_application(obj, "live")
-            token = (page.get("metadata") or {}).get("continue")
-            if not token:
-                break
+        listings: list[tuple[Any, tuple[Any, ...]]] = [
+            (self.custom.list_namespaced_custom_object, (ARGO_GROUP, ARGO_VERSION, self.argocd_namespace, ARGO_PLURAL))]
+        if "*" in self.app_namespaces:
+            listings = [(self.custom.list_cluster_custom_object, (ARGO_GROUP, ARGO_VERSION, ARGO_PLURAL))]
+        else:
+            listings += [(self.custom.list_namespaced_custom_object, (ARGO_GROUP, ARGO_VERSION, ns, ARGO_PLURAL))
+                         for ns in self.app_namespaces]
+        for fn, args in listings:
+            token = None
+            for _ in range(MAX_APP_PAGES):
+                kwargs: dict[str, Any] = {"limit": APP_PAGE, "_request_timeout": LIVE_TIMEOUT}
+                if token:
+                    kwargs["_continue"] = token
+                page = self._call(fn, *args, **kwargs) or {}
+                for obj in page.get("items") or []:
+                    if isinstance(obj, dict):
+                        out += [s if s.namespace == self.argocd_namespace else replace(s, name=f"{s.namespace}/{s.name}")
+                                for s in from_application(obj, "live")]
+                token = (page.get("metadata") or {}).get("continue")
+                if not token:
+                    break
         return out
 
     def hard_refresh(self, app: str) -> None:
         # The client sends a dict body to patch_* as application/merge-patch+json.
         body = {"metadata": {"annotations": {"argocd.argoproj.io/refresh": "hard"}}}
+        ns, name = self._where(app)
         if self._call(self.custom.patch_namespaced_custom_object, ARGO_GROUP, ARGO_VERSION,
-                      self.argocd_namespace, ARGO_PLURAL, app, body) is None:
-            raise ClusterRefused(f"ArgoCD Application {self.argocd_namespace}/{app} not found")
+                      ns, ARGO_PLURAL, name, body) is None:
+            raise ClusterRefused(f"ArgoCD Application {ns}/{name} not found")
 
     def pods(self, namespace: str, selector: dict[str, str]) -> list[PodState]:
         label_selector = ",".join(f"{k}={v}" for k, v in sorted(selector.items()))

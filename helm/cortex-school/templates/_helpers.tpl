@@ -49,6 +49,8 @@ capabilities:
   value: {{ join "," .Values.allowedNamespaces | quote }}
 - name: ARGOCD_NAMESPACE
   value: {{ .Values.argocdNamespace | quote }}
+- name: ARGOCD_APP_NAMESPACES
+  value: {{ join "," .Values.argocdAppNamespaces | quote }}
 - name: CORTEX_DATA_DIR
   value: /data
 - name: HOME
