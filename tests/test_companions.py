@@ -354,7 +354,9 @@ def test_a_network_policy_for_an_existing_workload_is_its_companion_and_others_p
     assert (policy.selector, policy.companion_of) == ({"app": "reranker"}, "Deployment/knowledge/reranker")
     (manifest,) = [m for _, ms in render_resources(plan, CTX) for m in ms]
     assert {"podSelector": {"matchLabels": {"app": "rag-api"}}} in manifest["spec"]["ingress"][0]["from"]
-    assert gate(root, [manifest]) == []
+    # Admitting the observability namespace to pods another team runs: a person's call.
+    (admits,) = gate(root, [manifest])
+    assert (admits.rule, admits.action) == ("network-policy", "review") and "another namespace" in admits.detail
     everything = yaml.safe_load(yaml.safe_dump(manifest))
     everything["spec"]["podSelector"] = {}
     del everything["metadata"]["annotations"]["cortex-school.io/companion-of"]
@@ -399,7 +401,11 @@ def test_a_keda_scaled_object_for_an_existing_deployment_and_what_the_gate_refus
     assert manifest["spec"]["triggers"][0]["metadata"] == {
         "serverAddress": "http://kps-prometheus.observability.svc:9090",
         "query": "sum(rate(http_requests_total[2m]))", "threshold": "20"}
-    assert SchemaChecker("1.31.0").check_all([manifest]) == [] and gate(root, [manifest]) == []
+    assert SchemaChecker("1.31.0").check_all([manifest]) == []
+    # minReplicaCount 1 takes the reranker (2 replicas) below what its owners set: a person's call
+    assert [(v.rule, v.action) for v in gate(root, [manifest])] == [("autoscaler", "review")]
+    manifest["spec"]["minReplicaCount"] = 2
+    assert gate(root, [manifest]) == []
 
     def changed(**trigger) -> list:
         m = yaml.safe_load(yaml.safe_dump(manifest))
@@ -431,7 +437,8 @@ def test_a_network_policy_with_ports_per_source_gets_one_rule_each(tmp_path):
         ([{"matchLabels": {"kubernetes.io/metadata.name": "knowledge"}},
           {"matchLabels": {"kubernetes.io/metadata.name": "tools"}}], [8080]),
         ([{"matchLabels": {"app": "prometheus"}}], [9121])]
-    assert gate(root, [manifest]) == []
+    # its own namespace is fine; the tools namespace goes to a person
+    assert [(v.action, v.path) for v in gate(root, [manifest])] == [("review", "spec.ingress[0].from[1]")]
 
 
 def test_the_llm_planner_is_shown_the_targets_records_as_data(tmp_path):
@@ -622,3 +629,38 @@ def test_a_role_for_an_existing_workload_binds_the_account_it_already_runs_as(st
     assert outcome.status == "committed", store.field(imp.id, "review_reason")
     assert all(f.startswith("apps/tools/sweep/") for f in store.get(imp.id).delivery.git_files)
     cluster.reset()
+
+
+def test_thresholds_per_severity_become_rules_and_a_victoriametrics_platform_gets_vmrules(tmp_path):
+    """"warning above 10,000 for 10 minutes, critical above 100,000" per group and topic:
+    one rule per severity, aggregated by the labels named, the second taking the first's
+    duration. On a repository that keeps its rules as VMRules (and none as PrometheusRules)
+    the rules are a VMRule, which the gate and its schema pass; a setting of what already
+    runs ("enable X in the cluster property") is named as an edit, not done."""
+    from cortex_school.workers.planning.offline import alerts_written
+
+    rules = alerts_written("Add a rule on redpanda_kafka_consumer_group_lag_max per group and topic: warning above "
+                           "10,000 messages for 10 minutes, critical above 100,000.")
+    assert [(r.expr, r.duration, r.severity) for r in rules] == [
+        ("max by (group, topic) (redpanda_kafka_consumer_group_lag_max) > 10000", "10m", "warning"),
+        ("max by (group, topic) (redpanda_kafka_consumer_group_lag_max) > 100000", "10m", "critical")]
+    assert len({r.name for r in rules}) == 2
+    root = a_platform(tmp_path)
+    notes = ("Add an alert on queue_depth_total: warning above 500 for 5 minutes, critical above 5,000 for 15 minutes.")
+    plan, _ = plan_for(root, "Alert on the queue depth", notes)
+    assert [r.kind for r in plan.resources] == ["PrometheusRule"]
+    write(root, "apps/knowledge/rules.yaml", [{"apiVersion": "operator.victoriametrics.com/v1beta1", "kind": "VMRule",
+                                               "metadata": {"name": "existing", "namespace": "knowledge"},
+                                               "spec": {"groups": [{"name": "g", "rules": [
+                                                   {"alert": "Old", "expr": "up == 0"}]}]}}])
+    plan, _ = plan_for(root, "Alert on the queue depth", notes)
+    (rule,) = plan.resources
+    assert rule.kind == "VMRule" and [a.duration for a in rule.alerts] == ["5m", "15m"]
+    (manifest,) = [m for _, ms in render_resources(plan, CTX) for m in ms]
+    assert manifest["apiVersion"] == "operator.victoriametrics.com/v1beta1"
+    assert gate(root, [manifest]) == [] and SchemaChecker("1.31.0").check_all([manifest]) == []
+    manifest["spec"]["groups"][0]["rules"][0]["alert"] = "Old"  # the repository's VMRule alerts count
+    assert "recording-rule" in [v.rule for v in gate(root, [manifest])]
+    plan, _ = plan_for(root, "Alert on the queue depth", "Enable queue_depth in the broker's cluster property, then "
+                       + notes[0].lower() + notes[1:])
+    assert any(s.startswith("not planned: ") and "cluster property" in s for s in plan.manual_steps)

@@ -87,9 +87,10 @@ def test_a_budget_is_judged_at_the_autoscalers_floor(tmp_path):
     plan, _ = plan_for(root, "CPU-based HorizontalPodAutoscaler for the reranker between 1 and 4 replicas",
                        "autoscaling/v2 HPA targeting 70% CPU utilisation.")
     (hpa,) = [m for _, ms in render_resources(plan, CTX) for m in ms]
-    assert gate(root, [hpa]) == []
-    assert [(v.rule, v.action) for v in gate(root, [pdb, hpa])] == [("disruption-budget", "review")]
-    write(root, "apps/knowledge/reranker/hpa.yaml", [hpa])  # the repository's own autoscaler
+    assert [(v.rule, v.action) for v in gate(root, [hpa])] == [("autoscaler", "review")]  # below its 2 replicas
+    assert sorted((v.rule, v.action) for v in gate(root, [pdb, hpa])) == [("autoscaler", "review"),
+                                                                       ("disruption-budget", "review")]
+    write(root, "apps/knowledge/reranker/hpa.yaml", [hpa])  # the repository's own autoscaler (its floor: 1)
     assert [(v.rule, v.action) for v in gate(root, [pdb])] == [("disruption-budget", "review")]
 
 
@@ -145,8 +146,83 @@ def test_a_keda_trigger_never_queries_the_api_server_or_the_systems_own_services
                        "maxReplicaCount 3, using a prometheus trigger on sum(rate(http_requests_total[2m])) with "
                        "threshold 20 and serverAddress http://kps-prometheus.observability.svc:9090.")
     (manifest,) = [m for _, ms in render_resources(plan, CTX) for m in ms]
+    manifest["spec"]["minReplicaCount"] = 2  # the reranker's own replicas
     assert gate(root, [manifest]) == []
     for address in ("https://kubernetes.default.svc:443", "http://redis.cortex-system.svc:6379"):
         m = yaml.safe_load(yaml.safe_dump(manifest))
         m["spec"]["triggers"][0]["metadata"]["serverAddress"] = address
         assert [v.rule for v in gate(root, [m])] == ["autoscaler"], address
+
+
+def test_a_middleware_never_takes_the_traefik_name_of_another(tmp_path):
+    """Traefik calls a Middleware <namespace>-<name>: knowledge/admin-auth would replace
+    knowledge-admin/auth (another team's forwardAuth). Refused, as is a name that reads as
+    a Middleware of another namespace; its own plain name passes."""
+    from cortex_school.workers.plan import ImplementationPlan, PlannedResource, TraefikMiddleware
+
+    root = a_platform(tmp_path)
+    write(root, "apps/knowledge-admin/auth.yaml", [{
+        "apiVersion": "traefik.io/v1alpha1", "kind": "Middleware", "metadata": {"name": "auth", "namespace": "knowledge-admin"},
+        "spec": {"forwardAuth": {"address": "http://oauth2-proxy.knowledge-admin.svc/oauth2/auth"}}}])
+
+    def mw(name: str) -> list:
+        plan = ImplementationPlan(summary="x", resources=[PlannedResource(
+            kind="Middleware", name=name, namespace="knowledge", middleware=TraefikMiddleware(type="compress"))])
+        return [(v.rule, v.path) for v in gate(root, [m for _, ms in render_resources(plan, CTX) for m in ms])]
+
+    assert ("middleware", "metadata.name") in mw("admin-auth")
+    assert ("middleware", "metadata.name") in mw("admin-other")  # reads as namespace knowledge-admin's
+    assert mw("compress") == []
+
+
+def test_a_volume_is_never_mounted_on_tmp_nor_shared_by_replicas_on_one_node_claim():
+    from cortex_school.settings import PolicySettings
+    from cortex_school.workers.plan import ImplementationPlan, PlannedResource, Port, Storage
+    from cortex_school.workers.policy import SystemIdentity, check_plan
+
+    for path in ("/tmp", "/tmp/x", "/", "/a/../etc"):
+        with pytest.raises(ValueError):
+            Storage(size="1Gi", mount_path=path)
+    plan = ImplementationPlan(summary="x", resources=[PlannedResource(
+        kind="Deployment", name="web", namespace="tools", image="traefik/whoami:v1.10.3", replicas=3,
+        ports=[Port(number=80)], storage=Storage(size="1Gi"))])
+    policy = PolicySettings(allowed_namespaces=["tools"])
+    assert [v.path for v in check_plan(plan, policy, SystemIdentity.from_policy(policy))] == ["resources[0].storage"]
+
+
+def test_a_change_without_a_workload_keeps_its_files_in_one_folder(tmp_path):
+    from cortex_school.workers.plan import AlertRule, ImplementationPlan, Panel, PlannedResource
+
+    root = a_platform(tmp_path)
+    plan = ImplementationPlan(summary="x", resources=[
+        PlannedResource(kind="PrometheusRule", name="rag-alerts", namespace="knowledge",
+                        alerts=[AlertRule(name="RagDown", expr="up == 0")]),
+        PlannedResource(kind="GrafanaDashboard", name="rag-dash", namespace="knowledge",
+                        panels=[Panel(title="up", expr="up")])])
+    placed = place(render_resources(plan, CTX), load_platform(root), "knowledge")
+    assert {f.rsplit("/", 1)[0] for f in placed.files} == {"apps/knowledge/rag-alerts"}
+
+
+def test_generated_applications_outside_the_argocd_namespace_are_named_as_the_cluster_names_them(tmp_path):
+    """An ApplicationSet in team-a generates team-a's Applications: on the live cluster they
+    are team-a/<name>, and a same-named Application in argocd is no collision."""
+    from cortex_school.clients.cluster.argo import AppSource
+    from cortex_school.settings import DeploySettings
+
+    write(tmp_path, "argocd-apps/team-a.yaml", [{
+        "apiVersion": "argoproj.io/v1alpha1", "kind": "ApplicationSet", "metadata": {"name": "team-a", "namespace": "team-a"},
+        "spec": {"generators": [{"git": {"repoURL": REPO, "directories": [{"path": "apps/team-a/*"}]}}],
+                 "template": {"metadata": {"name": "{{path.basename}}", "namespace": "team-a"},
+                              "spec": {"source": {"repoURL": REPO, "path": "{{path}}"}}}}}])
+    write(tmp_path, "apps/team-a/old/cm.yaml", "kind: ConfigMap\nmetadata: {name: x}\n")
+
+    class Live:
+        app_namespaces = ("team-a",)
+
+        def applications(self):
+            return [AppSource(name="team-a/old", repo_url=REPO, path="apps/team-a/old", namespace="team-a"),
+                    AppSource(name="web", repo_url=REPO, path="apps/web", namespace="argocd")]
+
+    new = "apps/team-a/web/web-configmap.yaml"
+    assert argocd_apps_for(Live(), tmp_path, [new], DeploySettings(), overrides={new: "kind: ConfigMap\n"}) == (
+        ["team-a/web"], [])

@@ -62,6 +62,8 @@ def test_a_new_workload_with_an_ingress_gets_its_middleware_attached_by_annotati
     {"headers": {"referrerPolicy": "no-referrer\r\nSet-Cookie: a=b"}},
     {"rateLimit": {"average": 5, "sourceCriterion": {"requestHeaderName": "X-Real-Ip"}}},
     {"redirectScheme": {"scheme": "http"}},
+    {"rateLimit": {"average": 5, "sourceCriterion": {"ipStrategy": {"depth": 99}}}},
+    {"rateLimit": {"average": 5, "period": "forever"}},
     {"rateLimit": {"average": 5}, "compress": {}},
     {},
 ])

@@ -218,6 +218,8 @@ def every_kind_plan() -> ImplementationPlan:
                         schedule="0 2 * * *", command=["pg_dump"]),
         PlannedResource(kind="PrometheusRule", name="alerts", namespace=ns,
                         alerts=[AlertRule(name="High", expr="up == 0")]),
+        PlannedResource(kind="VMRule", name="vm-alerts", namespace=ns,
+                        alerts=[AlertRule(name="VmHigh", expr="up == 0")]),
         PlannedResource(kind="ServiceMonitor", name="docling", namespace=ns, selector={"app": "docling"},
                         ports=[Port(number=5001, name="http")]),
         PlannedResource(kind="GrafanaDashboard", name="docling", namespace=ns,
@@ -281,8 +283,8 @@ def test_unknown_kind_is_a_finding_never_a_pass(schemas):
 
 
 def test_crd_schemas_are_strict(schemas):
-    # the five CRDs workers generate, KEDA's ScaledObject, and Traefik's Middleware (the generated types)
-    assert len(crd_validators()) == 7
+    # the five CRDs workers generate, KEDA's ScaledObject, Traefik's Middleware and VictoriaMetrics' VMRule
+    assert len(crd_validators()) == 8
     rule = {"apiVersion": "monitoring.coreos.com/v1", "kind": "PrometheusRule",
             "metadata": {"name": "r", "namespace": "cortex-system"},
             "spec": {"groups": [{"name": "g", "rules": [{"alert": "A", "expr": "up == 0", "for": "5m"}]}]}}

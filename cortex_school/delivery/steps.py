@@ -72,7 +72,9 @@ def argocd_apps_for(cluster: ClusterTarget, root: Path, files: list[str], cfg: D
             uncovered.append(f)
         apps |= names
     if uncovered:  # a new folder an ApplicationSet of the repository will generate an Application for
-        generated = _generated_for(root, uncovered, known, dict(overrides or {}))
+        # The live cluster names an Application outside the ArgoCD namespace <namespace>/<name>.
+        qualify = cfg.argocd_namespace if hasattr(cluster, "app_namespaces") else None
+        generated = _generated_for(root, uncovered, known, dict(overrides or {}), qualify)
         existing = {s.name for s in sources}
         collided = {f: sorted(names & existing) for f, names in generated.items() if names & existing}
         for f, taken in sorted(collided.items()):  # ArgoCD keeps the existing Application of that name
@@ -92,7 +94,7 @@ def argocd_apps_for(cluster: ClusterTarget, root: Path, files: list[str], cfg: D
 
 
 def _generated_for(root: Path, files: list[str], known: frozenset[str],
-                   overrides: dict[str, str]) -> dict[str, set[str]]:
+                   overrides: dict[str, str], qualify: str | None = None) -> dict[str, set[str]]:
     """For files in folders that do not exist yet: the Applications the repository's
     ApplicationSets will generate once the folders are committed (a git directory
     generator over ``apps/*/*`` makes one for every new component folder)."""
@@ -106,7 +108,8 @@ def _generated_for(root: Path, files: list[str], known: frozenset[str],
     parts = [f.split("/")[:-1] for f in files]
     folders = sorted(set(inventory.folders) | {"/".join(p[:i]) for p in parts for i in range(1, len(p) + 1)})
     coverage = Coverage(discover(sets, folders), root, known, overrides)
-    return {f: {s.name for s in coverage.covering(f)} for f in files}
+    return {f: {s.name if qualify is None or s.namespace in ("", qualify) else f"{s.namespace}/{s.name}"
+                for s in coverage.covering(f)} for f in files}
 
 
 def _templated(cluster: ClusterTarget, files: list[str], template: str,

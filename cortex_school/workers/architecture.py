@@ -58,7 +58,7 @@ def statefulset(res: PlannedResource, ctx: RenderContext) -> list[Manifest]:
         "template": pod_template(res, ctx, pod_spec([main])),
     }
     if res.storage is not None:
-        main["volumeMounts"].append({"name": "data", "mountPath": "/data"})
+        main["volumeMounts"].append({"name": "data", "mountPath": res.storage.mount_path or "/data"})
         claim: dict = {"accessModes": [res.storage.access_mode],
                        "resources": {"requests": {"storage": res.storage.size}}}
         if res.storage.storage_class:

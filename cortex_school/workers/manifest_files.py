@@ -64,8 +64,10 @@ def repo_context(root: Path | None, base: GateContext) -> GateContext:
         template = _dict_at(spec, "template")
         tmeta = _dict_at(template, "metadata")
         pod = _dict_at(_dict_at(_dict_at(_dict_at(spec, "jobTemplate"), "spec"), "template"), "spec") \
-            if kind == "CronJob" else _dict_at(template, "spec")
-        if kind in ("Deployment", "StatefulSet", "DaemonSet", "CronJob", "Job"):
+            if kind == "CronJob" else spec if kind == "Pod" else _dict_at(template, "spec")
+        # Everything that runs pods (operators' Rollouts and the like keep a pod template too).
+        if kind in ("Deployment", "StatefulSet", "DaemonSet", "CronJob", "Job", "Pod", "ReplicaSet") \
+                or (isinstance(template.get("spec"), dict) and isinstance(template["spec"].get("containers"), list)):
             named = pod.get("serviceAccountName") or pod.get("serviceAccount")
             account = named if isinstance(named, str) and named else "default"
             accounts[(kind, ns, name)] = account
@@ -95,7 +97,7 @@ def repo_context(root: Path | None, base: GateContext) -> GateContext:
         elif kind == "ExternalSecret":
             target = _dict_at(spec, "target")
             secrets.add((ns, str(target.get("name") or name)))
-        elif kind == "PrometheusRule":
+        elif kind in ("PrometheusRule", "VMRule"):
             for group in spec["groups"] if isinstance(spec.get("groups"), list) else []:
                 for rule in (group.get("rules") or []) if isinstance(group, dict) else []:
                     if isinstance(rule, dict) and rule.get("record"):

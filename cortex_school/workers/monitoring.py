@@ -7,7 +7,7 @@ import json
 from cortex_school.workers.manifests import Manifest, PlanError, RenderContext, metadata
 from cortex_school.workers.plan import PlannedResource
 
-KINDS = ("PrometheusRule", "ServiceMonitor", "GrafanaDashboard")
+KINDS = ("PrometheusRule", "ServiceMonitor", "GrafanaDashboard", "VMRule")
 
 
 def prometheus_rule(res: PlannedResource, ctx: RenderContext) -> list[Manifest]:
@@ -26,6 +26,14 @@ def prometheus_rule(res: PlannedResource, ctx: RenderContext) -> list[Manifest]:
         "metadata": metadata(res, ctx, labels={"release": "prometheus"}),
         "spec": {"groups": [{"name": res.name, "rules": rules}]},
     }]
+
+
+def vm_rule(res: PlannedResource, ctx: RenderContext) -> list[Manifest]:
+    """The same rules for the VictoriaMetrics operator (its VMRule has the PrometheusRule
+    spec): what a platform monitored by VictoriaMetrics evaluates."""
+    (rule,) = prometheus_rule(res, ctx)
+    return [{**rule, "apiVersion": "operator.victoriametrics.com/v1beta1", "kind": "VMRule",
+             "metadata": metadata(res, ctx)}]
 
 
 def service_monitor(res: PlannedResource, ctx: RenderContext) -> list[Manifest]:
@@ -68,6 +76,7 @@ def grafana_dashboard(res: PlannedResource, ctx: RenderContext) -> list[Manifest
 
 RENDERERS = {
     "PrometheusRule": prometheus_rule,
+    "VMRule": vm_rule,
     "ServiceMonitor": service_monitor,
     "GrafanaDashboard": grafana_dashboard,
 }

@@ -63,6 +63,9 @@ def place(rendered: list[tuple[PlannedResource, list[Manifest]]], platform: Plat
     for resource, _ in rendered:
         if resource.kind in _WORKLOAD_KINDS and not resource.companion_of:
             component.setdefault(resource.namespace, resource.name)
+    for resource, _ in rendered:  # no workload: the change's first resource names its folder
+        if not resource.companion_of:
+            component.setdefault(resource.namespace, resource.name)
     for resource, manifests in rendered:
         for m in manifests:
             ns = str(m["metadata"].get("namespace") or resource.namespace or fallback_namespace)

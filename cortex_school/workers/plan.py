@@ -41,6 +41,7 @@ KIND_OWNERS: dict[str, str] = {
     "MigrationJob": "database",
     "BackupCronJob": "database",
     "PrometheusRule": "monitoring",
+    "VMRule": "monitoring",
     "ServiceMonitor": "monitoring",
     "GrafanaDashboard": "monitoring",
 }
@@ -48,7 +49,7 @@ ResourceKind = Literal[
     "Deployment", "StatefulSet", "DaemonSet", "ConfigMap", "PersistentVolumeClaim",
     "StorageClass", "PodDisruptionBudget", "HorizontalPodAutoscaler", "ScheduledJob", "ScaledObject", "Service", "Ingress", "Middleware", "ExternalSecret", "Role",
     "RoleBinding", "ServiceAccount", "NetworkPolicy", "Certificate", "SecretRotationCronJob",
-    "MigrationJob", "BackupCronJob", "PrometheusRule", "ServiceMonitor", "GrafanaDashboard",
+    "MigrationJob", "BackupCronJob", "PrometheusRule", "ServiceMonitor", "GrafanaDashboard", "VMRule",
 ]
 WORKERS = SETTINGS_WORKERS
 
@@ -93,6 +94,14 @@ class Storage(_Strict):
     # Where a Deployment mounts its claim (``/data`` unless the plan names a path).
     mount_path: str | None = Field(None, max_length=200, pattern=r"^(/[A-Za-z0-9_.-]*[A-Za-z0-9_-][A-Za-z0-9_.-]*)+/?$")
     provisioner: str | None = Field(None, max_length=253)  # StorageClass only
+
+    @field_validator("mount_path")
+    @classmethod
+    def _own_mount(cls, value: str | None) -> str | None:
+        if value is not None and (value.rstrip("/") in ("", "/tmp") or value.startswith("/tmp/")
+                                  or ".." in value.split("/")):
+            raise ValueError(f"mount path {value!r:.80}: /tmp is the pod's scratch mount, / is the image")
+        return value
     parameters: dict[str, str] = Field(default_factory=dict, max_length=20)
 
 

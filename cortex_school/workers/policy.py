@@ -127,6 +127,7 @@ KINDS: dict[str, KindRule] = {
     "NetworkPolicy": KindRule(("networking.k8s.io/v1",), True, "security"),
     "Certificate": KindRule(("cert-manager.io/v1",), True, "security"),
     "PrometheusRule": KindRule(("monitoring.coreos.com/v1",), True, "monitoring"),
+    "VMRule": KindRule(("operator.victoriametrics.com/v1beta1",), True, "monitoring"),
     "ServiceMonitor": KindRule(("monitoring.coreos.com/v1",), True, "monitoring"),
     "Middleware": KindRule(("traefik.io/v1alpha1",), True, "integration"),
 }
@@ -1364,6 +1365,16 @@ class _Checker:
         if not _list(spec.get("ingress")):
             self.add("network-policy", "spec.ingress", f"no ingress rule: denies all traffic to {served}, "
                      "which this change does not run", "review")
+        # Policies only add allowances: admitting other namespaces (or addresses) to pods
+        # another team runs may open what their own policies keep closed.
+        for i, rule in enumerate(_list(spec.get("ingress"))):
+            for j, peer in enumerate(_list(_map(rule).get("from"))):
+                peer = _map(peer)
+                own = _map(peer.get("namespaceSelector")) == {"matchLabels": {"kubernetes.io/metadata.name": self.ns}}
+                if ("namespaceSelector" in peer and not own) or "ipBlock" in peer:
+                    self.add("network-policy", f"spec.ingress[{i}].from[{j}]", f"admits another namespace or "
+                             f"address to {served}, which this change does not run (its own policies may keep "
+                             "that closed)", "review")
 
     def _policy_over_others(self, selector: dict[str, str]) -> None:
         """A policy that selects pods cuts their other traffic off: over pods this change
@@ -1673,6 +1684,17 @@ class _Checker:
             self.add("autoscaler", where, f"scales {kind} {name[:80]}, which is neither created by this change "
                      "nor the existing workload it names as companion-of")
 
+    def _companion_floor(self, low: Any, key: str) -> None:
+        """An autoscaler of a workload another team runs may not take it below the replicas
+        they gave it (their capacity, their call)."""
+        if self.serves is None:
+            return
+        replicas = self.ctx.existing_replicas.get(self.serves, self.ctx.existing_replicas.get(
+            (self.serves[0], "", self.serves[2])))
+        if replicas is not None and isinstance(low, int) and low < replicas:
+            self.add("autoscaler", f"spec.{key}", f"{key} {low} takes {self.serves[0]} {self.serves[2]} below "
+                     f"the {replicas} replicas its owners set", "review")
+
     def scaled_object(self) -> None:
         """KEDA: the scale target as for an HPA; replicas within bounds; triggers only
         Prometheus queries against an in-cluster Prometheus (an address outside the cluster
@@ -1685,6 +1707,7 @@ class _Checker:
         if extra:
             self.add("autoscaler", "spec", f"fields never generated: {', '.join(sorted(map(str, extra)))}")
         self._scales(_map(spec.get("scaleTargetRef")), "spec.scaleTargetRef")
+        self._companion_floor(spec.get("minReplicaCount", 0), "minReplicaCount")
         # Scale to zero only what the change runs itself: an existing workload it serves
         # keeps at least one replica (its team's "never scale to zero" is not ours to break).
         own_target = (str(_map(spec.get("scaleTargetRef")).get("kind", "")), self.ns,
@@ -1735,6 +1758,7 @@ class _Checker:
             self.add("autoscaler", "spec.scaleTargetRef", "scaleTargetRef.apiVersion must be apps/v1")
         else:
             self._scales(ref, "spec.scaleTargetRef")
+        self._companion_floor(spec.get("minReplicas", 1), "minReplicas")
         for key in ("minReplicas", "maxReplicas"):
             value = spec.get(key)
             if key in spec and not (isinstance(value, int) and not isinstance(value, bool)
@@ -1769,10 +1793,26 @@ class _Checker:
         criterion = _map(body.get("sourceCriterion"))
         if criterion and (set(criterion) != {"ipStrategy"} or set(_map(criterion["ipStrategy"])) - {"depth"}):
             self.add("middleware", f"spec.{kind}.sourceCriterion", "only ipStrategy.depth is generated")
-        for key in ("average", "burst", "amount", "stsSeconds", "depth"):
+        for key in ("average", "burst", "amount", "stsSeconds"):
             value = body.get(key, 1)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 self.add("middleware", f"spec.{kind}.{key}", f"{key} is a count")
+        depth = _map(criterion.get("ipStrategy")).get("depth", 0)
+        if not isinstance(depth, int) or isinstance(depth, bool) or not 0 <= depth <= 10:
+            self.add("middleware", f"spec.{kind}.sourceCriterion.ipStrategy.depth", "depth is a count (0..10)")
+        if "period" in body and not re.fullmatch(r"[1-9][0-9]{0,3}(s|m)", str(body["period"])):
+            self.add("middleware", f"spec.{kind}.period", f"{str(body['period'])[:20]!r}: a period like 1s or 1m")
+        # Traefik names it <namespace>-<name>: the same string from another namespace/name
+        # pair would replace that Middleware (an auth Middleware of another team's routes).
+        traefik_name = f"{self.ns}-{self.name}"
+        namespaces = {ns for _, ns, _ in self.ctx.existing if ns} | {ns for ns, _ in self.change.middlewares}
+        taken = sorted(f"{ns}/{name}" for kind_, ns, name in self.ctx.existing
+                       if kind_ == "Middleware" and (ns, name) != (self.ns, self.name) and f"{ns}-{name}" == traefik_name)
+        ambiguous = sorted(ns for ns in namespaces if ns != self.ns and traefik_name.startswith(f"{ns}-"))
+        if taken or ambiguous:
+            self.add("middleware", "metadata.name", f"Traefik calls it {traefik_name}, which "
+                     + (f"Middleware {taken[0]} is called already" if taken else
+                        f"reads as a Middleware of namespace {ambiguous[0]}") + ": it could replace that one")
         if "referrerPolicy" in body and body["referrerPolicy"] not in _REFERRER_POLICIES:
             self.add("middleware", f"spec.{kind}.referrerPolicy", f"{str(body['referrerPolicy'])[:60]!r} is not "
                      "a referrer policy")
@@ -1939,7 +1979,7 @@ def _check_object(c: _Checker) -> None:
         "ClusterRoleBinding": c.rolebinding, "Service": c.service, "Ingress": c.ingress,
         "NetworkPolicy": c.network_policy, "PodDisruptionBudget": c.pdb,
         "ExternalSecret": c.external_secret, "Certificate": c.certificate,
-        "PrometheusRule": c.prometheus_rule, "ServiceMonitor": c.service_monitor,
+        "PrometheusRule": c.prometheus_rule, "VMRule": c.prometheus_rule, "ServiceMonitor": c.service_monitor,
         "StorageClass": c.storage_class, "HorizontalPodAutoscaler": c.hpa, "ScaledObject": c.scaled_object,
         "Middleware": c.middleware,
     }
@@ -2044,6 +2084,10 @@ def check_plan(plan: Any, policy: PolicySettings, system: SystemIdentity) -> lis
         if r.kind == "Ingress" and (r.namespace, r.target or r.name) not in services:
             add("plan-ref", "target", f"routes to Service {r.target or r.name!r}, which the plan "
                 "does not create")
+        if r.kind == "Deployment" and r.storage is not None and (r.replicas or 1) > 1 and \
+                r.storage.access_mode != "ReadWriteMany":
+            add("plan-ref", "storage", f"{r.replicas} replicas share one {r.storage.access_mode} claim: the "
+                "pods on other nodes could never attach it (ReadWriteMany, or one replica)")
         for name in r.middlewares:
             if not any(m.kind == "Middleware" and m.namespace == r.namespace and m.name == name for m in resources):
                 add("plan-ref", "middlewares", f"attaches Middleware {name!r}, which the plan does not create "

@@ -96,7 +96,7 @@ class OfflinePlanner:
         if re.search(r"statefulset", lowered) and not served:
             attempt("StatefulSet", lambda: self._statefulset(improvement, text, ns, inventory))
         if re.search(r"prometheusrule|alert|burn[- ]rate", lowered):
-            attempt("PrometheusRule", lambda: self._alerts(improvement, text, ns))
+            attempt("PrometheusRule", lambda: _as_rule_kind(self._alerts(improvement, text, ns), text, platform))
         if re.search(r"grafana|dashboard", lowered):
             attempt("dashboard", lambda: self._dashboard(improvement, text, ns, resources)
                     or dashboard(improvement, text, ns))
@@ -343,7 +343,7 @@ class OfflinePlanner:
                    planned: list[PlannedResource]) -> list[PlannedResource]:
         panels: list[Panel] = []
         for res in planned:
-            if res.kind != "PrometheusRule":
+            if res.kind not in ("PrometheusRule", "VMRule"):
                 continue
             objective = res.config.get("objective")
             if objective and res.recording_rules:
@@ -588,7 +588,7 @@ _ASKED_KINDS: dict[str, frozenset[str]] = {
     "PodDisruptionBudget": frozenset({"PodDisruptionBudget"}),
     "HorizontalPodAutoscaler": frozenset({"HorizontalPodAutoscaler"}), "ScaledObject": frozenset({"ScaledObject"}),
     "ServiceMonitor": frozenset({"ServiceMonitor"}), "PodMonitor": frozenset(),
-    "PrometheusRule": frozenset({"PrometheusRule"}), "ConfigMap": frozenset({"ConfigMap", "GrafanaDashboard"}),
+    "PrometheusRule": frozenset({"PrometheusRule"}), "VMRule": frozenset({"VMRule"}), "ConfigMap": frozenset({"ConfigMap", "GrafanaDashboard"}),
     "SealedSecret": frozenset(), "ExternalSecret": frozenset({"ExternalSecret"}),
     "PersistentVolumeClaim": frozenset({"PersistentVolumeClaim", "BackupCronJob", "StatefulSet"}),
     "Certificate": frozenset({"Certificate"}),
@@ -596,6 +596,19 @@ _ASKED_KINDS: dict[str, frozenset[str]] = {
 _KIND_ALIASES = {"PVC": "PersistentVolumeClaim", "HPA": "HorizontalPodAutoscaler", "PDB": "PodDisruptionBudget"}
 _ASKED = re.compile(r"\b(?:an?|as an?|new)\s+(?:[\w.:/\"'-]+\s+){0,3}?(" +
                     "|".join(sorted(set(_ASKED_KINDS) | set(_KIND_ALIASES), key=len, reverse=True)) + r")\b")
+
+
+def _as_rule_kind(rules: list[PlannedResource], text: str, platform: Platform | None) -> list[PlannedResource]:
+    """Alert and recording rules as the platform evaluates them: a VMRule when the text
+    asks for one, or when the repository keeps its rules as VMRules and none as
+    PrometheusRules (a VictoriaMetrics platform); else a PrometheusRule."""
+    kinds = {o.kind for o in platform.inventory.objects} if platform is not None else set()
+    vm = bool(re.search(r"\bVMRules?\b", text)) or ("VMRule" in kinds and "PrometheusRule" not in kinds)
+    if vm and not re.search(r"\bPrometheusRules?\b", text):
+        for r in rules:
+            if r.kind == "PrometheusRule":
+                r.kind = "VMRule"
+    return rules
 
 
 def _attach_middlewares(resources: list[PlannedResource]) -> None:
@@ -664,6 +677,46 @@ def alerts_written(text: str) -> list[AlertRule]:
                                  severity=severity.group(1) if severity else "warning",
                                  summary=f"{metric} {part.group('op')} {part.group('value')}"
                                          + (f": {words}" if words else "")))
+    return out or alerts_by_severity(text)
+
+
+_SEVERITY_ON = re.compile(
+    r"\b(?i:rules?|alerts?|vmrules?|prometheusrules?)\s+on\s+`?(?P<metric>[a-zA-Z_:][a-zA-Z0-9_:]*)`?"
+    r"(?:\s+(?:per|by)\s+(?P<by>[a-z_]+(?:(?:\s*,\s*|\s+and\s+)[a-z_]+){0,5}))?\s*[:,]?\s*")
+_SEVERITY_STEP = re.compile(
+    r"(?:,?\s*(?:and\s+)?)(?P<sev>info|warning|critical)\s+(?:when\s+|if\s+)?(?P<dir>above|over|below|under)\s+"
+    r"(?P<value>\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)(?:\s+(?!for\b)[a-z]+)?"
+    r"(?:\s+for\s+(?P<n>\d{1,4})\s*(?P<unit>s|m|h|seconds?|minutes?|hours?)\b)?")
+
+
+def alerts_by_severity(text: str) -> list[AlertRule]:
+    """Alert rules written as thresholds per severity: "a rule on lag_max per group and
+    topic: warning above 10,000 messages for 10 minutes, critical above 100,000": one rule
+    per severity (aggregated by the labels named), each with its duration (else the
+    first's, else 5m)."""
+    out: list[AlertRule] = []
+    for m in _SEVERITY_ON.finditer(text):
+        metric, rest = m.group("metric"), text[m.end():]
+        steps: list[re.Match[str]] = []
+        while (step := _SEVERITY_STEP.match(rest)) is not None and len(steps) < 5:
+            steps.append(step)
+            rest = rest[step.end():]
+        if not steps:
+            continue
+        labels = re.split(r"\s*,\s*|\s+and\s+", m.group("by")) if m.group("by") else []
+        series = f"max by ({', '.join(labels)}) ({metric})" if labels else metric
+        first = None
+        for step in steps:
+            duration = None
+            if step.group("n"):
+                duration = f"{int(step.group('n'))}{step.group('unit')[0]}"
+            first = first or duration
+            op = ">" if step.group("dir") in ("above", "over") else "<"
+            value = step.group("value").replace(",", "")
+            out.append(AlertRule(name=camel(metric.replace(":", " "), 5) + step.group("sev").capitalize(),
+                                 expr=f"{series} {op} {value}", duration=duration or first or "5m",
+                                 severity=step.group("sev"),
+                                 summary=f"{metric} {op} {value}" + (f" per {', '.join(labels)}" if labels else "")))
     return out
 
 
@@ -723,6 +776,11 @@ def command_in(text: str) -> list[str]:
 
 _EDIT_VERB = re.compile(r"^(?:and |then |also |but )?(drop|remove|delete|edit|patch|annotate|change|rename|replace)\b",
                         re.I)
+# "Enable consumer_lag in the cluster property", "set max_connections in the server config":
+# a setting of something that already runs is an edit of it, whatever else the plan makes.
+_SETTING = re.compile(r"^(?:and |then |also |first )?(?:enable|disable|turn (?:on|off)|set|raise|lower)\b.{0,80}?"
+                      r"\b(?:in|of|on) (?:the |its |their )?(?:[\w.'’-]+ ){0,3}"
+                      r"(?:propert(?:y|ies)|settings?|flags?|config(?:uration)?|options?|parameters?)\b", re.I)
 _ADD_TO = re.compile(r"\badd (?:it|them|this|that|a [\w-]+|an [\w-]+|[\w-]+) (?:to|into) (?:the )?(?:existing )?"
                      r"(?:[\w.-]+ ){0,3}(?:of the )?(?:[\w.-]+ )?(Deployment|StatefulSet|DaemonSet|IngressRoute|Ingress|"
                      r"NetworkPolicy|Service|CronJob|ConfigMap|values|middlewares)\b", re.I)
@@ -741,7 +799,8 @@ def edits_of_existing(notes: str, platform: Platform, *, companion: bool) -> lis
             continue
         edit = _EDIT_VERB.search(clause)
         named = resolve_targets(clause, platform)
-        if (edit and (companion or named or "existing" in clause.lower())) or _ADD_TO.search(clause):
+        if (edit and (companion or named or "existing" in clause.lower())) or _ADD_TO.search(clause) \
+                or _SETTING.search(clause):
             what = f" ({named[0].describe()})" if named else ""
             out.append(f"{NOT_PLANNED}the proposal also changes an object this system does not own{what}: "
                        f"{clause[:160]!r}")
