@@ -51,6 +51,7 @@ def repo_context(root: Path | None, base: GateContext) -> GateContext:
     claims = set(base.existing_claim_prefixes)
     replicas = dict(base.existing_replicas)
     floors: list[tuple[str, str, str, int]] = []
+    policies = set(base.existing_policies)
     accounts = dict(base.existing_accounts)
     users: dict[tuple[str, str], set[str]] = {k: set(v) for k, v in base.account_users.items()}
     for obj in found.objects:
@@ -90,6 +91,12 @@ def repo_context(root: Path | None, base: GateContext) -> GateContext:
             for rule in spec["rules"] if isinstance(spec.get("rules"), list) else []:
                 if isinstance(rule, dict) and isinstance(rule.get("host"), str):
                     hosts.add(rule["host"])
+        if kind == "NetworkPolicy":
+            listed = spec.get("policyTypes")
+            types: list[Any] = listed if isinstance(listed, list) else ["Ingress"]
+            selector = _dict_at(_dict_at(spec, "podSelector"), "matchLabels")
+            if "Ingress" in types:
+                policies.add((ns, frozenset((str(k), str(v)) for k, v in selector.items())))
         if kind == "Service" and isinstance(spec.get("selector"), dict):
             selectors.add((ns, name, frozenset((str(k), str(v)) for k, v in spec["selector"].items())))
         if kind in ("Secret", "SealedSecret"):
@@ -112,7 +119,7 @@ def repo_context(root: Path | None, base: GateContext) -> GateContext:
         existing_series=frozenset(series), existing_selectors=frozenset(selectors),
         existing_alerts=frozenset(alerts), existing_hosts=frozenset(hosts),
         existing_pods=frozenset(pods), existing_claim_prefixes=frozenset(claims), existing_replicas=replicas,
-        existing_accounts=accounts, account_users={k: frozenset(v) for k, v in users.items()})
+        existing_accounts=accounts, existing_policies=frozenset(policies), account_users={k: frozenset(v) for k, v in users.items()})
 
 
 __all__ = ["MANIFEST_SUFFIXES", "MAX_DEPTH", "MAX_FILE_BYTES", "MAX_NODES", "ManifestSet",

@@ -302,6 +302,8 @@ class GateContext:
     # when it names none), and (namespace, account) → the workloads that run as it.
     existing_accounts: Mapping[tuple[str, str, str], str] = field(default_factory=dict)
     account_users: Mapping[tuple[str, str], frozenset[str]] = field(default_factory=dict)
+    # (namespace, podSelector items) of the repository's NetworkPolicies that isolate ingress.
+    existing_policies: frozenset[tuple[str, frozenset[tuple[str, str]]]] = frozenset()
     # (namespace, workload, its pod labels) of the workloads that already exist.
     existing_pods: frozenset[tuple[str, str, frozenset[tuple[str, str]]]] = frozenset()
     # (namespace, Service name, its selector items) of the Services that already exist.
@@ -1366,15 +1368,20 @@ class _Checker:
             self.add("network-policy", "spec.ingress", f"no ingress rule: denies all traffic to {served}, "
                      "which this change does not run", "review")
         # Policies only add allowances: admitting other namespaces (or addresses) to pods
-        # another team runs may open what their own policies keep closed.
-        for i, rule in enumerate(_list(spec.get("ingress"))):
+        # another team already isolates opens what their own policies keep closed. (Pods no
+        # policy selects take any traffic: a first policy over them only restricts it.)
+        served_labels = [labels for ns, workload, labels in self.ctx.existing_pods
+                         if ns in (self.ns, "") and workload == served]
+        isolated = any(ns in (self.ns, "") and selector <= labels
+                       for ns, selector in self.ctx.existing_policies for labels in served_labels)
+        for i, rule in enumerate(_list(spec.get("ingress")) if isolated else []):
             for j, peer in enumerate(_list(_map(rule).get("from"))):
                 peer = _map(peer)
                 own = _map(peer.get("namespaceSelector")) == {"matchLabels": {"kubernetes.io/metadata.name": self.ns}}
                 if ("namespaceSelector" in peer and not own) or "ipBlock" in peer:
                     self.add("network-policy", f"spec.ingress[{i}].from[{j}]", f"admits another namespace or "
-                             f"address to {served}, which this change does not run (its own policies may keep "
-                             "that closed)", "review")
+                             f"address to {served}, which this change does not run and which the repository's "
+                             "policies already isolate (this would open what they keep closed)", "review")
 
     def _policy_over_others(self, selector: dict[str, str]) -> None:
         """A policy that selects pods cuts their other traffic off: over pods this change
@@ -1805,14 +1812,12 @@ class _Checker:
         # Traefik names it <namespace>-<name>: the same string from another namespace/name
         # pair would replace that Middleware (an auth Middleware of another team's routes).
         traefik_name = f"{self.ns}-{self.name}"
-        namespaces = {ns for _, ns, _ in self.ctx.existing if ns} | {ns for ns, _ in self.change.middlewares}
-        taken = sorted(f"{ns}/{name}" for kind_, ns, name in self.ctx.existing
-                       if kind_ == "Middleware" and (ns, name) != (self.ns, self.name) and f"{ns}-{name}" == traefik_name)
-        ambiguous = sorted(ns for ns in namespaces if ns != self.ns and traefik_name.startswith(f"{ns}-"))
-        if taken or ambiguous:
-            self.add("middleware", "metadata.name", f"Traefik calls it {traefik_name}, which "
-                     + (f"Middleware {taken[0]} is called already" if taken else
-                        f"reads as a Middleware of namespace {ambiguous[0]}") + ": it could replace that one")
+        others = {(ns, name) for kind_, ns, name in self.ctx.existing if kind_ == "Middleware"} | self.change.middlewares
+        taken = sorted(f"{ns}/{name}" for ns, name in others
+                       if (ns, name) != (self.ns, self.name) and f"{ns}-{name}" == traefik_name)
+        if taken:
+            self.add("middleware", "metadata.name", f"Traefik calls it {traefik_name}, as it calls Middleware "
+                     f"{taken[0]}: one would replace the other")
         if "referrerPolicy" in body and body["referrerPolicy"] not in _REFERRER_POLICIES:
             self.add("middleware", f"spec.{kind}.referrerPolicy", f"{str(body['referrerPolicy'])[:60]!r} is not "
                      "a referrer policy")
