@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from rich.console import Console
@@ -120,3 +121,39 @@ def _print_sync(report: SyncReport) -> None:
                   f"{report.unchanged} unchanged, {report.deleted} deleted")
     for problem in report.problems:
         console.print(f"  [yellow]! {problem}[/]")
+
+
+def short_age(seconds: float) -> str:
+    """``45s``, ``12m``, ``3h``, ``2d``: one unit, at most four characters, for a column."""
+    total = max(0, int(seconds))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if total >= size:
+            return f"{total // size}{unit}"
+    return f"{total}s"
+
+
+def when(stamp: datetime | None, now: datetime | None = None) -> str:
+    """``2026-12-02 16:42 UTC (3h ago)``: a time for people, never an epoch float."""
+    if stamp is None:
+        return "unknown"
+    now = now or datetime.now(UTC)
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=UTC)
+    ago = (now - stamp).total_seconds()
+    rel = f"{short_age(ago)} ago" if ago >= 0 else f"in {short_age(-ago)}"
+    return f"{stamp.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC ({rel})"
+
+
+def one_line_table(rows: list[tuple[str, float | None, str, str]], title: str,
+                   middle: str = "stage") -> Table:
+    """One line per improvement whatever the width: the id whole (never wrapped), its age,
+    ``middle`` (the stage, or the group it waits in) and the reason cut with an ellipsis."""
+    table = Table(title=title, box=None, pad_edge=False, show_edge=False, title_justify="left")
+    table.add_column("id", no_wrap=True, min_width=16)
+    table.add_column("age", no_wrap=True, justify="right", min_width=3)
+    table.add_column(middle, no_wrap=True, max_width=16, overflow="ellipsis")
+    table.add_column("reason", no_wrap=True, overflow="ellipsis", ratio=1)
+    for iid, age, what, reason in rows:
+        table.add_row(iid, short_age(age) if age is not None else "-", escape(what),
+                      escape(" ".join(reason.split())[:300]))
+    return table
