@@ -35,6 +35,7 @@ from prometheus_client.registry import Collector
 
 from cortex_school.delivery.merge import human_duration
 from cortex_school.metrics import RedisCollector, queue_depths
+from cortex_school.errors import INFRASTRUCTURE_ERROR
 from cortex_school.models import Status, utcnow
 from cortex_school.settings import Settings
 from cortex_school.store import RedisStore
@@ -125,6 +126,8 @@ def collect_alerts(store: RedisStore, *, limits: StuckLimits, breaker: BreakerLi
         for w in items:
             if group in _ALWAYS:
                 severity, kind = Severity(_ALWAYS[group]), group.value
+            elif w.reason.startswith(INFRASTRUCTURE_ERROR):
+                severity, kind = Severity.WARNING, "infrastructure"
             elif w.age_seconds > review_after:
                 severity, kind = Severity.WARNING, "waiting_on_person"
             else:

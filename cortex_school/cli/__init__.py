@@ -36,7 +36,7 @@ from cortex_school.store import (
     connect,
     ensure_valid_id,
 )
-from cortex_school.waiting import StuckLimits, Waiting, current_reason, current_reasons, needs_person
+from cortex_school.waiting import Group, StuckLimits, Waiting, current_reason, current_reasons, needs_person
 
 if TYPE_CHECKING:
     from cortex_school.validation.rag.index import VectorIndex
@@ -265,8 +265,9 @@ def list_(
         current = reasons.get(imp.id)
         reason = current.reason if current else (imp.decision.reason if imp.decision else "")
         age = current.age_seconds if current and current.since else None
-        stage_label = f"{imp.status.value}/{current.group.value}" if current and current.group else imp.status.value
-        rows.append((imp.id, age, stage_label, reason))
+        if current is not None and current.group is not None:
+            reason = f"{current.group.value}: {reason}"
+        rows.append((imp.id, age, imp.status.value, reason))
     console.print(one_line_table(rows, f"{wanted[0].value}: {len(ids)} shown"))
 
 
@@ -447,7 +448,9 @@ def review_list(
                      key=lambda w: (-w.age_seconds, w.improvement_id))
     console.print(one_line_table([(w.improvement_id, w.age_seconds, w.group.value if w.group else "-", w.reason)
                                   for w in pending], f"pending_review: {len(pending)}", middle="why"))
-    others = [w for items in groups.values() for w in items if w.status != Status.PENDING_REVIEW.value]
+    _print_merge_pending(store)
+    others = [w for g, items in groups.items() if g is not Group.MERGE_PENDING
+              for w in items if w.status != Status.PENDING_REVIEW.value]
     if others:
         console.print(one_line_table([(w.improvement_id, w.age_seconds, w.group.value if w.group else "-",
                                        w.reason) for w in others],

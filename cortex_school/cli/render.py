@@ -101,9 +101,14 @@ def waiting_table(items: list[Waiting], title: str) -> Table:
 def merge_pending_table(merges: list[PendingMerge]) -> Table:
     """Branches waiting for a person to merge them, oldest first, with how long they have
     waited and their pull request (or why it could not be opened)."""
-    table = Table(title=f"merge pending: {len(merges)} branch(es) waiting for a person to merge them")
-    for col in ("id", "title", "branch", "waiting for", "pull request"):
-        table.add_column(col, overflow="fold")
+    table = Table(title=f"merge pending: {len(merges)} branch(es) waiting for a person to merge them",
+                  box=None, pad_edge=False, title_justify="left")
+    # One line per branch: id, branch and age whole; title and pull request cut to fit.
+    table.add_column("id", no_wrap=True, min_width=16)
+    table.add_column("branch", no_wrap=True)
+    table.add_column("waiting for", no_wrap=True)
+    table.add_column("title", no_wrap=True, overflow="ellipsis", ratio=1)
+    table.add_column("pull request", no_wrap=True, overflow="ellipsis", ratio=1)
     for m in merges:
         if m.pull_request_url:
             pull = escape(m.pull_request_url)
@@ -111,8 +116,8 @@ def merge_pending_table(merges: list[PendingMerge]) -> Table:
             pull = f"[red]not opened: {escape(m.pull_request_error[:200])}[/]"
         else:
             pull = "-"
-        table.add_row(m.improvement_id, escape(m.title[:80]), escape(m.branch),
-                      human_duration(m.age_seconds), pull)
+        table.add_row(m.improvement_id, escape(m.branch), human_duration(m.age_seconds),
+                      escape(m.title[:80]), pull)
     return table
 
 
