@@ -34,8 +34,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from cortex_school.delivery.merge import human_duration
-from cortex_school.metrics import RedisCollector, queue_depths
 from cortex_school.errors import INFRASTRUCTURE_ERROR
+from cortex_school.metrics import RedisCollector, queue_depths
 from cortex_school.models import Status, utcnow
 from cortex_school.settings import Settings
 from cortex_school.store import RedisStore
