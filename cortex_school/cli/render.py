@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from cortex_school.delivery.merge import PendingMerge, human_duration
 from cortex_school.intake.ingest import IngestReport
@@ -150,15 +151,19 @@ def when(stamp: datetime | None, now: datetime | None = None) -> str:
 
 
 def one_line_table(rows: list[tuple[str, float | None, str, str]], title: str,
-                   middle: str = "stage") -> Table:
-    """One line per improvement whatever the width: the id whole (never wrapped), its age,
-    ``middle`` (the stage, or the group it waits in) and the reason cut with an ellipsis."""
-    table = Table(title=title, box=None, pad_edge=False, show_edge=False, title_justify="left")
-    table.add_column("id", no_wrap=True, min_width=16)
-    table.add_column("age", no_wrap=True, justify="right", min_width=3)
-    table.add_column(middle, no_wrap=True, max_width=16, overflow="ellipsis")
-    table.add_column("reason", no_wrap=True, overflow="ellipsis", ratio=1)
+                   middle: str = "stage", width: int | None = None) -> Text:
+    """One line per improvement at any width (``width``: the console's): the id whole
+    (never wrapped), its age, ``middle`` (the stage, or the group it waits in) and as much
+    of the reason as fits, cut with an ellipsis. Plain text, not escaped markup: hostile
+    reasons print literally."""
+    width = max(40, width or console.width)
+    mid = min(15, max([len(middle)] + [len(r[2]) for r in rows]))
+    lines = [title, f"{'id':<16}  {'age':>4}  {middle:<{mid}}  reason"]
     for iid, age, what, reason in rows:
-        table.add_row(iid, short_age(age) if age is not None else "-", escape(what),
-                      escape(" ".join(reason.split())[:300]))
-    return table
+        head = f"{iid:<16}  {short_age(age) if age is not None else '-':>4}  {_cut(what, mid):<{mid}}  "
+        lines.append(head + _cut(" ".join(reason.split()), width - len(head)))
+    return Text("\n".join(lines), no_wrap=True, overflow="ellipsis")
+
+
+def _cut(text: str, room: int) -> str:
+    return text if len(text) <= room else text[:max(0, room - 1)] + "…"
