@@ -23,7 +23,6 @@ as unconsumed rather than every queue.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
@@ -246,6 +245,3 @@ def serve(store: RedisStore, queues: Iterable[str], port: int, addr: str = "0.0.
         store, queues, limits=limits, breaker=breaker, consumers=consumers))
     return server
 
-
-def alerts_json(alerts: list[Alert]) -> str:
-    return json.dumps([a.as_json() for a in alerts], ensure_ascii=False)

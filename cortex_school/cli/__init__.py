@@ -8,6 +8,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -324,8 +325,7 @@ def show(
         print(json.dumps(show_record(store, improvement_id, fields), ensure_ascii=False, default=str))
         return
     record = show_record(store, improvement_id, fields)
-    parsed = record["fields"]
-    assert isinstance(parsed, dict)
+    parsed = cast("dict[str, Any]", record["fields"])
     current = current_reason(store, improvement_id, limits=_limits())
     shown: set[str] = set()
 
@@ -411,10 +411,8 @@ def _humanize(key: str, value: str) -> str:
     """A stored value for people: epoch seconds (``*_since``, ``*_at``) as a time."""
     if key.endswith(("_since", "_at")):
         try:
-            from datetime import UTC, datetime
-
             return when(datetime.fromtimestamp(float(value), tz=UTC))
-        except ValueError:
+        except (ValueError, OverflowError, OSError):
             pass
     return value
 

@@ -85,20 +85,6 @@ def decisions_table(improvements: list[Improvement], title: str,
     return table
 
 
-def waiting_table(items: list[Waiting], title: str) -> Table:
-    """What waits on a person, in the order given: id, for how long, why."""
-    table = Table(title=title)
-    table.add_column("id", no_wrap=True)
-    table.add_column("status", no_wrap=True)
-    table.add_column("waiting", no_wrap=True)
-    table.add_column("group", no_wrap=True)
-    table.add_column("reason", overflow="fold")
-    for w in items:
-        table.add_row(w.improvement_id, w.status, human_duration(w.age_seconds),
-                      w.group.value if w.group else "-", escape(w.reason[:400]))
-    return table
-
-
 def merge_pending_table(merges: list[PendingMerge]) -> Table:
     """Branches waiting for a person to merge them, oldest first, with how long they have
     waited and their pull request (or why it could not be opened)."""
