@@ -60,6 +60,10 @@ class Wait(PipelineError):
         self.delay = delay
 
 
+# How a give-up on the infrastructure starts its reason (tasks/base.py writes it, the
+# alerts read it): a transient error that outlived every retry.
+INFRASTRUCTURE_ERROR = "infrastructure error"
+
 # 408 request timeout, 409 conflict (an object being changed meanwhile), 425 too early,
 # 429 too many requests; every 5xx.
 TRANSIENT_STATUS = frozenset({408, 409, 425, 429})

@@ -39,6 +39,15 @@ HEALTH_RESULTS = ("passed", "failed", "not_applicable", "insufficient_evidence")
 ROLLBACK_REASONS = ("manual", "sync_timeout", *(f"health_{c}" for c in HEALTH_CHECKS), "other")
 
 
+def queue_depths(store: RedisStore, queues: Iterable[str]) -> dict[str, int]:
+    """Messages waiting in each Celery queue (every priority step's list counted), in one
+    round trip."""
+    names = tuple(queues)
+    lengths = store.list_lengths([q + suffix for q in names for suffix in _PRIORITY_SUFFIXES])
+    step = len(_PRIORITY_SUFFIXES)
+    return {queue: sum(lengths[n * step:(n + 1) * step]) for n, queue in enumerate(names)}
+
+
 def _labelled(stats: dict[str, float], prefix: str, known: Iterable[tuple[str, ...]]) -> dict[tuple[str, ...], float]:
     """``prefix:a:b`` stats keys as {(a, b): value}, with every known label tuple present."""
     out: dict[tuple[str, ...], float] = {k: 0.0 for k in known}
@@ -172,9 +181,8 @@ class RedisCollector(Collector):
 
         depth = GaugeMetricFamily("cortex_queue_depth", "Messages waiting in each Celery queue.",
                                   labels=["queue"])
-        lengths = store.list_lengths([q + suffix for q in self.queues for suffix in _PRIORITY_SUFFIXES])
-        for n, queue in enumerate(self.queues):
-            depth.add_metric([queue], sum(lengths[n * 4:(n + 1) * 4]))
+        for queue, length in queue_depths(store, self.queues).items():
+            depth.add_metric([queue], length)
         yield depth
         yield GaugeMetricFamily("cortex_school_rollback_log_length", "Entries in the rollback log.",
                                 value=store.rollback_log_length())

@@ -14,8 +14,9 @@ import yaml
 from prometheus_client import generate_latest
 
 import celeryconfig
-from cortex_school.metrics import DESIGN_METRICS, registry_for
-from cortex_school.settings import PolicySettings
+from cortex_school.alerts import exporter_limits, registry_for
+from cortex_school.metrics import DESIGN_METRICS
+from cortex_school.settings import PolicySettings, get_settings
 from cortex_school.workers.policy import check_all
 from cortex_school.workers.schema_check import SchemaChecker
 
@@ -112,7 +113,10 @@ def test_custom_values_scale_a_group_reference_secrets_and_add_keda(tmp_path):
 
 
 def exported_names(store) -> set[str]:
-    text = generate_latest(registry_for(store, celeryconfig.ALL_QUEUES)).decode()
+    limits, breaker = exporter_limits(get_settings())
+    registry = registry_for(store, celeryconfig.ALL_QUEUES, limits=limits, breaker=breaker,
+                            consumers=lambda: {})
+    text = generate_latest(registry).decode()
     return {line.split()[2] for line in text.splitlines() if line.startswith("# TYPE")}
 
 
@@ -122,7 +126,9 @@ def test_every_dashboard_query_uses_a_metric_the_code_exports(store):
     titles = [p["title"] for p in dashboard["panels"]]
     assert titles == ["Pipeline funnel", "Auto-approval rate", "Implementation success rate",
                       "Rollback rate", "Processing rate by stage", "Expert utilization",
-                      "RAG conflict types", "Recent failures"]
+                      "RAG conflict types", "Recent failures", "Waiting on a person by reason",
+                      "Oldest review", "Stuck improvements", "Dead letters (last hour)",
+                      "Circuit breaker", "Queues: depth and consumers"]
     exported = exported_names(store)
     series = exported | {f"{n}_total" for n in exported} | {f"{n}_{s}" for n in exported
                                                               for s in ("bucket", "sum", "count")}

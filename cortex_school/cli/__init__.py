@@ -8,8 +8,9 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import typer
 from rich.console import Console
@@ -18,11 +19,12 @@ from rich.table import Table
 
 from cortex_school.cli.render import (
     _print_sync,
-    decisions_table,
     funnel_table,
     merge_pending_table,
+    one_line_table,
     print_report,
-    waiting_table,
+    short_age,
+    when,
 )
 from cortex_school.intake.ingest import ingest_document, iter_sources
 from cortex_school.models import Improvement, Rejection, Status
@@ -35,7 +37,7 @@ from cortex_school.store import (
     connect,
     ensure_valid_id,
 )
-from cortex_school.waiting import Group, StuckLimits, Waiting, current_reasons, needs_person
+from cortex_school.waiting import Group, StuckLimits, Waiting, current_reason, current_reasons, needs_person
 
 if TYPE_CHECKING:
     from cortex_school.validation.rag.index import VectorIndex
@@ -129,25 +131,44 @@ def ingest(
 
 
 @app.command()
-def status() -> None:
+def status(
+    as_json: bool = typer.Option(False, "--json", help="The funnel, flags, stuck work, pending "
+                                 "merges and dead-letter counts as one JSON object."),
+) -> None:
     """The funnel: how many improvements are in each stage, what is stuck, and which
     branches wait for a person to merge them (and for how long)."""
     store = _store()
-    console.print(funnel_table(store))
-    flags = {k: v for k, v in store.flags().items() if v}
-    if flags:
-        console.print(f"[yellow]override flags set: {', '.join(flags)}[/]")
     from cortex_school.sweeper import find_stuck
 
     settings = get_settings()
     stuck = find_stuck(store, stuck_after=settings.stuck_after_seconds,
                        health_window=settings.services.health_check_duration)
+    if as_json:
+        from cortex_school.delivery.merge import pending_merges
+        from cortex_school.intake.bridge import dead_letter_list
+
+        print(json.dumps({
+            "funnel": {status.value: count for status, count in store.funnel().items()},
+            "rejected_input": store.rejection_count(),
+            "flags": store.flags(),
+            "stuck": [{"id": s.improvement_id, "status": s.status.value, "seconds": round(s.age_seconds, 1)}
+                      for s in stuck],
+            "merge_pending": [{"id": m.improvement_id, "branch": m.branch, "seconds": round(m.age_seconds, 1),
+                               "pull_request_url": m.pull_request_url} for m in pending_merges(store)],
+            "dead_letters": store.dead_letter_count(),
+            "bridge_dead_letters": store.dead_letter_count(dead_letter_list(settings.ingest.bridge_list)),
+        }, ensure_ascii=False))
+        return
+    console.print(funnel_table(store))
+    flags = {k: v for k, v in store.flags().items() if v}
+    if flags:
+        console.print(f"[yellow]override flags set: {', '.join(flags)}[/]")
     if stuck:
         table = Table(title=f"stuck: {len(stuck)} improvement(s) longer than their stage allows")
         for col in ("id", "status", "for", "sweeps so far"):
             table.add_column(col)
         for s in stuck[:50]:
-            table.add_row(s.improvement_id, s.status.value, f"{int(s.age_seconds)}s",
+            table.add_row(s.improvement_id, s.status.value, short_age(s.age_seconds),
                           store.field(s.improvement_id, f"stuck_resumes:{s.status.value}") or "0")
         console.print(table)
     _print_merge_pending(store)
@@ -168,6 +189,49 @@ def sweep() -> None:
     from cortex_school.tasks.sweep import sweep_stuck
 
     console.print(sweep_stuck.run())
+
+
+@app.command()
+def alerts(
+    older_than: float = typer.Option(86400.0, "--older-than", help="Seconds an improvement may wait "
+                                     "on a person (review, policy findings, a merge) before it is an "
+                                     "alert; stuck work, dead letters and failed rollbacks always are."),
+    inspect_timeout: float = typer.Option(1.0, help="Seconds to wait for the workers to say which "
+                                          "queues they consume."),
+    as_json: bool = typer.Option(False, "--json", help="A JSON array of alerts (severity, kind, what, "
+                                 "since, improvement_id, queue)."),
+) -> None:
+    """Everything that needs attention now: improvements waiting on a person longer than
+    --older-than, stuck work, dead letters, failed rollbacks, an open circuit breaker, and
+    queues holding work that no worker consumes. Most severe first.
+
+    Exit status 0 when nothing needs attention, 1 when anything does, 2 when Redis is not
+    reachable."""
+    from celeryconfig import ALL_QUEUES
+    from cortex_school.alerts import collect_alerts, exporter_limits, queue_consumers
+    from cortex_school.intake.bridge import dead_letter_list
+
+    settings = get_settings()
+    store = _store()
+    limits, breaker = exporter_limits(settings)
+    consumers = queue_consumers(ALL_QUEUES, timeout=inspect_timeout)
+    found = collect_alerts(store, limits=limits, breaker=breaker, queues=ALL_QUEUES, consumers=consumers,
+                           review_after=older_than,
+                           bridge_dead_letters=dead_letter_list(settings.ingest.bridge_list))
+    if as_json:
+        print(json.dumps([a.as_json() for a in found], ensure_ascii=False))
+    else:
+        if consumers is None:
+            err.print("[yellow]the broker could not be asked which queues are consumed: queues not checked[/]")
+        if not found:
+            console.print("nothing needs attention")
+        for a in found:
+            subject = a.improvement_id or a.queue or "-"
+            since = when(a.since) if a.since else "since: unknown"
+            colour = "red" if a.severity == "critical" else "yellow"
+            console.print(f"[{colour}]{a.severity.value.upper():<8}[/] {a.kind} {subject}  [dim]{since}[/]")
+            console.print(f"  {escape(a.what)}")
+    raise typer.Exit(1 if found else 0)
 
 
 @app.command("list")
@@ -197,7 +261,15 @@ def list_(
     if as_json:
         print(json.dumps([list_row(imp, reasons.get(imp.id)) for imp in items], ensure_ascii=False))
         return
-    console.print(decisions_table(items, f"{wanted[0].value}: {len(ids)} shown", reasons))
+    rows: list[tuple[str, float | None, str, str]] = []
+    for imp in sorted(items, key=lambda i: (i.status.value, -i.relevance, i.id)):
+        current = reasons.get(imp.id)
+        reason = current.reason if current else (imp.decision.reason if imp.decision else "")
+        age = current.age_seconds if current and current.since else None
+        if current is not None and current.group is not None:
+            reason = f"{current.group.value}: {reason}"
+        rows.append((imp.id, age, imp.status.value, reason))
+    console.print(one_line_table(rows, f"{wanted[0].value}: {len(ids)} shown"))
 
 
 def show_record(store: RedisStore, improvement_id: str, fields: dict[str, str]) -> dict[str, object]:
@@ -240,8 +312,10 @@ def show(
     improvement_id: str,
     as_json: bool = typer.Option(False, "--json", help="Every field, the validation findings "
                                  "(check, conflict, reason, evidence), assessments and timeline as JSON."),
+    all_fields: bool = typer.Option(False, "--all", help="Also every other stored field, in full."),
 ) -> None:
-    """Every field of one improvement and its timeline."""
+    """One improvement in sections: summary (where it is and the one current reason), the
+    findings (validation and policy), the plan, the timeline; times for people."""
     store = _store()
     fields = store.raw_fields(improvement_id)
     if not fields:
@@ -250,25 +324,97 @@ def show(
     if as_json:
         print(json.dumps(show_record(store, improvement_id, fields), ensure_ascii=False, default=str))
         return
-    table = Table(title=f"improvement:{improvement_id}", show_header=False)
-    table.add_column("field", style="bold")
-    table.add_column("value", overflow="fold")
-    for key in sorted(fields):
-        value = fields[key]
-        if value.startswith(("{", "[")):
-            try:
-                value = json.dumps(json.loads(value), indent=2, ensure_ascii=False)
-            except ValueError:
-                pass
-        table.add_row(key, escape(value))
-    console.print(table)
-    timeline = Table(title="timeline")
-    for col in ("at", "from", "to", "actor", "reason"):
-        timeline.add_column(col, overflow="fold")
+    record = show_record(store, improvement_id, fields)
+    parsed = cast("dict[str, Any]", record["fields"])
+    current = current_reason(store, improvement_id, limits=_limits())
+    shown: set[str] = set()
+
+    def field(name: str) -> str:
+        shown.add(name)
+        value = parsed.get(name)
+        return "" if value is None else str(value)
+
+    console.rule(f"[bold]{improvement_id}[/]", align="left")
+    summary = Table(show_header=False, box=None, pad_edge=False)
+    summary.add_column("what", style="bold", no_wrap=True)
+    summary.add_column("value", overflow="fold")
+    summary.add_row("title", escape(field("title")))
+    status_line = field("status")
+    if current is not None:
+        status_line += f" since {when(current.since)}"
+    summary.add_row("status", status_line)
+    if current is not None and current.group is not None:
+        summary.add_row("waits on", f"a person: {current.group.value} for {short_age(current.age_seconds)}")
+    summary.add_row("reason", escape(current.reason if current else field("review_reason")))
+    summary.add_row("kind", f"{field('category')}/{field('type')}, relevance {field('relevance')}, "
+                    f"expert {field('expert') or '-'}")
+    summary.add_row("video", escape(field("video_id")))
+    for name in ("git_commit", "git_branch", "pull_request_url", "last_error", "failure_reason",
+                 "rollback_status"):
+        if parsed.get(name):
+            summary.add_row(name.replace("_", " "), escape(field(name)[:500]))
+    description = field("description")
+    summary.add_row("description", escape(description[:600] + ("…" if len(description) > 600 else "")))
+    console.print(summary)
+
+    findings = cast("list[dict[str, Any]]", record["findings"])
+    timeline_entries = cast("list[object]", record["timeline"])
+    violations = parsed.get("policy_violations") or []
+    shown.update({"validation", "policy_violations"})
+    console.rule(f"findings ({len(findings)} validation, {len(violations)} policy)", align="left")
+    for f in findings:
+        mark = "[red]✗[/]" if f["conflict"] else "·"
+        console.print(f"{mark} {escape(str(f['check']))}: {escape(str(f['reason'])[:400])}")
+        for ev in (f.get("evidence") or [])[:5]:
+            console.print(f"    {escape(str(ev)[:300])}")
+    for v in violations if isinstance(violations, list) else []:
+        if isinstance(v, dict):
+            console.print(f"[red]✗[/] {escape(str(v.get('rule')))} {escape(str(v.get('object')))}"
+                          f"{' at ' + escape(str(v['path'])) if v.get('path') else ''}: "
+                          f"{escape(str(v.get('detail'))[:300])} ({v.get('action', 'refuse')})")
+
+    plan = parsed.get("plan")
+    shown.add("plan")
+    console.rule("plan", align="left")
+    if isinstance(plan, dict):
+        resources = plan.get("resources") or []
+        console.print(f"{len(resources)} resource(s) by {escape(str(plan.get('planner', '?')))}")
+        for r in resources if isinstance(resources, list) else []:
+            if isinstance(r, dict):
+                console.print(f"  {escape(str(r.get('kind')))} {escape(str(r.get('namespace') or '-'))}/"
+                              f"{escape(str(r.get('name')))}")
+        for step in plan.get("manual_steps") or []:
+            console.print(f"  manual: {escape(str(step)[:300])}")
+    else:
+        console.print("[dim]no plan yet[/]")
+
+    timeline = Table(title=f"timeline ({len(timeline_entries)} entries)", title_justify="left",
+                     box=None, pad_edge=False)
+    for col, wrap in (("at", False), ("from → to", False), ("actor", False), ("reason", True)):
+        timeline.add_column(col, no_wrap=not wrap, overflow="fold")
     for entry in store.timeline(improvement_id):
-        timeline.add_row(entry.at.isoformat(timespec="seconds"), entry.from_status or "-",
-                         entry.to_status, escape(entry.actor), escape(entry.reason))
+        timeline.add_row(f"{entry.at:%Y-%m-%d %H:%M:%S}", f"{entry.from_status or '-'} → {entry.to_status}",
+                         escape(entry.actor), escape(entry.reason[:500]))
     console.print(timeline)
+
+    rest = sorted(k for k in parsed if k not in shown and k not in
+                  ("title", "status", "description", "category", "type", "relevance", "expert", "video_id"))
+    if all_fields:
+        console.rule("every other field", align="left")
+        for key in rest:
+            console.print(f"[bold]{escape(key)}[/]: {escape(_humanize(key, fields[key]))}")
+    elif rest:
+        console.print(f"[dim]{len(rest)} more field(s): {escape(', '.join(rest))} (show --all, or --json)[/]")
+
+
+def _humanize(key: str, value: str) -> str:
+    """A stored value for people: epoch seconds (``*_since``, ``*_at``) as a time."""
+    if key.endswith(("_since", "_at")):
+        try:
+            return when(datetime.fromtimestamp(float(value), tz=UTC))
+        except (ValueError, OverflowError, OSError):
+            pass
+    return value
 
 
 @app.command()
@@ -285,19 +431,35 @@ def rejected(limit: int = typer.Option(50, help="Newest N records.")) -> None:
 
 
 @review_app.command("list")
-def review_list() -> None:
-    """Everything waiting for a person, with the one current reason and how long: reviews
-    (pending_review), branches to merge, stuck work and failed rollbacks."""
+def review_list(
+    as_json: bool = typer.Option(False, "--json", help="Every waiting improvement as a JSON array "
+                                 "(id, status, group, reason, since, waiting_seconds, title)."),
+) -> None:
+    """Everything waiting for a person, one line each with the one current reason and how
+    long: reviews (pending_review), then branches to merge, stuck work and failed rollbacks."""
     store = _store()
     groups = needs_person(store, limits=_limits())
+    if as_json:
+        print(json.dumps([waiting_row(w) for items in groups.values() for w in items], ensure_ascii=False))
+        return
     pending = sorted((w for items in groups.values() for w in items if w.status == Status.PENDING_REVIEW.value),
                      key=lambda w: (-w.age_seconds, w.improvement_id))
-    console.print(waiting_table(pending, f"pending_review: {len(pending)}"))
+    console.print(one_line_table([(w.improvement_id, w.age_seconds, w.group.value if w.group else "-", w.reason)
+                                  for w in pending], f"pending_review: {len(pending)}", middle="why"))
     _print_merge_pending(store)
     others = [w for g, items in groups.items() if g is not Group.MERGE_PENDING
               for w in items if w.status != Status.PENDING_REVIEW.value]
     if others:
-        console.print(waiting_table(others, f"also waiting on a person: {len(others)}"))
+        console.print(one_line_table([(w.improvement_id, w.age_seconds, w.group.value if w.group else "-",
+                                       w.reason) for w in others],
+                                     f"also waiting on a person: {len(others)}", middle="why"))
+
+
+def waiting_row(w: Waiting) -> dict[str, object]:
+    """One improvement that waits on a person, for scripts."""
+    return {"id": w.improvement_id, "status": w.status, "group": w.group.value if w.group else None,
+            "reason": w.reason, "since": w.since.isoformat() if w.since else None,
+            "waiting_seconds": round(w.age_seconds, 1), "title": w.title, "actor": w.actor}
 
 
 def _print_merge_pending(store: RedisStore) -> None:
@@ -347,14 +509,18 @@ def implement(improvement_id: str) -> None:
 def metrics(
     port: int = typer.Option(9808, help="Port to serve /metrics on."),
     addr: str = typer.Option("0.0.0.0", help="Address to bind."),
+    inspect_timeout: float = typer.Option(1.0, help="Seconds each scrape waits for the workers to "
+                                          "say which queues they consume (cortex_queue_consumers)."),
 ) -> None:
     """Serve the Prometheus metrics (read from Redis) until interrupted."""
     import time as _time
 
     from celeryconfig import ALL_QUEUES
-    from cortex_school.metrics import serve
+    from cortex_school.alerts import exporter_limits, queue_consumers, serve
 
-    serve(_store(), ALL_QUEUES, port, addr)
+    limits, breaker = exporter_limits(get_settings())
+    serve(_store(), ALL_QUEUES, port, addr, limits=limits, breaker=breaker,
+          consumers=lambda: queue_consumers(ALL_QUEUES, timeout=inspect_timeout))
     console.print(f"serving /metrics on {addr}:{port}")
     while True:
         _time.sleep(3600)
@@ -470,6 +636,7 @@ def policy_check(
                                "repository: Pod Security (restricted), RBAC, exposure, secrets; "
                                "without the rules only generated changes must meet."),
     output: str = typer.Option("table", "--format", help="table or json."),
+    as_json: bool = typer.Option(False, "--json", help="The same as --format json."),
     repo: str = typer.Option(None, help="A GitOps checkout: objects, Secrets and recorded "
                              "series that already exist there (ownership, shadowing)."),
     kubernetes_version: str = typer.Option(None, help="Default: KUBERNETES_VERSION."),
@@ -480,6 +647,8 @@ def policy_check(
     from cortex_school.workers.policy import GateContext, Violation, check_change, health_series
     from cortex_school.workers.schema_check import SchemaChecker
 
+    if as_json:
+        output = "json"
     if output not in ("table", "json"):
         err.print("[red]--format is table or json[/]")
         raise typer.Exit(2)

@@ -190,7 +190,7 @@ def run_demo(
     store: RedisStore, *, samples: str, timeout: float, concurrency: int, platform: str | None = None
 ) -> int:
     from celeryconfig import ALL_QUEUES
-    from cortex_school.cli import decisions_table, funnel_table, print_report
+    from cortex_school.cli.render import decisions_table, funnel_table, print_report
     from cortex_school.intake.ingest import ingest_document, iter_sources
     from cortex_school.models import Rejection
     from cortex_school.pipeline import enqueue

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from cortex_school.delivery.merge import PendingMerge, human_duration
 from cortex_school.intake.ingest import IngestReport
@@ -83,26 +85,17 @@ def decisions_table(improvements: list[Improvement], title: str,
     return table
 
 
-def waiting_table(items: list[Waiting], title: str) -> Table:
-    """What waits on a person, in the order given: id, for how long, why."""
-    table = Table(title=title)
-    table.add_column("id", no_wrap=True)
-    table.add_column("status", no_wrap=True)
-    table.add_column("waiting", no_wrap=True)
-    table.add_column("group", no_wrap=True)
-    table.add_column("reason", overflow="fold")
-    for w in items:
-        table.add_row(w.improvement_id, w.status, human_duration(w.age_seconds),
-                      w.group.value if w.group else "-", escape(w.reason[:400]))
-    return table
-
-
 def merge_pending_table(merges: list[PendingMerge]) -> Table:
     """Branches waiting for a person to merge them, oldest first, with how long they have
     waited and their pull request (or why it could not be opened)."""
-    table = Table(title=f"merge pending: {len(merges)} branch(es) waiting for a person to merge them")
-    for col in ("id", "title", "branch", "waiting for", "pull request"):
-        table.add_column(col, overflow="fold")
+    table = Table(title=f"merge pending: {len(merges)} branch(es) waiting for a person to merge them",
+                  box=None, pad_edge=False, title_justify="left")
+    # One line per branch: id, branch and age whole; title and pull request cut to fit.
+    table.add_column("id", no_wrap=True, min_width=16)
+    table.add_column("branch", no_wrap=True)
+    table.add_column("waiting for", no_wrap=True)
+    table.add_column("title", no_wrap=True, overflow="ellipsis", ratio=1)
+    table.add_column("pull request", no_wrap=True, overflow="ellipsis", ratio=1)
     for m in merges:
         if m.pull_request_url:
             pull = escape(m.pull_request_url)
@@ -110,8 +103,8 @@ def merge_pending_table(merges: list[PendingMerge]) -> Table:
             pull = f"[red]not opened: {escape(m.pull_request_error[:200])}[/]"
         else:
             pull = "-"
-        table.add_row(m.improvement_id, escape(m.title[:80]), escape(m.branch),
-                      human_duration(m.age_seconds), pull)
+        table.add_row(m.improvement_id, escape(m.branch), human_duration(m.age_seconds),
+                      escape(m.title[:80]), pull)
     return table
 
 
@@ -120,3 +113,43 @@ def _print_sync(report: SyncReport) -> None:
                   f"{report.unchanged} unchanged, {report.deleted} deleted")
     for problem in report.problems:
         console.print(f"  [yellow]! {problem}[/]")
+
+
+def short_age(seconds: float) -> str:
+    """``45s``, ``12m``, ``3h``, ``2d``: one unit, at most four characters, for a column."""
+    total = max(0, int(seconds))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if total >= size:
+            return f"{total // size}{unit}"
+    return f"{total}s"
+
+
+def when(stamp: datetime | None, now: datetime | None = None) -> str:
+    """``2026-12-02 16:42 UTC (3h ago)``: a time for people, never an epoch float."""
+    if stamp is None:
+        return "unknown"
+    now = now or datetime.now(UTC)
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=UTC)
+    ago = (now - stamp).total_seconds()
+    rel = f"{short_age(ago)} ago" if ago >= 0 else f"in {short_age(-ago)}"
+    return f"{stamp.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC ({rel})"
+
+
+def one_line_table(rows: list[tuple[str, float | None, str, str]], title: str,
+                   middle: str = "stage", width: int | None = None) -> Text:
+    """One line per improvement at any width (``width``: the console's): the id whole
+    (never wrapped), its age, ``middle`` (the stage, or the group it waits in) and as much
+    of the reason as fits, cut with an ellipsis. Plain text, not escaped markup: hostile
+    reasons print literally."""
+    width = max(40, width or console.width)
+    mid = min(15, max([len(middle)] + [len(r[2]) for r in rows]))
+    lines = [title, f"{'id':<16}  {'age':>4}  {middle:<{mid}}  reason"]
+    for iid, age, what, reason in rows:
+        head = f"{iid:<16}  {short_age(age) if age is not None else '-':>4}  {_cut(what, mid):<{mid}}  "
+        lines.append(head + _cut(" ".join(reason.split()), width - len(head)))
+    return Text("\n".join(lines), no_wrap=True, overflow="ellipsis")
+
+
+def _cut(text: str, room: int) -> str:
+    return text if len(text) <= room else text[:max(0, room - 1)] + "…"

@@ -16,7 +16,9 @@ def _serve_metrics(sender: object = None, **_: object) -> None:
     port = get_settings().metrics_port
     if port:
         from celeryconfig import ALL_QUEUES
-        from cortex_school.metrics import serve
+        from cortex_school.alerts import exporter_limits, queue_consumers, serve
         from cortex_school.runtime import get_store
 
-        serve(get_store(), ALL_QUEUES, port)
+        limits, breaker = exporter_limits(get_settings())
+        serve(get_store(), ALL_QUEUES, port, limits=limits, breaker=breaker,
+              consumers=lambda: queue_consumers(ALL_QUEUES))

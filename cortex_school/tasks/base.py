@@ -27,7 +27,14 @@ from celery.utils.log import get_task_logger
 
 from celery import Task
 from cortex_school import pipeline
-from cortex_school.errors import NeedsReview, PermanentError, TransientError, Wait, backoff_seconds
+from cortex_school.errors import (
+    INFRASTRUCTURE_ERROR,
+    NeedsReview,
+    PermanentError,
+    TransientError,
+    Wait,
+    backoff_seconds,
+)
 from cortex_school.models import Rejection, Status
 from cortex_school.runtime import get_settings, get_store
 from cortex_school.store import CONNECTION_ERRORS, ensure_valid_id
@@ -46,6 +53,17 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 # deadline, transient failures by max_retries(). Celery reads max_retries=None as "the
 # default", which would silently stop a wait after three rounds.
 UNBOUNDED = 1_000_000
+
+
+def infrastructure_reason(stage: str, improvement_id: str, exc: BaseException, attempts: int) -> str:
+    """What a person reads when a stage gave up on the infrastructure (the message is the
+    client's own, already redacted)."""
+    reason = (f"{INFRASTRUCTURE_ERROR} in {stage}, gave up after {attempts} attempts: "
+              f"{type(exc).__name__}: {str(exc).strip()[:500]}; fix the remote, credentials or "
+              "endpoint named here")
+    if stage == "implement":
+        reason += f", then `cortex-school review approve {improvement_id}` implements it again"
+    return reason
 
 
 class InvalidTaskInput(PermanentError, ValueError):
@@ -71,9 +89,20 @@ class PipelineTask(Task):
         return backoff_seconds(attempt, cfg.retry_backoff_seconds, cfg.retry_backoff_max_seconds)
 
     def give_up(self, improvement_id: str, exc: BaseException, attempts: int) -> Any:
-        """Out of retries. By default the failure stands (``on_failure`` records it); a stage
+        """Out of retries on an infrastructure error (a GitOps remote that is gone or refuses
+        the credentials, an API that does not answer): the improvement goes to a person
+        (``pending_review``) with what failed, how often, and what to do, and an alert is
+        recorded, instead of the failure living only in the worker's log. Once something
+        was delivered the failure stands instead (``on_failure`` rolls it back). A stage
         may record something better and return its outcome instead."""
-        raise exc
+        store = get_store()
+        status = store.field(improvement_id, "status")
+        if status is None or status in {s.value for s in pipeline.DELIVERY}:
+            raise exc
+        reason = infrastructure_reason(self.stage, improvement_id, exc, attempts)
+        store.set_fields(improvement_id, {"last_error": reason, "infrastructure_error": reason})
+        store.alert(improvement_id, reason, "warning")
+        return self._hand_over(improvement_id, reason)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         task_id = getattr(self.request, "id", None)

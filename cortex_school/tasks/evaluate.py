@@ -31,7 +31,7 @@ class EvaluateTask(PipelineTask):
 
     def give_up(self, improvement_id: str, exc: BaseException, attempts: int) -> Any:
         if not isinstance(exc, ExpertUnavailable):
-            raise exc
+            return super().give_up(improvement_id, exc, attempts)
         store = get_store()
         name = (self.request.kwargs or {}).get("expert") or store.field(improvement_id, "expert") or "?"
         store.count(f"expert_unreachable:{name}")
