@@ -232,3 +232,22 @@ def test_consumers_are_asked_at_most_once_per_ttl():
 
     consumers = Consumers(ask, ttl=60)
     assert [consumers().per_queue["route"] for _ in range(3)] == [2, 2, 2] and len(calls) == 1
+
+
+def test_the_demo_serves_the_dashboard_on_loopback_with_its_own_token(store, remote):
+    """GIVEN the demo's dashboard helper WHEN it starts THEN it answers on 127.0.0.1 with the
+    generated token only (anonymous: 401), and stops when asked."""
+    import httpx
+
+    from cortex_school.cli.demo import start_dashboard
+
+    web = start_dashboard(store, remote=str(remote))
+    assert web is not None and web.url.startswith("http://127.0.0.1:") and len(web.token) >= 32
+    try:
+        assert httpx.get(web.url, timeout=5).status_code == 401
+        ok = httpx.get(web.url + "pipeline", headers={"Authorization": f"Bearer {web.token}"}, timeout=10)
+        assert ok.status_code == 200 and "Funnel" in ok.text
+    finally:
+        web.stop()
+    with pytest.raises(httpx.TransportError):
+        httpx.get(web.url + "healthz", timeout=2)

@@ -762,6 +762,7 @@ def demo(
     reset: bool = typer.Option(False, help="Delete this database's pipeline state first."),
     platform: str = typer.Option("examples/platform",
                                  help="Sample platform to index for RAG validation ('' to skip)."),
+    dashboard: bool = typer.Option(True, help="Serve the review dashboard on 127.0.0.1 while it runs."),
 ) -> None:
     """Start a worker, ingest the samples, wait until idle, print the funnel and decisions."""
     from cortex_school.cli.demo import reset_demo_gitops, run_demo
@@ -771,7 +772,7 @@ def demo(
         console.print(f"reset: deleted {store.purge()} pipeline keys")
         reset_demo_gitops()
     raise typer.Exit(run_demo(store, samples=samples, timeout=timeout, concurrency=concurrency,
-                              platform=platform or None))
+                              platform=platform or None, dashboard=dashboard))
 
 
 def main() -> None:

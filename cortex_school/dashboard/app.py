@@ -29,7 +29,7 @@ import unicodedata
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jinja2
 from fastapi import FastAPI, Request
@@ -49,6 +49,9 @@ from cortex_school.pipeline import DELIVERY, RERUNNABLE
 from cortex_school.settings import DashboardSettings, Settings, get_settings
 from cortex_school.store import OVERRIDE_FLAGS, RedisStore, TransitionRefused
 from cortex_school.waiting import GROUP_TITLES, StuckLimits, Waiting, current_reason, needs_person
+
+if TYPE_CHECKING:
+    from cortex_school.clients.gitops import GitOpsRepo
 
 HERE = Path(__file__).parent
 MAX_REASON = 1000  # characters of a review reason
@@ -425,20 +428,35 @@ def _improvement_context(store: RedisStore, improvement: Improvement, limits: St
 
 
 def app_from_settings(store: RedisStore, settings: Settings | None = None, *,
-                      dashboard: DashboardSettings | None = None) -> FastAPI:
+                      dashboard: DashboardSettings | None = None, remote: str | None = None) -> FastAPI:
     """The dashboard as ``cortex-school dashboard`` and the demo run it: this process's own
-    clone of the GitOps repository for the diffs, the Celery queues of ``celeryconfig``
-    with consumers asked of the workers, the circuit breaker's settings."""
+    clone of the GitOps repository (``remote`` instead of GITOPS_REMOTE: the demo's local
+    one) for the diffs, the Celery queues of ``celeryconfig`` with consumers asked of the
+    workers, the circuit breaker's settings."""
     from celeryconfig import ALL_QUEUES
     from cortex_school.intake.bridge import dead_letter_list
     from cortex_school.runtime import get_gitops_repo
 
     settings = settings or get_settings()
+    if remote is not None:
+        settings = settings.model_copy(update={"gitops": settings.gitops.model_copy(update={"remote_url": remote})})
     limits = StuckLimits(stuck_after=settings.stuck_after_seconds,
                          health_window=settings.services.health_check_duration)
     approval = settings.approval
     return create_app(store, dashboard or settings.dashboard, limits=limits,
                       bridge_dead_letters=dead_letter_list(settings.ingest.bridge_list),
-                      changes=ChangeViewer(get_gitops_repo, settings.policy),
+                      changes=ChangeViewer(lambda: _repo(settings) if remote is not None else get_gitops_repo(),
+                                           settings.policy),
                       queues=ALL_QUEUES,
                       breaker=(approval.circuit_breaker_rollbacks, approval.circuit_breaker_window_seconds))
+
+
+def _repo(settings: Settings) -> GitOpsRepo:
+    """A clone of ``settings``' GitOps remote (runtime's reads the process-wide settings)."""
+    from cortex_school.clients.gitops import GitOpsRepo
+
+    cfg = settings.gitops
+    return GitOpsRepo(remote=cfg.remote, branch=cfg.github_branch,
+                      workdir=cfg.workdir or settings.data_dir / "gitops", author=cfg.commit_author,
+                      mode=cfg.mode, push_attempts=cfg.push_attempts, username=cfg.username,
+                      secret=cfg.secret)

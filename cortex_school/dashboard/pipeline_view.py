@@ -39,11 +39,13 @@ class Seen:
 
 def ask_celery(timeout: float) -> Seen:
     """One ``active_queues`` broadcast: every worker that answers within ``timeout``."""
+    from kombu.exceptions import OperationalError
+
     from cortex_school.celery import app
 
     try:
         replies: dict[str, list[dict[str, Any]]] | None = app.control.inspect(timeout=timeout).active_queues()
-    except (OSError, ConnectionError, TimeoutError) as exc:
+    except (OSError, OperationalError) as exc:
         return Seen(error=f"the broker cannot be reached: {type(exc).__name__}", at=time.monotonic())
     per_queue: dict[str, int] = {}
     for queues in (replies or {}).values():
@@ -87,7 +89,7 @@ def snapshot(store: RedisStore, queues: Iterable[str], seen: Seen, *, breaker_li
     flags = store.flags()
     recent = store.rollbacks_since(timedelta(seconds=breaker_window))
     return {
-        "as_of": utcnow().isoformat(),
+        "as_of": utcnow().strftime("%Y-%m-%d %H:%M:%S UTC"),
         "funnel": {status.value: count for status, count in store.funnel().items()},
         "queues": rows,
         "starved": [r["name"] for r in rows if r["starved"]],
