@@ -13,8 +13,9 @@ Who calls what: ingestion calls :func:`enqueue`; the implement task calls
 :func:`after_commit`; the deploy task calls :func:`next_step`; a delivery step that
 fails (its outcome, or its task's ``on_failure``) calls :func:`compensate`; the sweeper
 calls :func:`resume` and :func:`compensate`; the CLI and the dashboard call
-:func:`decide_review` (which calls :func:`after_review`), :func:`request_deploy` and
-:func:`request_rollback`.
+:func:`decide_review` (which calls :func:`after_review`), :func:`rerun_stage` (which calls
+:func:`resume`), :func:`manual_rollback` (which calls :func:`request_rollback`),
+:func:`set_override` and :func:`request_deploy`.
 """
 
 from __future__ import annotations
