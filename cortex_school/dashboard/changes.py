@@ -107,7 +107,8 @@ class ChangeViewer:
         if not plan:
             return Change("none", "Manifests", note="No plan yet: the implement stage plans once the "
                           "improvement is approved.")
-        return self._cached(improvement.id, f"plan:{plan}", lambda: self._planned(improvement, plan))
+        return self._cached(improvement.id, f"plan:{improvement.status.value}:{plan}",
+                            lambda: self._planned(improvement, plan))
 
     def _cached(self, improvement_id: str, key: str, make: Callable[[], Change]) -> Change:
         with self._lock:
@@ -149,7 +150,9 @@ class ChangeViewer:
         from cortex_school.workers.manifests import PlanError
         from cortex_school.workers.plan import ImplementationPlan
 
-        title = "Would be committed (the stored plan rendered now; not committed)"
+        title = ("Would be committed (the stored plan rendered now; not committed)"
+                 if improvement.status not in (Status.REJECTED, Status.ACKNOWLEDGED) else
+                 f"The stored plan rendered now ({improvement.status.value}: never committed)")
         try:
             plan = ImplementationPlan.model_validate_json(raw_plan)
         except ValidationError:
