@@ -13,13 +13,20 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
 	touch $(STAMP)
 
-# Debian's prometheus (the metrics health check is tested against a real one).
+# Debian's prometheus (the metrics health check is tested against a real one), helm, and
+# chromium + chromium-driver (the dashboard's browser tests); each skipped when present.
 tools:
 	@command -v promtool >/dev/null && command -v prometheus >/dev/null || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get install -y --no-install-recommends prometheus >/dev/null || \
 	  echo "prometheus not installed: its tests will be skipped"; }
 	@PYTHON=$(BIN)/python scripts/fetch-helm.sh >/dev/null || echo "helm not fetched: chart tests will be skipped"
+	@# Debian's headless Chromium and its driver (the dashboard's browser tests, Selenium).
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	  command -v apt-get >/dev/null || { echo "no apt-get: browser tests will be skipped"; exit 0; }; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get install -y --no-install-recommends chromium chromium-driver >/dev/null || \
+	  echo "chromium not installed: browser tests will be skipped"; }
 
 setup: $(STAMP) tools
 

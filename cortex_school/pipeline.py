@@ -13,8 +13,9 @@ Who calls what: ingestion calls :func:`enqueue`; the implement task calls
 :func:`after_commit`; the deploy task calls :func:`next_step`; a delivery step that
 fails (its outcome, or its task's ``on_failure``) calls :func:`compensate`; the sweeper
 calls :func:`resume` and :func:`compensate`; the CLI and the dashboard call
-:func:`decide_review` (which calls :func:`after_review`), :func:`request_deploy` and
-:func:`request_rollback`.
+:func:`decide_review` (which calls :func:`after_review`), :func:`rerun_stage` (which calls
+:func:`resume`), :func:`manual_rollback` (which calls :func:`request_rollback`),
+:func:`set_override` and :func:`request_deploy`.
 """
 
 from __future__ import annotations
@@ -211,3 +212,62 @@ def request_rollback(store: "StateStore", improvement_id: str, why: str) -> None
 def request_deploy(improvement_id: str) -> None:
     """A person says a committed change may go (e.g. after merging its branch by hand)."""
     advance(Status.COMMITTED, improvement_id)
+
+
+class NotNow(ValueError):
+    """A person's request that does not apply to the improvement as it stands (nothing changed)."""
+
+
+# Where "re-run the stage" means something: a stage acts on these (the rest wait on a
+# person, or are done).
+RERUNNABLE: tuple[Status, ...] = (Status.RAW, Status.CATEGORIZED, Status.ASSESSED, Status.VALIDATED,
+                                  Status.APPROVED, Status.IMPLEMENTING, Status.COMMITTED, Status.DEPLOYED)
+
+
+def _noted(store: "StateStore", improvement: Improvement, actor: str, reason: str) -> None:
+    from cortex_school.models import TimelineEntry
+
+    status = improvement.status.value
+    store.note(improvement.id, TimelineEntry(at=utcnow(), from_status=status, to_status=status,
+                                             actor=actor, reason=reason))
+
+
+def rerun_stage(store: "StateStore", improvement_id: str, *, by: str) -> Improvement:
+    """A person's "re-run the stage it sits in" (the CLI's ``implement``, the dashboard's
+    button): the same :func:`resume` the sweeper uses, a rollback under way is resumed, and
+    the timeline says who asked. Raises :class:`NotNow` where no stage acts."""
+    from cortex_school.delivery import rollback_under_way
+
+    improvement = store.get(improvement_id)
+    if improvement is None:
+        raise NotNow(f"no improvement {improvement_id}")
+    if improvement.status not in RERUNNABLE:
+        raise NotNow(f"{improvement_id} is {improvement.status.value}: no stage acts on it "
+                     "(a person reviews it, or it is done)")
+    _noted(store, improvement, f"human:{by}", f"re-run of the {improvement.status.value} stage requested")
+    resume(improvement, rolling_back=rollback_under_way(improvement))
+    return improvement
+
+
+def manual_rollback(store: "StateStore", improvement_id: str, *, by: str, reason: str) -> str:
+    """A person's rollback of a committed, deployed or verified change (the CLI's
+    ``rollback``, the dashboard's button): noted on the timeline, then
+    :func:`request_rollback`. Returns the recorded reason; raises :class:`NotNow` when
+    nothing is delivered."""
+    improvement = store.get(improvement_id)
+    if improvement is None:
+        raise NotNow(f"no improvement {improvement_id}")
+    if improvement.status not in DELIVERY:
+        raise NotNow(f"{improvement_id} is {improvement.status.value}: nothing to roll back")
+    why = f"manual rollback by {by}: {reason}"
+    _noted(store, improvement, f"human:{by}", f"rollback requested: {reason}"[:2000])
+    request_rollback(store, improvement.id, why)
+    return why
+
+
+def set_override(store: "StateStore", name: str, value: bool, *, by: str, reason: str | None) -> None:
+    """A person sets an override flag (``cortex-school flags set``, the dashboard's toggle);
+    who and why are kept beside it. ``auto_approve_none`` is also what the circuit breaker
+    sets when it opens. Raises KeyError for an unknown flag."""
+    why = f"set to {'true' if value else 'false'} by {by}" + (f": {reason}" if reason else "")
+    store.set_flag(name, value, reason=why)

@@ -499,9 +499,9 @@ def implement(improvement_id: str) -> None:
         err.print(f"[red]{improvement_id} is {improvement.status.value}; only approved or "
                   "implementing improvements are implemented[/]")
         raise typer.Exit(1)
-    from cortex_school.pipeline import resume
+    from cortex_school.pipeline import rerun_stage
 
-    resume(improvement, rolling_back=None)
+    rerun_stage(store, improvement.id, by=f"cli:{getpass.getuser()}")
     console.print(f"{improvement.id}: queued for implementation")
 
 
@@ -542,11 +542,9 @@ def dashboard(
         raise typer.Exit(2)
     import uvicorn
 
-    from cortex_school.dashboard import create_app
-    from cortex_school.intake.bridge import dead_letter_list
+    from cortex_school.dashboard import app_from_settings
 
-    web = create_app(_store(), cfg, limits=_limits(),
-                     bridge_dead_letters=dead_letter_list(settings.ingest.bridge_list))
+    web = app_from_settings(_store(), settings)
     bind, listen = host or cfg.host, port or cfg.port
     how = " and ".join(filter(None, ["a bearer token" if cfg.token else None,
                                      f"the {cfg.trusted_header} header" if cfg.trusted_header else None]))
@@ -573,19 +571,15 @@ def rollback(
 ) -> None:
     """Roll back a committed, deployed or verified improvement: git revert, push, ArgoCD
     refresh, wait, check the system, record and notify."""
-    from cortex_school.pipeline import request_rollback
+    from cortex_school.pipeline import NotNow, manual_rollback
 
     store = _store()
-    improvement = store.get(ensure_valid_id(improvement_id))
-    if improvement is None:
-        err.print(f"[red]no improvement {escape(improvement_id)}[/]")
-        raise typer.Exit(1)
-    if improvement.status not in (Status.COMMITTED, Status.DEPLOYED, Status.VERIFIED):
-        err.print(f"[red]{improvement_id} is {improvement.status.value}: nothing to roll back[/]")
-        raise typer.Exit(1)
-    why = f"manual rollback by {by}: {reason}"
-    request_rollback(store, improvement.id, why)
-    console.print(f"{improvement.id}: rollback queued ({escape(why)})")
+    try:
+        why = manual_rollback(store, ensure_valid_id(improvement_id), by=by, reason=reason)
+    except (NotNow, ValueError) as exc:
+        err.print(f"[red]{escape(str(exc))}[/]")
+        raise typer.Exit(1) from None
+    console.print(f"{improvement_id}: rollback queued ({escape(why)})")
 
 
 @app.command()
@@ -755,14 +749,21 @@ def flags_show() -> None:
 
 
 @flags_app.command("set")
-def flags_set(name: str, value: str) -> None:
+def flags_set(
+    name: str,
+    value: str,
+    reason: str | None = typer.Option(None, help="Why (kept beside the flag)."),
+    by: str = typer.Option(getpass.getuser(), help="Who sets it."),
+) -> None:
     """Set a flag: NAME true|false."""
     if value.lower() not in ("true", "false"):
         err.print("[red]value must be true or false[/]")
         raise typer.Exit(2)
+    from cortex_school.pipeline import set_override
+
     store = _store()
     try:
-        store.set_flag(name, value.lower() == "true")
+        set_override(store, name, value.lower() == "true", by=by, reason=reason)
     except KeyError as exc:
         err.print(f"[red]{exc.args[0]}[/]")
         raise typer.Exit(2) from None
@@ -930,6 +931,7 @@ def demo(
     reset: bool = typer.Option(False, help="Delete this database's pipeline state first."),
     platform: str = typer.Option("examples/platform",
                                  help="Sample platform to index for RAG validation ('' to skip)."),
+    dashboard: bool = typer.Option(True, help="Serve the review dashboard on 127.0.0.1 while it runs."),
 ) -> None:
     """Start a worker, ingest the samples, wait until idle, print the funnel and decisions."""
     from cortex_school.cli.demo import reset_demo_gitops, run_demo
@@ -939,7 +941,7 @@ def demo(
         console.print(f"reset: deleted {store.purge()} pipeline keys")
         reset_demo_gitops()
     raise typer.Exit(run_demo(store, samples=samples, timeout=timeout, concurrency=concurrency,
-                              platform=platform or None))
+                              platform=platform or None, dashboard=dashboard))
 
 
 def main() -> None:

@@ -11,7 +11,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
@@ -186,15 +187,61 @@ def print_commits(store: RedisStore, ids: set[str]) -> None:
         print(log.stdout or log.stderr)  # plain: Rich would re-wrap the graph
 
 
-def run_demo(
-    store: RedisStore, *, samples: str, timeout: float, concurrency: int, platform: str | None = None
-) -> int:
-    from celeryconfig import ALL_QUEUES
-    from cortex_school.cli.render import decisions_table, funnel_table, print_report
-    from cortex_school.intake.ingest import ingest_document, iter_sources
-    from cortex_school.models import Rejection
-    from cortex_school.pipeline import enqueue
+@dataclass
+class DemoDashboard:
+    url: str
+    token: str
+    stop: Callable[[], None]
 
+
+def start_dashboard(store: RedisStore, *, remote: str | None) -> DemoDashboard | None:
+    """The review dashboard in a background thread of the demo, on 127.0.0.1 only, with a
+    token generated for this run (CORTEX_DASHBOARD_PORT when free, else any free port).
+    It lives as long as the demo; None (and why, printed) when it cannot start."""
+    import secrets
+    import socket
+    import threading
+
+    import uvicorn
+
+    from cortex_school.dashboard import app_from_settings
+
+    settings = get_settings()
+    token = secrets.token_urlsafe(24)
+    cfg = settings.dashboard.model_copy(update={"token": token, "trusted_header": None, "host": "127.0.0.1"})
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", cfg.port))
+            port = cfg.port
+        except OSError:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+    app = app_from_settings(store, settings, dashboard=cfg, remote=remote)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                           server_header=False))
+    thread = threading.Thread(target=server.run, name="demo-dashboard", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            console.print("[yellow]dashboard did not start; run `cortex-school dashboard` instead[/]")
+            server.should_exit = True
+            return None
+        time.sleep(0.05)
+
+    def stop() -> None:
+        server.should_exit = True
+        thread.join(10)
+
+    return DemoDashboard(f"http://127.0.0.1:{port}/", token, stop)
+
+
+def run_demo(
+    store: RedisStore, *, samples: str, timeout: float, concurrency: int, platform: str | None = None,
+    dashboard: bool = False,
+) -> int:
+    """The demo; ``dashboard``: serve the review dashboard while it runs and print its URL
+    and this run's token (the exit code is the same either way)."""
     settings = get_settings()
     backend = {
         "offline": "offline expert (deterministic rules, no LLM)",
@@ -210,6 +257,30 @@ def run_demo(
     if platform and settings.rag.enabled:
         worker_env = index_platform(Path(platform))
     worker_env.update(prepare_gitops(platform))
+    web = start_dashboard(store, remote=worker_env.get("GITOPS_REMOTE")) if dashboard else None
+    if web is not None:
+        console.print(f"dashboard: {web.url} (token {web.token})")
+    try:
+        return _run(store, samples=samples, timeout=timeout, concurrency=concurrency,
+                    worker_env=worker_env, log_path=log_path, name=name)
+    finally:
+        if web is not None:
+            web.stop()
+            remote = worker_env.get("GITOPS_REMOTE")
+            console.print("dashboard stopped with the demo; to keep reviewing: "
+                          + (f"GITOPS_REMOTE={remote} " if remote else "")
+                          + "CORTEX_DASHBOARD_TOKEN=$(openssl rand -hex 32) cortex-school dashboard")
+
+
+def _run(store: RedisStore, *, samples: str, timeout: float, concurrency: int,
+         worker_env: dict[str, str], log_path: Path, name: str) -> int:
+    from celeryconfig import ALL_QUEUES
+    from cortex_school.cli.render import decisions_table, funnel_table, print_report
+    from cortex_school.intake.ingest import ingest_document, iter_sources
+    from cortex_school.models import Rejection
+    from cortex_school.pipeline import enqueue
+
+    settings = get_settings()
     with open(log_path, "wb") as log:
         proc = start_worker(queues=ALL_QUEUES, concurrency=concurrency, name=name, log=log,
                             env=worker_env)

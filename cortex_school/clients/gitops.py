@@ -365,6 +365,21 @@ class GitOpsRepo:
                 continue  # not in that revision
         return out
 
+    def show_change(self, sha: str, *, limit: int = 400_000) -> str:
+        """``git show`` of a commit, without colour (a merge: its change against the first
+        parent, i.e. what it brought to the target branch); fetches once if the clone does not
+        have it yet. At most ``limit`` characters. Raises GitOpsError."""
+        if not re.fullmatch(r"[0-9a-f]{7,40}", sha):
+            raise GitOpsError(f"not a commit id: {sha[:50]!r}")
+        repo = self._git()
+        try:
+            repo.git.cat_file("-e", f"{sha}^{{commit}}")
+        except GitCommandError:
+            self.fetch()
+        text = cast(str, self._run(lambda: repo.git.show("--no-color", "--no-ext-diff", "-m",
+                                                         "--first-parent", "--stat", "--patch", sha)))
+        return text if len(text) <= limit else text[:limit] + "\n… (cut)"
+
     def find_revert(self, improvement_id: str) -> str | None:
         found = self._git().git.log(f"origin/{self.branch}", "--format=%H", "-n", "1",
                                     f"--grep=^{REVERT_TRAILER}: {improvement_id}$").strip()

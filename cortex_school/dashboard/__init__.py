@@ -5,6 +5,6 @@
 (token, session cookie, trusted header, CSRF).
 """
 
-from cortex_school.dashboard.app import DashboardConfigError, create_app
+from cortex_school.dashboard.app import DashboardConfigError, app_from_settings, create_app
 
-__all__ = ["DashboardConfigError", "create_app"]
+__all__ = ["DashboardConfigError", "app_from_settings", "create_app"]

@@ -2,10 +2,16 @@
 with the package (autoescaped), no CDN and no front-end build.
 
 Pages: **Needs a person** (``/``: :func:`cortex_school.waiting.needs_person`, grouped,
-oldest first) and **an improvement** (``/improvements/<id>``: proposal, video,
-assessments, findings with evidence, plan, policy findings, timeline) with approve and
-reject, which call :func:`cortex_school.pipeline.decide_review`, as the CLI does.
-``/api/needs-person`` is the same list as JSON (for scripts and, later, live updates).
+oldest first); **an improvement** (``/improvements/<id>``: proposal, video,
+assessments, findings with evidence, plan, the manifests as a diff against the GitOps
+repository (:mod:`cortex_school.dashboard.changes`), policy findings, timeline) with
+approve and reject (:func:`cortex_school.pipeline.decide_review`), re-run the stage
+(:func:`~cortex_school.pipeline.rerun_stage`) and roll back
+(:func:`~cortex_school.pipeline.manual_rollback`), the functions the CLI calls; and
+**the pipeline** (``/pipeline``: funnel, queues and their consumers, workers, flags and
+the circuit breaker with a toggle (:func:`~cortex_school.pipeline.set_override`),
+rollbacks, alerts), which ``static/pipeline.js`` refreshes from ``/api/pipeline``.
+``/api/needs-person`` is the waiting list as JSON.
 
 Every route but the login page and ``/healthz`` requires a principal
 (:mod:`cortex_school.dashboard.auth`): the middleware refuses the rest with 401 before
@@ -23,7 +29,7 @@ import unicodedata
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jinja2
 from fastapi import FastAPI, Request
@@ -35,18 +41,26 @@ from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cortex_school.dashboard.auth import NAME_PATTERN, PUBLIC, SESSION_COOKIE, DashboardAuth, Principal, same_origin
+from cortex_school.dashboard.changes import Change, ChangeViewer
+from cortex_school.dashboard.pipeline_view import BREAKER_FLAG, Consumers, snapshot
 from cortex_school.delivery.merge import human_duration
 from cortex_school.models import IMPROVEMENT_ID_PATTERN, Improvement, ImprovementType, Status, utcnow
-from cortex_school.settings import DashboardSettings
-from cortex_school.store import RedisStore, TransitionRefused
+from cortex_school.pipeline import DELIVERY, RERUNNABLE
+from cortex_school.settings import DashboardSettings, Settings, get_settings
+from cortex_school.store import OVERRIDE_FLAGS, RedisStore, TransitionRefused
 from cortex_school.waiting import GROUP_TITLES, StuckLimits, Waiting, current_reason, needs_person
+
+if TYPE_CHECKING:
+    from cortex_school.clients.gitops import GitOpsRepo
 
 HERE = Path(__file__).parent
 MAX_REASON = 1000  # characters of a review reason
 MAX_BODY = 64 * 1024  # bytes of a POST body
 # Fixed messages a redirect may ask the page to show: nothing from the query is echoed.
 NOTICES = {"approved": "Approved: it is planned afresh and implemented.", "acknowledged": "Acknowledged.",
-           "rejected": "Rejected."}
+           "rejected": "Rejected.", "rerun": "Re-run queued: the stage it sits in runs again.",
+           "rollback": "Rollback queued: the change is reverted, refreshed and checked.",
+           "flag": "Flag set."}
 
 ReviewFn = Callable[..., Any]
 
@@ -56,23 +70,36 @@ class DashboardConfigError(RuntimeError):
 
 
 def create_app(store: RedisStore, settings: DashboardSettings, *, limits: StuckLimits,
-               bridge_dead_letters: str | None = None, decide: ReviewFn | None = None) -> FastAPI:
+               bridge_dead_letters: str | None = None, decide: ReviewFn | None = None,
+               changes: ChangeViewer | None = None, queues: tuple[str, ...] = (),
+               consumers: Consumers | None = None, breaker: tuple[int, int] = (3, 3600),
+               rerun: ReviewFn | None = None, roll_back: ReviewFn | None = None,
+               set_flag: ReviewFn | None = None) -> FastAPI:
     """The dashboard for ``store``. Raises :class:`DashboardConfigError` when the settings
-    leave it without authentication. ``decide`` is the review function (default
-    :func:`cortex_school.pipeline.decide_review`; tests may pass their own)."""
+    leave it without authentication.
+
+    ``decide``, ``rerun``, ``roll_back``, ``set_flag``: what the buttons call (default
+    :mod:`cortex_school.pipeline`'s ``decide_review``, ``rerun_stage``,
+    ``manual_rollback``, ``set_override``, as the CLI; tests may pass their own).
+    ``changes`` reads the GitOps repository for the diff (None: the page says it is not
+    configured); ``queues`` are the Celery queues shown with ``consumers`` (default: ask
+    Celery); ``breaker`` is (rollback limit, window in seconds)."""
     problem = settings.auth_problem()
     if problem is not None:
         raise DashboardConfigError(problem)
-    if decide is None:
-        from cortex_school.pipeline import decide_review
+    from cortex_school import pipeline
 
-        decide = decide_review
-    review = decide
+    review = decide or pipeline.decide_review
+    rerun_fn = rerun or pipeline.rerun_stage
+    rollback_fn = roll_back or pipeline.manual_rollback
+    flag_fn = set_flag or pipeline.set_override
+    seen = consumers or Consumers()
     auth = DashboardAuth(settings)
     templates = _templates()
     css = (HERE / "static" / "dashboard.css").read_text()
     css_hash = base64.b64encode(hashlib.sha256(css.encode()).digest()).decode()
     csp = (f"default-src 'none'; style-src 'self' 'sha256-{css_hash}'; img-src 'self'; "
+           "script-src 'self'; connect-src 'self'; "
            "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 
     app = FastAPI(title="Cortex School review", docs_url=None, redoc_url=None, openapi_url=None)
@@ -199,8 +226,11 @@ def create_app(store: RedisStore, settings: DashboardSettings, *, limits: StuckL
                            "`cortex-school show --json`.")
         if improvement is None:
             return refused(request, 404, "No such improvement.")
+        context = _improvement_context(store, improvement, limits)
+        change = (changes.change(improvement, context["fields"]) if changes is not None else
+                  Change("unavailable", "Manifests", note="No GitOps repository configured for this dashboard."))
         return page("improvement.html", principal=principal, csrf=auth.csrf_token(principal),
-                    notice=NOTICES.get(done or ""), **_improvement_context(store, improvement, limits))
+                    notice=NOTICES.get(done or ""), change=change, **context)
 
     @app.post("/improvements/{improvement_id}/approve")
     async def approve(request: Request, improvement_id: str) -> Response:
@@ -231,6 +261,69 @@ def create_app(store: RedisStore, settings: DashboardSettings, *, limits: StuckL
             return refused(request, 409, f"Nothing changed: {exc}.")
         return RedirectResponse(f"/improvements/{improvement_id}?done={done.outcome.status}", status_code=303)
 
+    @app.post("/improvements/{improvement_id}/rerun")
+    async def rerun_stage(request: Request, improvement_id: str) -> Response:
+        return await act_on(request, improvement_id, "rerun", reason_required=False)
+
+    @app.post("/improvements/{improvement_id}/rollback")
+    async def roll_back_change(request: Request, improvement_id: str) -> Response:
+        return await act_on(request, improvement_id, "rollback", reason_required=True)
+
+    async def act_on(request: Request, improvement_id: str, action: str, *, reason_required: bool) -> Response:
+        checked = await checked_form(request)
+        if isinstance(checked, Response):
+            return checked
+        principal, form = checked
+        if not IMPROVEMENT_ID_PATTERN.match(improvement_id) or not store.exists(improvement_id):
+            return refused(request, 404, "No such improvement.")
+        raw = form.get("reason")
+        reason = raw.strip() if isinstance(raw, str) else ""
+        if reason_required or reason:
+            problem = _reason_problem(reason, action="roll back" if action == "rollback" else action)
+            if problem is not None:
+                return refused(request, 400, problem)
+        try:
+            if action == "rerun":
+                rerun_fn(store, improvement_id, by=principal.reviewer)
+            else:
+                rollback_fn(store, improvement_id, by=principal.reviewer, reason=reason)
+        except pipeline.NotNow as exc:
+            return refused(request, 409, f"Nothing changed: {exc}.")
+        return RedirectResponse(f"/improvements/{improvement_id}?done={action}", status_code=303)
+
+    # -- the pipeline ---------------------------------------------------------------
+    def pipeline_now() -> dict[str, Any]:
+        return snapshot(store, queues, seen(), breaker_limit=breaker[0], breaker_window=breaker[1])
+
+    @app.get("/pipeline")
+    def pipeline_page(request: Request, done: str | None = None) -> Response:
+        principal: Principal = request.state.principal
+        return page("pipeline.html", principal=principal, csrf=auth.csrf_token(principal),
+                    notice=NOTICES.get(done or ""), now=pipeline_now(), breaker_flag=BREAKER_FLAG,
+                    max_reason=MAX_REASON)
+
+    @app.get("/api/pipeline")
+    def pipeline_json() -> Response:
+        return JSONResponse(pipeline_now())
+
+    @app.post("/flags/{name}")
+    async def toggle_flag(request: Request, name: str) -> Response:
+        checked = await checked_form(request)
+        if isinstance(checked, Response):
+            return checked
+        principal, form = checked
+        if name not in OVERRIDE_FLAGS:
+            return refused(request, 404, "No such flag.")
+        value, raw = form.get("value"), form.get("reason")
+        if value not in ("true", "false"):
+            return refused(request, 400, "A flag is set to true or false: nothing changed.")
+        reason = raw.strip() if isinstance(raw, str) else ""
+        problem = _reason_problem(reason, action="change a flag")
+        if problem is not None:
+            return refused(request, 400, problem)
+        flag_fn(store, name, value == "true", by=principal.reviewer, reason=reason)
+        return RedirectResponse("/pipeline?done=flag", status_code=303)
+
     return app
 
 
@@ -242,9 +335,9 @@ def _too_large(length: str | None) -> bool:
     return not length.strip().isdigit() or int(length) > MAX_BODY
 
 
-def _reason_problem(reason: str) -> str | None:
+def _reason_problem(reason: str, *, action: str = "reject") -> str | None:
     if not reason:
-        return "A reason is required to reject: nothing changed."
+        return f"A reason is required to {action}: nothing changed."
     if len(reason) > MAX_REASON:
         return f"A reason is at most {MAX_REASON} characters: nothing changed."
     if any(unicodedata.category(c) == "Cc" and c not in "\n\t" for c in reason.replace("\r\n", "\n")):
@@ -325,7 +418,45 @@ def _improvement_context(store: RedisStore, improvement: Improvement, limits: St
         "violations": [v for v in violations if isinstance(v, dict)] if isinstance(violations, list) else [],
         "delivered": delivered,
         "timeline": store.timeline(improvement.id),
+        "fields": fields,
         "reviewable": improvement.status is Status.PENDING_REVIEW,
+        "rerunnable": improvement.status in RERUNNABLE,
+        "delivered_now": improvement.status in DELIVERY,
         "concept": improvement.type is ImprovementType.CONCEPT,
         "max_reason": MAX_REASON,
     }
+
+
+def app_from_settings(store: RedisStore, settings: Settings | None = None, *,
+                      dashboard: DashboardSettings | None = None, remote: str | None = None) -> FastAPI:
+    """The dashboard as ``cortex-school dashboard`` and the demo run it: this process's own
+    clone of the GitOps repository (``remote`` instead of GITOPS_REMOTE: the demo's local
+    one) for the diffs, the Celery queues of ``celeryconfig`` with consumers asked of the
+    workers, the circuit breaker's settings."""
+    from celeryconfig import ALL_QUEUES
+    from cortex_school.intake.bridge import dead_letter_list
+    from cortex_school.runtime import get_gitops_repo
+
+    settings = settings or get_settings()
+    if remote is not None:
+        settings = settings.model_copy(update={"gitops": settings.gitops.model_copy(update={"remote_url": remote})})
+    limits = StuckLimits(stuck_after=settings.stuck_after_seconds,
+                         health_window=settings.services.health_check_duration)
+    approval = settings.approval
+    return create_app(store, dashboard or settings.dashboard, limits=limits,
+                      bridge_dead_letters=dead_letter_list(settings.ingest.bridge_list),
+                      changes=ChangeViewer(lambda: _repo(settings) if remote is not None else get_gitops_repo(),
+                                           settings.policy),
+                      queues=ALL_QUEUES,
+                      breaker=(approval.circuit_breaker_rollbacks, approval.circuit_breaker_window_seconds))
+
+
+def _repo(settings: Settings) -> GitOpsRepo:
+    """A clone of ``settings``' GitOps remote (runtime's reads the process-wide settings)."""
+    from cortex_school.clients.gitops import GitOpsRepo
+
+    cfg = settings.gitops
+    return GitOpsRepo(remote=cfg.remote, branch=cfg.github_branch,
+                      workdir=cfg.workdir or settings.data_dir / "gitops", author=cfg.commit_author,
+                      mode=cfg.mode, push_attempts=cfg.push_attempts, username=cfg.username,
+                      secret=cfg.secret)

@@ -185,6 +185,26 @@ def _violations_reason(violations: list[Violation]) -> str:
     return f"{len(violations)} policy/schema violation(s), nothing committed: {listed}{more}"
 
 
+def render_context(improvement: Improvement, policy: PolicySettings) -> RenderContext:
+    """What the renderers need besides the plan (the same for the stage and a preview)."""
+    return RenderContext(improvement.id, improvement.video_id, improvement.title,
+                         secret_store=policy.secret_store,
+                         ingress_class=(policy.allowed_ingress_classes or ["traefik"])[0],
+                         cert_issuer=(policy.allowed_cert_issuers or ["cortex-ca"])[0])
+
+
+def planned_files(improvement: Improvement, plan: ImplementationPlan, policy: PolicySettings,
+                  workdir: Path, platform: Platform | None) -> dict[str, str]:
+    """The files (path → text) the stage would commit for ``plan`` on the checkout at
+    ``workdir``: rendered and placed as :func:`run_implement` does, with the Kustomizations
+    that would list them; read-only (no gate, nothing written). Raises PlanError."""
+    if not plan.resources or not plan.namespaces:
+        return {}
+    rendered = render_resources(plan, render_context(improvement, policy))
+    placement = place(rendered, platform, plan.namespaces[0])
+    return {**placement.files, **_listed_texts(workdir, placement.listed)}
+
+
 def run_implement(store: StateStore, improvement_id: str, *, implementer: Implementer,
                   worker: str, actor: str) -> tuple[StageOutcome, CommitResult | None]:
     loaded = load(store, improvement_id, STAGE)
@@ -242,10 +262,7 @@ def run_implement(store: StateStore, improvement_id: str, *, implementer: Implem
         # Half of what was asked is not the change that was approved: a person decides.
         return _to_review(store, loaded, "the plan leaves out part of the proposal, nothing committed: "
                           + "; ".join(s[len(NOT_PLANNED):] for s in missing), actor), None
-    policy = implementer.policy
-    ctx = RenderContext(loaded.id, loaded.video_id, loaded.title, secret_store=policy.secret_store,
-                        ingress_class=(policy.allowed_ingress_classes or ["traefik"])[0],
-                        cert_issuer=(policy.allowed_cert_issuers or ["cortex-ca"])[0])
+    ctx = render_context(loaded, implementer.policy)
     gate = implementer.gate(workdir)
     violations = check_plan(plan, implementer.policy, gate.system)
     if any(v.rule == "size" for v in violations):
