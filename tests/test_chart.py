@@ -35,6 +35,8 @@ CUSTOM_VALUES = {
     "keda": {"enabled": True, "maxReplicas": 10},
     "flower": {"enabled": False},
     "metrics": {"serviceMonitor": {"enabled": False}},
+    "reviewDashboard": {"enabled": True, "tokenSecret": {"name": "cortex-dashboard", "key": "token"},
+                        "ingress": {"enabled": True, "host": "review.cortex.local", "tlsSecret": "review-tls"}},
 }
 
 
@@ -181,3 +183,24 @@ def test_applications_in_further_namespaces_get_the_same_role_and_the_setting(tm
             for c in d["spec"]["template"]["spec"]["containers"] for e in c.get("env", [])
             if e["name"] == "ARGOCD_APP_NAMESPACES"]
     assert envs and all(e["value"] == "team-apps,argocd" for e in envs)
+
+
+@needs_helm
+def test_the_review_dashboard_is_off_by_default_and_never_renders_without_authentication(tmp_path):
+    """Off by default; enabled, it needs a token Secret or a trusted header (helm fails
+    otherwise); with the token it reads CORTEX_DASHBOARD_TOKEN from that Secret, binds all
+    addresses in its pod, and the NetworkPolicy admits its port from the ingress namespace."""
+    assert not [d for d in render(tmp_path) if d["metadata"]["name"].endswith("-review")]
+    (tmp_path / "open.yaml").write_text(yaml.safe_dump({"reviewDashboard": {"enabled": True}}))
+    out = subprocess.run([str(HELM), "template", "t", str(CHART), "--values", str(tmp_path / "open.yaml")],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0 and "never runs open" in out.stderr
+    docs = render(tmp_path, CUSTOM_VALUES)
+    (deployment,) = [d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"].endswith("-review")]
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"][:2] == ["cortex-school", "dashboard"]
+    token = next(e for e in container["env"] if e["name"] == "CORTEX_DASHBOARD_TOKEN")
+    assert token["valueFrom"]["secretKeyRef"] == {"name": "cortex-dashboard", "key": "token"}
+    (policy,) = [d for d in docs if d["kind"] == "NetworkPolicy"]
+    assert any(p["port"] == 8088 for rule in policy["spec"]["ingress"] for p in rule["ports"])
+    assert [d["spec"]["rules"][0]["host"] for d in docs if d["kind"] == "Ingress"] == ["review.cortex.local"]
