@@ -244,6 +244,28 @@ def implemented(store, implementer, description: str, notes: str):
     return imp, outcome
 
 
+def deployed_and_verified(store, improvement_id: str, cluster, repo, cfg) -> None:
+    """Deploy a committed change on the simulated cluster until it is synced, then verify it
+    over a health window."""
+    from datetime import timedelta
+
+    from cortex_school.clients.cluster.metrics import SimulatedMetrics
+    from cortex_school.delivery import Deployer, run_deploy, run_verify
+    from cortex_school.models import utcnow
+    from cortex_school.settings import ServiceSettings
+
+    deployer = Deployer(cluster=cluster, metrics=SimulatedMetrics(cluster), repo=repo, cfg=cfg,
+                        services=ServiceSettings(health_check_duration=60), co_author=AUTHOR)
+    now = utcnow()
+    step = run_deploy(store, improvement_id, deployer, actor="t@h", now=now)
+    for _ in range(3):
+        if step.outcome != "waiting":
+            break
+        step = run_deploy(store, improvement_id, deployer, actor="t@h", now=now)
+    assert step.status == "deployed", step.detail
+    assert run_verify(store, improvement_id, deployer, actor="t@h", now=now + timedelta(seconds=90)).status == "verified"
+
+
 def test_a_companion_in_a_kustomize_folder_is_listed_committed_and_applied(store, landing):
     """GIVEN embeddings built by Kustomize WHEN its HPA is implemented THEN the commit holds
     the HPA file and one added line in the kustomization, and the Application that builds
@@ -468,13 +490,6 @@ def test_a_new_component_folder_is_applied_by_the_application_its_application_se
     apps/*/* WHEN a new component is implemented THEN its new folder is covered by the
     Application the set will generate for it, the commit records that name, and deploy on
     the simulated cluster (whose ArgoCD generates it from the merged folder) verifies it."""
-    from datetime import timedelta
-
-    from cortex_school.clients.cluster.metrics import SimulatedMetrics
-    from cortex_school.delivery import Deployer, run_deploy, run_verify
-    from cortex_school.models import utcnow
-    from cortex_school.settings import ServiceSettings
-
     seed = a_platform(tmp_path / "seed")
     appset = seed / "argocd-apps/workloads.yaml"
     appset.write_text(appset.read_text().replace("path: apps/*\n", "path: apps/*/*\n")
@@ -488,16 +503,7 @@ def test_a_new_component_folder_is_applied_by_the_application_its_application_se
                                "Service on port 5001.")
     assert outcome.status == "committed", store.field(imp.id, "review_reason")
     assert store.get(imp.id).delivery.argocd_apps == ["tools-docling-serve"]
-    deployer = Deployer(cluster=cluster, metrics=SimulatedMetrics(cluster), repo=repo, cfg=cfg,
-                        services=ServiceSettings(health_check_duration=60), co_author=AUTHOR)
-    now = utcnow()
-    step = run_deploy(store, imp.id, deployer, actor="t@h", now=now)
-    for _ in range(3):
-        if step.outcome != "waiting":
-            break
-        step = run_deploy(store, imp.id, deployer, actor="t@h", now=now)
-    assert step.status == "deployed", step.detail
-    assert run_verify(store, imp.id, deployer, actor="t@h", now=now + timedelta(seconds=90)).status == "verified"
+    deployed_and_verified(store, imp.id, cluster, repo, cfg)
     cluster.reset()
 
 
@@ -538,13 +544,6 @@ def test_a_new_workload_with_a_volume_and_a_tls_ingress_lands_whole(store, tmp_p
     the Deployment (Recreate, the claim mounted there), its claim, the Service, the
     Ingress (class as written, TLS from the Certificate's own Secret) and the Certificate;
     the gate passes it and it verifies. Without a port the Ingress is named as not planned."""
-    from datetime import timedelta
-
-    from cortex_school.clients.cluster.metrics import SimulatedMetrics
-    from cortex_school.delivery import Deployer, run_deploy, run_verify
-    from cortex_school.models import utcnow
-    from cortex_school.settings import ServiceSettings
-
     notes = ("Run louislam/uptime-kuma:1.23.15 as a Deployment in tools on port 3001 with a 2Gi longhorn PVC "
              "mounted at /app/data, requesting 100m CPU and 256Mi memory, with an Ingress for "
              "status.cortex.local (class traefik, certificate from cortex-ca).")
@@ -572,16 +571,7 @@ def test_a_new_workload_with_a_volume_and_a_tls_ingress_lands_whole(store, tmp_p
     assert outcome.status == "committed", store.field(imp.id, "review_reason")
     files = store.get(imp.id).delivery.git_files
     assert files and all(f.startswith("apps/tools/uptime-kuma/") for f in files), files
-    deployer = Deployer(cluster=cluster, metrics=SimulatedMetrics(cluster), repo=repo, cfg=cfg,
-                        services=ServiceSettings(health_check_duration=60), co_author=AUTHOR)
-    now = utcnow()
-    step = run_deploy(store, imp.id, deployer, actor="t@h", now=now)
-    for _ in range(3):
-        if step.outcome != "waiting":
-            break
-        step = run_deploy(store, imp.id, deployer, actor="t@h", now=now)
-    assert step.status == "deployed", step.detail
-    assert run_verify(store, imp.id, deployer, actor="t@h", now=now + timedelta(seconds=90)).status == "verified"
+    deployed_and_verified(store, imp.id, cluster, repo, cfg)
     cluster.reset()
 
     plan, _ = plan_for(root, "Deploy Uptime Kuma for a status page", notes.replace(" on port 3001", ""))

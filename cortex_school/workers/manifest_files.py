@@ -26,7 +26,13 @@ from cortex_school.platform_model.files import (
     read_file,
     read_manifests,
 )
-from cortex_school.workers.policy import GateContext, autoscaler_floor
+from cortex_school.workers.policy import POD_PATHS, GateContext, autoscaler_floor
+
+
+def _dig_dict(obj: dict[str, Any], path: tuple[str, ...]) -> dict[str, Any]:
+    for key in path:
+        obj = _dict_at(obj, key)
+    return obj
 
 
 def _dict_at(obj: dict[str, Any], key: str) -> dict[str, Any]:
@@ -64,11 +70,11 @@ def repo_context(root: Path | None, base: GateContext) -> GateContext:
         spec = _dict_at(obj, "spec")
         template = _dict_at(spec, "template")
         tmeta = _dict_at(template, "metadata")
-        pod = _dict_at(_dict_at(_dict_at(_dict_at(spec, "jobTemplate"), "spec"), "template"), "spec") \
-            if kind == "CronJob" else spec if kind == "Pod" else _dict_at(template, "spec")
         # Everything that runs pods (operators' Rollouts and the like keep a pod template too).
-        if kind in ("Deployment", "StatefulSet", "DaemonSet", "CronJob", "Job", "Pod", "ReplicaSet") \
-                or (isinstance(template.get("spec"), dict) and isinstance(template["spec"].get("containers"), list)):
+        pod_path = POD_PATHS.get(kind) or (
+            ("spec", "template", "spec") if isinstance(_dict_at(template, "spec").get("containers"), list) else None)
+        if pod_path is not None:
+            pod = _dig_dict(obj, pod_path)
             named = pod.get("serviceAccountName") or pod.get("serviceAccount")
             account = named if isinstance(named, str) and named else "default"
             accounts[(kind, ns, name)] = account

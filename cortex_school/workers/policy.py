@@ -37,7 +37,7 @@ import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel
 
@@ -565,6 +565,16 @@ def _commands(manifest: Manifest) -> Iterator[tuple[str, str]]:
 
 
 # -- the gate --------------------------------------------------------------------------
+
+T = TypeVar("T")
+
+
+def _record_of(records: Mapping[tuple[str, str, str], T], key: tuple[str, str, str]) -> T | None:
+    """The repository's record of (kind, namespace, name), or of the same kind and name in a
+    manifest that names no namespace (applied in whatever namespace its Application sets)."""
+    found = records.get(key)
+    return found if found is not None else records.get((key[0], "", key[2]))
+
 
 def autoscaler_floor(obj: dict[str, Any]) -> tuple[str, str, str, int] | None:
     """(target kind, namespace, target name, fewest replicas) of an HPA or KEDA
@@ -1241,8 +1251,7 @@ class _Checker:
         what the system owns."""
         if self.serves is None:
             return None
-        account = self.ctx.existing_accounts.get(self.serves) or \
-            self.ctx.existing_accounts.get((self.serves[0], "", self.serves[2]))
+        account = _record_of(self.ctx.existing_accounts, self.serves)
         if not account or account == "default" or self.sys_owns(account):
             return None
         return account
@@ -1438,7 +1447,7 @@ class _Checker:
             spec = _map(self.m.get("spec"))
             budget, floor = spec.get("maxUnavailable"), spec.get("minAvailable")
             kind, ns, name = self.serves
-            replicas = self.ctx.existing_replicas.get((kind, ns, name), self.ctx.existing_replicas.get((kind, "", name)))
+            replicas = _record_of(self.ctx.existing_replicas, (kind, ns, name))
             # An autoscaler of the change or the repository may take the workload down to its
             # floor: a budget must leave a pod to evict at that count too.
             lowest = self.change.floors.get((kind, ns, name))
@@ -1696,8 +1705,7 @@ class _Checker:
         they gave it (their capacity, their call)."""
         if self.serves is None:
             return
-        replicas = self.ctx.existing_replicas.get(self.serves, self.ctx.existing_replicas.get(
-            (self.serves[0], "", self.serves[2])))
+        replicas = _record_of(self.ctx.existing_replicas, self.serves)
         if replicas is not None and isinstance(low, int) and low < replicas:
             self.add("autoscaler", f"spec.{key}", f"{key} {low} takes {self.serves[0]} {self.serves[2]} below "
                      f"the {replicas} replicas its owners set", "review")
